@@ -1,0 +1,51 @@
+"""The ``galmet`` command: ``galmet <subcommand> [options]``.
+
+Each subcommand lives in the module that owns its concern and is imported only when used
+(``galmet evaluate`` does not pay for importing torch). A module provides
+``cli_parser() -> argparse.ArgumentParser`` and ``cli_main(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from galmet import __version__
+
+SUBCOMMANDS = {
+    "predict": ("galmet.predict", "predict with a trained model on a directory of <objID>.jpg cutouts"),
+    "evaluate": ("galmet.metrics", "RMSE, NMAD, median residual and binned statistics of a predictions table"),
+    "download-cutouts": ("galmet.cutouts", "download SDSS ImgCutout JPEGs for a catalog, with retries and a cache"),
+}
+
+
+def _usage() -> str:
+    width = max(len(n) for n in SUBCOMMANDS)
+    rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in SUBCOMMANDS.items())
+    return (
+        f"usage: galmet <command> [options]   (galmet {__version__})\n\ncommands:\n{rows}\n\n"
+        "galmet <command> --help shows a command's options."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        print(f"galmet {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"galmet: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    parser = module.cli_parser()
+    parser.prog = f"galmet {name}"
+    args = parser.parse_args(rest)
+    return int(module.cli_main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
