@@ -1,0 +1,28 @@
+# galmet: gas-phase metallicity of galaxies from SDSS images (Wu & Boada 2019, MNRAS 484, 4683).
+#   snakemake --cores 2 --resources gpu=1                 the demo (config.yaml)
+#   snakemake --configfile configs/paper.yaml --cores 16 --resources gpu=1
+# The stages live in workflow/rules/, the science in src/galmet/ (see DEVELOPING.md).
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/catalog.smk"
+include: "workflow/rules/cutouts.smk"
+include: "workflow/rules/images.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/baselines.smk"
+include: "workflow/rules/reference.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        "results/summary.json",
+        figure_outputs(),

@@ -1,0 +1,77 @@
+"""Labelled image sets: the images, ids and targets of one split, gathered from the shard stores.
+
+The bridge between the workflow's files (clean catalog, split, per-shard stores) and the
+arrays that training and prediction take. Galaxies without a valid target value are left out
+and counted, never passed on as NaN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from galmet.imaging import gather
+from galmet.io import read_table
+
+log = logging.getLogger("galmet.dataset")
+
+TARGET_UNITS = {"oh_p50": "dex (12 + log O/H)", "lgm_tot_p50": "log10(M*/Msun)"}
+
+
+@dataclass
+class LabelledSet:
+    objid: np.ndarray  # int64
+    x: np.ndarray  # uint8 N x H x W x 3
+    y: np.ndarray  # float32, the target
+
+    def __len__(self) -> int:
+        return len(self.objid)
+
+
+def split_members(catalog_path, split_path, index_paths, target: str) -> pd.DataFrame:
+    """``objID, split, <target>`` for every galaxy that has an image and a valid target value."""
+    catalog = read_table(catalog_path)
+    if target not in catalog.columns:
+        raise KeyError(
+            f"{catalog_path}: the catalog has no column {target!r} (columns: {', '.join(catalog.columns)}); "
+            "remove it from `targets` in the config or use a catalog that has it"
+        )
+    split = read_table(split_path)
+    imaged = pd.concat([pd.read_parquet(p, columns=["objID"]) for p in index_paths], ignore_index=True)
+    df = catalog[["objID", target]].merge(split, on="objID", how="inner")
+    n_all = len(df)
+    df = df[df["objID"].isin(imaged["objID"])]
+    n_img = len(df)
+    y = pd.to_numeric(df[target], errors="coerce")
+    ok = np.isfinite(y) & (y > -999)
+    df = df[ok.to_numpy()].copy()
+    df[target] = y[ok].astype("float32")
+    log.info(
+        "%s: %d galaxies in catalog and split, %d with an image, %d with a valid %s",
+        target, n_all, n_img, len(df), target,
+    )
+    return df.reset_index(drop=True)
+
+
+def load_split(members: pd.DataFrame, which: str, target: str, index_paths, store_paths) -> LabelledSet:
+    """Gather the images of one split (``train``, ``valid`` or ``test``)."""
+    rows = members[members["split"] == which].sort_values("objID")
+    ids = rows["objID"].to_numpy(dtype=np.int64)
+    x = gather(index_paths, store_paths, ids) if len(ids) else np.empty((0, 1, 1, 3), np.uint8)
+    return LabelledSet(objid=ids, x=x, y=rows[target].to_numpy(dtype=np.float32))
+
+
+def fingerprint(*parts) -> str:
+    """A short stable hash of JSON-able values and arrays (config, ids, labels)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,30 @@
+"""Shared fixtures: paths to the bundled real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "resources" / "demo"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip on a user's machine; fail in CI, where every system test must run."""
+    if IN_CI:
+        pytest.fail(f"CI=true but: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def demo_catalog() -> pd.DataFrame:
+    return pd.read_csv(DEMO / "catalog.csv", dtype={"objID": "int64"})
+
+
+@pytest.fixture(scope="session")
+def demo_images(demo_catalog) -> list[Path]:
+    return [DEMO / "images" / f"{oid}.jpg" for oid in demo_catalog["objID"]]

@@ -1,0 +1,93 @@
+# Images: decode each shard's cutouts once into a uint8 store, re-bin it to every resolution,
+# and assign the train / valid / test split.
+
+
+def store_resolutions():
+    """Resolutions made by re-binning: every configured one except the cutout size itself."""
+    return [r for r in RESOLUTIONS if r != CUTOUT_SIZE]
+
+
+def stores(res):
+    """Input function: the store at resolution `res` (int or wildcard name) of every shard."""
+
+    def _stores(wildcards):
+        r = wildcards.res if res == "wildcard" else res
+        shards = shard_ids(wildcards)
+        return {
+            "index": expand("results/images/{shard}/index.parquet", shard=shards),
+            "store": expand("results/images/{shard}/{res}px.npy", shard=shards, res=r),
+        }
+
+    return _stores
+
+
+rule pack_images:
+    """Decode the shard's JPEGs once into an N x W x W x 3 uint8 store."""
+    input:
+        manifest="results/cutouts/{shard}.parquet",
+    output:
+        index="results/images/{shard}/index.parquet",
+        store=f"results/images/{{shard}}/{CUTOUT_SIZE}px.npy",
+        rejected="results/images/{shard}/rejected.csv",
+    params:
+        size=CUTOUT_SIZE,
+    log:
+        "results/logs/pack_images/{shard}.log",
+    benchmark:
+        "results/benchmarks/pack_images/{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/pack_images.py"
+
+
+rule rebin_images:
+    """Block-average the full-resolution store down to `res` pixels."""
+    input:
+        store=f"results/images/{{shard}}/{CUTOUT_SIZE}px.npy",
+    output:
+        store="results/images/{shard}/{res}px.npy",
+    wildcard_constraints:
+        res="|".join(str(r) for r in store_resolutions()) or "NONE",
+    params:
+        res=lambda wc: int(wc.res),
+    log:
+        "results/logs/rebin_images/{shard}-{res}px.log",
+    benchmark:
+        "results/benchmarks/rebin_images/{shard}-{res}px.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/rebin_images.py"
+
+
+rule split:
+    """Stable seeded train / valid / test assignment of every clean galaxy."""
+    input:
+        catalog="results/catalog/clean.parquet",
+        force_test=config["split"]["force_test_ids"] or [],
+    output:
+        split="results/split.parquet",
+    params:
+        seed=config["split"]["seed"],
+        fractions=config["split"]["fractions"],
+    log:
+        "results/logs/split.log",
+    benchmark:
+        "results/benchmarks/split.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/split.py"

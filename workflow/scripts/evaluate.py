@@ -1,0 +1,14 @@
+"""Adapter: predictions table -> metrics JSON (galmet.metrics.evaluate_predictions)."""
+
+import pandas as pd
+
+from galmet.io import write_json
+from galmet.logs import setup_logging
+from galmet.metrics import evaluate_predictions
+
+log = setup_logging(snakemake.log[0])
+target = snakemake.wildcards.target
+df = pd.read_parquet(snakemake.input[0])
+result = evaluate_predictions(df[target].to_numpy(), df["prediction"].to_numpy(), bin_width=snakemake.params.bin_width)
+write_json(result, snakemake.output[0])
+log.info("%s %s: n=%d rmse=%.4f nmad=%.4f", target, snakemake.wildcards.model, result["n"], result["rmse"], result["nmad"])

@@ -1,0 +1,11 @@
+"""Adapter: every model's metrics and every baseline -> results/summary.json (galmet.summary)."""
+
+from galmet.logs import setup_logging
+from galmet.summary import build_summary
+from galmet.io import write_json
+
+setup_logging(snakemake.log[0])
+write_json(
+    build_summary(snakemake.params.models, snakemake.input.metrics, snakemake.input.baselines),
+    snakemake.output[0],
+)
