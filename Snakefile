@@ -16,10 +16,11 @@ include: "workflow/rules/catalog.smk"
 include: "workflow/rules/cutouts.smk"
 include: "workflow/rules/images.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/reference.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/infer.smk"
 
 
 rule all:

@@ -13,6 +13,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in [GALMET_SRC, os.environ.get("PYTHONPATH", "")] if p
 )
 
+# OpenMP threads that spin while waiting steal the cores of the jobs beside them: with torch's
+# default, a training step next to another job ran 6x slower on 2 cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
 from galmet.config import ConfigError, validate_config  # noqa: E402
@@ -36,6 +40,7 @@ wildcard_constraints:
     seed=r"\d+",
     target="|".join(TARGETS),
     arch=r"resnet\d+",
+    model=r"resnet\d+-\d+px-seed\d+",
 
 
 def model_name(arch, res, seed):

@@ -14,7 +14,7 @@ rule predict:
     params:
         tta=config["predict"]["tta"],
         batch_size=config["predict"]["batch_size"],
-        device=config["train"]["device"],
+        device=config["predict"]["device"],
         which="test",
     log:
         "results/logs/predict/{target}/{arch}-{res}px-seed{seed}/shard-{shard}.log",

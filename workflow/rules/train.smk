@@ -21,6 +21,7 @@ rule train:
         train=lambda wc: {**config["train"], "arch": wc.arch, "seed": int(wc.seed)},
         scale=config["cutouts"]["scale"],
         cutout_size=CUTOUT_SIZE,
+        tta=config["predict"]["tta"],
     log:
         "results/logs/train/{target}/{arch}-{res}px-seed{seed}.log",
     benchmark:

@@ -23,6 +23,7 @@ meta = {
     "cutout_scale": params.scale,
     "cutout_size": params.cutout_size,
     "seed": int(wc.seed),
+    "tta": params.tta,
     "galmet_version": __version__,
     "config_hash": fingerprint(params.train, params.scale, params.cutout_size),
     "data_hash": fingerprint(train.objid, train.y, valid.objid, valid.y),

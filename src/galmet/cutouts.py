@@ -1,0 +1,446 @@
+"""Cutout acquisition: parallel, resumable SkyServer downloads into a persistent cache, or a
+local directory of ``<objID>.jpg``; and the ``galmet download-cutouts`` command.
+
+Cache layout: ``<cache_root>/<scale>-<W>x<H>/<objID>.jpg`` (``<scale>`` is ``adaptive`` or the
+fixed arcsec/px, e.g. ``0.117``). A file appears there only after its response was validated
+(:func:`galmet.skyserver.validate_jpeg`) and is renamed into place atomically, so a run killed
+at any moment (``kill -9`` included) leaves no corrupt ``<objID>.jpg``; the next run requests
+only the galaxies without one. Temporary files are ``.<objID>.jpg.*.<pid>.part``; those of dead
+processes are removed at the start of the next run.
+
+Failures are recorded, never silently dropped: a table ``objID,reason,attempts`` with the
+reasons of :mod:`galmet.skyserver` (``http_404``, ``http_4xx``, ``http_429``, ``http_5xx``,
+``timeout``, ``connection``, ``empty``, ``not_jpeg``, ``truncated``, ``wrong_size``,
+``blank``) plus three that make no request (``attempts`` 0):
+
+- ``missing``: source ``local`` and no ``<objID>.jpg`` (or an empty one) in the directory;
+- ``bad_position``: ra/dec missing or out of range;
+- ``no_scale``: adaptive scale and petroR90_r missing or not positive.
+
+Scale: fixed (arcsec per pixel) or ``adaptive``, where the field of view is
+``2 * petroR90_r / 0.396`` arcsec across (as the images Wu & Boada released), so
+``scale = 2 * petroR90_r / 0.396 / width``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from galmet.io import atomic_path, read_table, write_table
+from galmet.skyserver import (
+    DEFAULT_BASE_URL,
+    NO_ANSWER,
+    CutoutError,
+    SkyServerClient,
+)
+
+log = logging.getLogger("galmet.cutouts")
+
+SDSS_PIXEL_ARCSEC = 0.396
+LOCAL_REASONS = ("missing", "bad_position", "no_scale")
+FAILURE_COLUMNS = ["objID", "reason", "attempts"]
+
+
+def scale_label(scale: str | float) -> str:
+    """``adaptive`` or the fixed scale written compactly (0.117 -> ``0.117``)."""
+    if isinstance(scale, str):
+        if scale != "adaptive":
+            raise ValueError(f"scale must be 'adaptive' or a number of arcsec per pixel, got {scale!r}")
+        return scale
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a positive number of arcsec per pixel, got {scale!r}")
+    return f"{float(scale):g}"
+
+
+def cache_dir(root: str | os.PathLike, scale: str | float, width: int, height: int) -> Path:
+    """``<root>/<scale>-<W>x<H>``: one cache per image geometry."""
+    return Path(root) / f"{scale_label(scale)}-{int(width)}x{int(height)}"
+
+
+def pixel_scales(catalog: pd.DataFrame, scale: str | float, width: int) -> np.ndarray:
+    """Arcsec per pixel for every row (NaN where the adaptive scale cannot be computed)."""
+    if scale == "adaptive":
+        if "petroR90_r" not in catalog:
+            raise KeyError(
+                "adaptive scale needs a petroR90_r column (arcsec) in the catalog; add it or use "
+                "a fixed scale (arcsec per pixel, e.g. 0.117 for 15 arcsec at 128 px)"
+            )
+        r90 = pd.to_numeric(catalog["petroR90_r"], errors="coerce").to_numpy(float)
+        out = 2.0 * r90 / SDSS_PIXEL_ARCSEC / float(width)
+        out[~(r90 > 0)] = np.nan
+        return out
+    scale_label(scale)
+    return np.full(len(catalog), float(scale))
+
+
+def _failures_frame(rows) -> pd.DataFrame:
+    df = pd.DataFrame(list(rows), columns=FAILURE_COLUMNS)
+    return df.astype({"objID": "int64", "reason": "str", "attempts": "int64"})
+
+
+def _manifest_frame(rows) -> pd.DataFrame:
+    df = pd.DataFrame(list(rows), columns=["objID", "path"])
+    return df.astype({"objID": "int64", "path": "str"})
+
+
+def _check_input_rows(catalog: pd.DataFrame, scales: np.ndarray | None):
+    """Split rows into requestable ones and failures that need no request."""
+    ra = pd.to_numeric(catalog["ra"], errors="coerce").to_numpy(float)
+    dec = pd.to_numeric(catalog["dec"], errors="coerce").to_numpy(float)
+    bad_pos = ~(np.isfinite(ra) & np.isfinite(dec) & (ra >= 0) & (ra <= 360)
+                & (dec >= -90) & (dec <= 90))
+    no_scale = np.zeros(len(catalog), bool) if scales is None else ~np.isfinite(scales)
+    no_scale &= ~bad_pos
+    return ra, dec, bad_pos, no_scale
+
+
+def clean_stale_temps(directory: str | os.PathLike, stale_after_s: float = 60.0) -> int:
+    """Remove temporary files left by killed downloads (dead writer and older than the limit)."""
+    n = 0
+    now = time.time()
+    for tmp in Path(directory).glob(".*.part"):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+        except (ValueError, IndexError):
+            pid = -1
+        try:
+            age = now - tmp.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        alive = False
+        if pid > 0:
+            try:
+                os.kill(pid, 0)
+                alive = True
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                alive = True
+        if (not alive and age > stale_after_s) or age > 3600:
+            tmp.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+@dataclass
+class DownloadResult:
+    """Good cutouts (objID, path), failures (objID, reason, attempts) and request counts."""
+
+    manifest: pd.DataFrame
+    failures: pd.DataFrame
+    cached: int = 0
+    fetched: int = 0
+    requests_sent: int = 0
+    answers: int = 0
+    reasons: dict = field(default_factory=dict)
+
+
+def download_cutouts(
+    catalog: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    client: SkyServerClient,
+    width: int = 128,
+    height: int = 128,
+    scale: str | float = "adaptive",
+    concurrency: int = 8,
+    progress: bool = True,
+) -> DownloadResult:
+    """Make sure ``out_dir/<objID>.jpg`` exists for every catalog row that the service can give.
+
+    Galaxies whose file is already there are not requested. The rest are fetched by
+    ``concurrency`` threads through ``client`` (which retries and validates); each good JPEG is
+    written atomically. Returns the manifest of every good cutout of the catalog (cached or new)
+    and the failures of this run.
+    """
+    if not 64 <= int(width) <= 2048 or not 64 <= int(height) <= 2048:
+        raise ValueError(f"width and height must be 64 to 2048 px (the service's limits), "
+                         f"got {width}x{height}; smaller images are made by re-binning")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out)
+    cat = catalog.drop_duplicates("objID").reset_index(drop=True)
+    scales = pixel_scales(cat, scale, width)
+    ra, dec, bad_pos, no_scale = _check_input_rows(cat, scales if scale == "adaptive" else None)
+    ids = cat["objID"].to_numpy("int64")
+
+    good: dict[int, str] = {}
+    failures: list[tuple[int, str, int]] = []
+    todo: list[int] = []
+    for i, oid in enumerate(ids):
+        path = out / f"{oid}.jpg"
+        if bad_pos[i]:
+            failures.append((int(oid), "bad_position", 0))
+        elif no_scale[i]:
+            failures.append((int(oid), "no_scale", 0))
+        elif path.is_file() and path.stat().st_size > 0:
+            good[int(oid)] = str(path)
+        else:
+            todo.append(i)
+    cached = len(good)
+    sent0, answers0 = client.requests_sent, client.answers
+    suffix = f".{os.getpid()}.part"
+
+    def fetch(i: int):
+        oid = int(ids[i])
+        res = client.get_jpeg(ra[i], dec[i], scales[i], width, height)
+        path = out / f"{oid}.jpg"
+        with atomic_path(path, suffix=suffix) as tmp:
+            tmp.write_bytes(res.content)
+        return oid, str(path)
+
+    if todo:
+        log.info("%d cutouts cached in %s, %d to download with %d connections",
+                 cached, out, len(todo), concurrency)
+    bar = tqdm(total=len(todo), desc="cutouts", unit="img", disable=not progress or not todo,
+               mininterval=1.0, file=sys.stderr)
+    window = max(4 * concurrency, 16)
+    with cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="getjpeg") as pool:
+        pending: dict[cf.Future, int] = {}
+        it = iter(todo)
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < window:
+                try:
+                    i = next(it)
+                except StopIteration:
+                    exhausted = True
+                    break
+                pending[pool.submit(fetch, i)] = i
+            if not pending:
+                break
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                i = pending.pop(fut)
+                try:
+                    oid, path = fut.result()
+                    good[oid] = path
+                except CutoutError as exc:
+                    failures.append((int(ids[i]), exc.reason, exc.attempts))
+                    log.debug("objID %d: %s after %d attempt(s)", ids[i], exc, exc.attempts)
+                bar.update(1)
+    bar.close()
+
+    manifest = _manifest_frame((oid, good[oid]) for oid in ids.tolist() if oid in good)
+    fails = _failures_frame(sorted(failures))
+    reasons = dict(Counter(fails["reason"]))
+    result = DownloadResult(manifest, fails, cached=cached, fetched=len(good) - cached,
+                            requests_sent=client.requests_sent - sent0,
+                            answers=client.answers - answers0, reasons=reasons)
+    log.info("cutouts: %d good (%d cached, %d downloaded), %d failed %s; %d requests sent",
+             len(manifest), cached, result.fetched, len(fails), reasons or "", result.requests_sent)
+    return result
+
+
+def collect_local(catalog: pd.DataFrame, local_dir: str | os.PathLike) -> DownloadResult:
+    """Source ``local``: ``<local_dir>/<objID>.jpg`` for each row; absent or empty files are
+    failures with reason ``missing`` (the images stage checks that the rest decode)."""
+    d = Path(local_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(
+            f"cutouts.local_dir {d} is not a directory; set it to the folder of <objID>.jpg files"
+        )
+    present = {p.name: p for p in d.iterdir() if p.suffix == ".jpg"}
+    good, failures = [], []
+    for oid in catalog["objID"].drop_duplicates().to_numpy("int64").tolist():
+        p = present.get(f"{oid}.jpg")
+        if p is not None and p.stat().st_size > 0:
+            good.append((oid, str(p)))
+        else:
+            failures.append((oid, "missing", 0))
+    fails = _failures_frame(failures)
+    reasons = dict(Counter(fails["reason"]))
+    if failures:
+        log.warning("%d of %d galaxies have no image in %s (listed as 'missing')",
+                    len(failures), len(good) + len(failures), d)
+    return DownloadResult(_manifest_frame(good), fails, cached=len(good), reasons=reasons)
+
+
+def client_from_config(cfg: dict) -> SkyServerClient:
+    """A SkyServerClient from the ``cutouts`` config section."""
+    return SkyServerClient(
+        base_url=cfg.get("base_url", DEFAULT_BASE_URL),
+        timeout_s=cfg.get("timeout_s", 30.0),
+        max_attempts=cfg.get("max_attempts", 5),
+        backoff_s=cfg.get("backoff_s", 1.0),
+        backoff_max_s=cfg.get("backoff_max_s", 60.0),
+        max_requests_per_second=cfg.get("max_requests_per_second") or None,
+        pool_size=max(int(cfg.get("concurrency", 8)), 1),
+    )
+
+
+def cutouts_for_shard(shard: str | os.PathLike, manifest_out: str | os.PathLike,
+                      failures_out: str | os.PathLike, cfg: dict,
+                      progress: bool = False) -> DownloadResult:
+    """Workflow step: a catalog shard -> manifest (objID, path) + failures CSV, written atomically.
+
+    ``cfg`` is the ``cutouts`` config section (source, local_dir, cache_dir, scale, width,
+    height, base_url, concurrency, timeouts...).
+    """
+    catalog = read_table(shard)
+    if cfg.get("source", "local") == "local":
+        result = collect_local(catalog, cfg["local_dir"])
+    else:
+        missing = [c for c in ("objID", "ra", "dec") if c not in catalog]
+        if cfg.get("scale", "adaptive") == "adaptive" and "petroR90_r" not in catalog:
+            missing.append("petroR90_r")
+        if missing:
+            raise KeyError(
+                f"{shard}: the catalog lacks column(s) {', '.join(missing)} needed to request "
+                "SkyServer cutouts; use a catalog source that provides them, a fixed "
+                "cutouts.scale (for petroR90_r), or cutouts.source: local"
+            )
+        result = download_cutouts(
+            catalog,
+            cache_dir(cfg.get("cache_dir", "resources/cutouts"), cfg.get("scale", "adaptive"),
+                      cfg.get("width", 128), cfg.get("height", 128)),
+            client_from_config(cfg),
+            width=cfg.get("width", 128), height=cfg.get("height", 128),
+            scale=cfg.get("scale", "adaptive"), concurrency=int(cfg.get("concurrency", 8)),
+            progress=progress,
+        )
+    if len(result.failures):
+        log.warning("%s: %d of %d galaxies excluded (no good cutout): %s; see %s", shard,
+                    len(result.failures), len(catalog), result.reasons, failures_out)
+    write_table(result.manifest, manifest_out)
+    write_table(result.failures, failures_out)
+    return result
+
+
+# --- galmet download-cutouts --------------------------------------------------------------------
+
+def _scale_arg(text: str):
+    if text == "adaptive":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--scale must be 'adaptive' or arcsec per pixel (e.g. 0.117), got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"--scale must be positive, got {text!r}")
+    return value
+
+
+def _size_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer number of pixels, got {text!r}") from None
+    if not 64 <= value <= 2048:
+        raise argparse.ArgumentTypeError(
+            f"{value} px is outside the service's 64..2048; request 64 or more and re-bin locally")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def cli_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="galmet download-cutouts",
+        description=(
+            "Download SDSS ImgCutout JPEGs for every galaxy of a catalog into DIR/<objID>.jpg, "
+            "with retries, validation and resume; failures go to DIR/failures.csv "
+            "(objID,reason,attempts; rewritten each run). Exit 0 when the run finished, even "
+            "with recorded failures; 1 when it could not run (unreadable catalog, unwritable "
+            "DIR, no request reached the server); 2 for bad arguments."
+        ),
+        epilog="Failure reasons: " + ", ".join(sorted(
+            ["http_404", "http_4xx", "http_429", "http_5xx", "timeout", "connection", "empty",
+             "not_jpeg", "truncated", "wrong_size", "blank", "bad_position", "no_scale"])),
+    )
+    p.add_argument("--catalog", required=True,
+                   help="CSV or Parquet with objID, ra, dec (+ petroR90_r for --scale adaptive)")
+    p.add_argument("--out", required=True, help="directory for <objID>.jpg and failures.csv")
+    p.add_argument("--base-url", required=True,
+                   help=f"SkyServerWS root, e.g. {DEFAULT_BASE_URL} (a URL ending in /getjpeg "
+                        "is used as is)")
+    p.add_argument("--width", type=_size_arg, default=128, help="pixels, 64..2048 (default 128)")
+    p.add_argument("--height", type=_size_arg, default=128, help="pixels, 64..2048 (default 128)")
+    p.add_argument("--scale", type=_scale_arg, default="adaptive",
+                   help="arcsec per pixel, or 'adaptive' (2*petroR90_r/0.396 arcsec across; default)")
+    p.add_argument("--concurrency", type=_positive_int, default=8,
+                   help="parallel connections (default 8)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    p.add_argument("--max-attempts", type=_positive_int, default=5,
+                   help="requests per galaxy before it is recorded as failed (default 5)")
+    p.add_argument("--backoff", type=float, default=1.0,
+                   help="base of the exponential backoff in seconds (default 1)")
+    p.add_argument("--max-rate", type=float, default=20.0,
+                   help="requests per second at most, 0 for no cap (default 20)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    from galmet.logs import setup_logging
+
+    setup_logging()
+    try:
+        catalog = read_table(args.catalog)
+    except Exception as exc:  # noqa: BLE001 - any unreadable catalog is reported the same way
+        print(f"galmet download-cutouts: cannot read catalog {args.catalog}: {exc}", file=sys.stderr)
+        return 1
+    need = ["objID", "ra", "dec"] + (["petroR90_r"] if args.scale == "adaptive" else [])
+    missing = [c for c in need if c not in catalog.columns]
+    if missing:
+        print(f"galmet download-cutouts: catalog {args.catalog} lacks column(s) "
+              f"{', '.join(missing)} (has {', '.join(map(str, catalog.columns))}); "
+              + ("with --scale adaptive it needs petroR90_r, or pass a fixed --scale"
+                 if "petroR90_r" in missing else "add them"), file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / ".write-test", suffix=".tmp") as tmp:
+            tmp.write_bytes(b"")
+        (out / ".write-test").unlink()
+    except OSError as exc:
+        print(f"galmet download-cutouts: cannot write to {out}: {exc}", file=sys.stderr)
+        return 1
+    client = SkyServerClient(
+        base_url=args.base_url, timeout_s=args.timeout, max_attempts=args.max_attempts,
+        backoff_s=args.backoff, backoff_max_s=max(60.0, args.backoff),
+        max_requests_per_second=args.max_rate or None, pool_size=args.concurrency,
+    )
+    result = download_cutouts(catalog, out, client, width=args.width, height=args.height,
+                              scale=args.scale, concurrency=args.concurrency,
+                              progress=not args.no_progress)
+    write_table(result.failures, out / "failures.csv")
+    print(f"{len(result.manifest)} good cutouts in {out} ({result.cached} already there, "
+          f"{result.fetched} downloaded); {len(result.failures)} failed "
+          f"{result.reasons or ''} -> {out / 'failures.csv'}; {result.requests_sent} requests",
+          file=sys.stderr)
+    if result.requests_sent and not result.answers:
+        reasons = {r for r in result.reasons if r in NO_ANSWER}
+        print(f"galmet download-cutouts: no request reached {client.url} "
+              f"({', '.join(sorted(reasons)) or 'no answer'}); check --base-url and the network",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    args = cli_parser().parse_args()
+    sys.exit(cli_main(args))

@@ -1,0 +1,203 @@
+"""The network: a torchvision ResNet body with the regression head of Wu & Boada (2019).
+
+The head is fastai 0.7's (the paper's code): concatenated adaptive average and max pooling,
+then ``BN -> Dropout(0.25) -> Linear(2C, 512) -> ReLU -> BN -> Dropout(0.5) -> Linear(512, 1)``.
+The model returns one number per image (shape ``N``).
+
+``pretrained`` is ``none`` (random initialisation), ``imagenet`` (torchvision's weights API:
+downloaded once when online, cached under ``$TORCH_HOME/hub/checkpoints``) or the path of a
+local file holding a torchvision ResNet ``state_dict`` (or a galmet ``model.pt``). When ImageNet
+weights cannot be had the build stops with :class:`PretrainedWeightsError` saying how to supply
+them: it never falls back to random weights silently.
+
+:func:`layer_groups` splits the network as fastai split a ResNet, for per-group learning rates:
+early (stem, layer1, layer2), middle (layer3, layer4), head.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ARCHS = ("resnet18", "resnet34", "resnet50")
+BODY_LAYERS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+EARLY = ("conv1", "bn1", "layer1", "layer2")
+MIDDLE = ("layer3", "layer4")
+HEAD_DEFAULT = {"hidden": 512, "dropout": [0.25, 0.5]}
+# ImageNet channel statistics (0..1 units), as torchvision and fastai use them.
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights were asked for and could not be loaded."""
+
+
+class AdaptiveConcatPool2d(nn.Module):
+    """Concatenation of adaptive average and max pooling to 1x1 (fastai's), then flattened."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)
+
+
+class MetallicityNet(nn.Module):
+    """``body`` (a ResNet without its pooling and classifier) followed by ``head``."""
+
+    def __init__(self, body: nn.Sequential, head: nn.Sequential):
+        super().__init__()
+        self.body = body
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x)).squeeze(-1)
+
+
+def make_head(in_features: int, hidden: int = 512, dropout=(0.25, 0.5)) -> nn.Sequential:
+    """The paper's regression head for a body with ``in_features`` output channels."""
+    p1, p2 = dropout
+    return nn.Sequential(
+        OrderedDict(
+            pool=AdaptiveConcatPool2d(),
+            bn1=nn.BatchNorm1d(2 * in_features),
+            drop1=nn.Dropout(p1),
+            fc1=nn.Linear(2 * in_features, hidden),
+            relu=nn.ReLU(inplace=True),
+            bn2=nn.BatchNorm1d(hidden),
+            drop2=nn.Dropout(p2),
+            fc2=nn.Linear(hidden, 1),
+        )
+    )
+
+
+def _imagenet_state_dict(arch: str) -> dict:
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # offline, proxy, truncated download, bad hash...
+        raise PretrainedWeightsError(
+            f"train.pretrained=imagenet: cannot get the ImageNet weights of {arch} "
+            f"({type(exc).__name__}: {exc}). Torchvision downloads them from {weights.url} into "
+            f"{cache} (the cache under $TORCH_HOME). Offline, supply the file yourself: copy "
+            f"{os.path.basename(weights.url)} there (or set TORCH_HOME to a directory whose "
+            f"hub/checkpoints/ holds it), or set train.pretrained to the path of a local "
+            f"state_dict file, or to 'none' to train from random weights on purpose."
+        ) from exc
+
+
+def _local_state_dict(path: str) -> dict:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise PretrainedWeightsError(
+            f"train.pretrained={path!r}: no such file. Give 'none', 'imagenet' or the path of a "
+            "torchvision ResNet state_dict (.pth) or a galmet model.pt"
+        )
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PretrainedWeightsError(
+            f"train.pretrained={path!r}: cannot load it as a torch state_dict ({exc})"
+        ) from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]  # a galmet model.pt: take its body
+        obj = {k[len("body."):]: v for k, v in obj.items() if k.startswith("body.")}
+    if not isinstance(obj, dict):
+        raise PretrainedWeightsError(f"train.pretrained={path!r}: holds a {type(obj).__name__}, not a state_dict")
+    return obj
+
+
+def _load_body(body: nn.Sequential, state: dict, arch: str, source: str) -> None:
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    try:
+        result = body.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes that do not match
+        raise PretrainedWeightsError(
+            f"pretrained weights from {source} do not fit a {arch} body (was the file made for "
+            f"another architecture?): {str(exc).splitlines()[-1].strip()}"
+        ) from None
+    if result.missing_keys or result.unexpected_keys:
+        raise PretrainedWeightsError(
+            f"pretrained weights from {source} do not fit a {arch} body: "
+            f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]} "
+            f"(was the file made for another architecture?)"
+        )
+
+
+def build_model(
+    arch: str = "resnet34",
+    pretrained: str = "none",
+    hidden: int = HEAD_DEFAULT["hidden"],
+    dropout=tuple(HEAD_DEFAULT["dropout"]),
+) -> MetallicityNet:
+    """A ResNet body (``arch`` in resnet18/34/50) with the paper's head.
+
+    ``pretrained``: ``"none"``, ``"imagenet"`` or a local file path (see the module docstring).
+    """
+    import torchvision
+
+    if arch not in ARCHS:
+        raise ValueError(f"train.arch={arch!r}: unknown architecture; choose one of {', '.join(ARCHS)}")
+    resnet = torchvision.models.get_model(arch, weights=None)
+    body = nn.Sequential(OrderedDict((name, getattr(resnet, name)) for name in BODY_LAYERS))
+    pretrained = str(pretrained)
+    if pretrained == "imagenet":
+        _load_body(body, _imagenet_state_dict(arch), arch, "ImageNet")
+    elif pretrained != "none":
+        _load_body(body, _local_state_dict(pretrained), arch, pretrained)
+    in_features = resnet.fc.in_features
+    return MetallicityNet(body, make_head(in_features, hidden=hidden, dropout=dropout))
+
+
+def layer_groups(model: MetallicityNet) -> list[list[nn.Parameter]]:
+    """Parameters in three groups: [early (stem, layer1, layer2), middle (layer3, layer4), head]."""
+    early = [p for name in EARLY for p in getattr(model.body, name).parameters()]
+    middle = [p for name in MIDDLE for p in getattr(model.body, name).parameters()]
+    head = list(model.head.parameters())
+    n_all = sum(1 for _ in model.parameters())
+    if len(early) + len(middle) + len(head) != n_all:
+        raise AssertionError("layer groups do not cover every parameter of the model")
+    return [early, middle, head]
+
+
+def set_body_trainable(model: MetallicityNet, trainable: bool) -> None:
+    """Freeze (or unfreeze) the body: ``requires_grad`` off for every body parameter.
+
+    A frozen body must also be kept in eval mode by the trainer (see :func:`train_mode`) so that
+    its batch-norm running statistics stay as they are.
+    """
+    for p in model.body.parameters():
+        p.requires_grad_(trainable)
+
+
+def train_mode(model: MetallicityNet, body_frozen: bool) -> None:
+    """Put the model in training mode; a frozen body stays in eval mode (its BN is frozen too)."""
+    model.train()
+    if body_frozen:
+        model.body.eval()
+
+
+def normalisation_constants(mean, std, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)`` shaped ``1 x 3 x 1 x 1`` so that ``x_uint8 * scale + shift`` is normalised.
+
+    ``mean`` and ``std`` are per-channel in 0..1 units (as stored in a model's meta).
+    """
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return 1.0 / (255.0 * std_t), -mean_t / std_t
+
+
+def to_input(x_nchw_uint8: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """uint8 ``N x C x H x W`` (any memory format, on the model's device) -> normalised float32.
+
+    The memory format is kept: an NHWC array permuted to NCHW stays channels_last, which is
+    what the CUDA path wants, with no copy.
+    """
+    x = x_nchw_uint8.to(torch.float32)
+    return x.mul_(scale).add_(shift)

@@ -1,0 +1,689 @@
+"""Training: the paper's recipe (SPEC section 4) in plain PyTorch.
+
+Schedule
+    Stage 1 (only with a pretrained body and ``stage1.epochs > 0``): the body is frozen — its
+    parameters get no gradient *and* it is kept in eval mode, so its batch-norm running
+    statistics stay the pretrained ones; the head alone is trained at ``stage1.lr``, cosine
+    annealed to 0 over the stage. With ``pretrained: none`` stage 1 is skipped (a random body
+    is not a feature extractor worth freezing).
+    Stage 2: everything trainable, SGD with momentum and per-layer-group learning rates
+    ``stage2.lrs`` for early (stem, layer1, layer2) / middle (layer3, layer4) / head, annealed
+    with SGDR (cosine to 0, warm restarts) over cycles of ``stage2.cycles`` epochs. Learning
+    rates are set per iteration, as fastai 0.7 did. A new optimizer (fresh momentum) starts
+    each stage, as each fastai ``fit`` call did.
+    Loss: RMSE of the batch. The last linear layer's bias starts at the mean training label
+    (an offset of ~9 dex is otherwise the first thing a short schedule spends its epochs on).
+
+Data path
+    ``x`` arrives as uint8 ``N x H x W x 3`` (a memory-mapped store is fine). Batches are
+    gathered as uint8, moved to the device, then the random D4 element per sample
+    (:func:`galmet.imaging.d4_per_sample`, vectorised) and the normalisation are applied there.
+    An NHWC array seen as NCHW is already channels_last: no layout copy is ever made. When
+    the arrays fit (``data_on_device``) they are copied once to the device (to RAM on CPU);
+    otherwise batches are gathered from the array, on CUDA by a prefetching thread into pinned
+    memory. CUDA: bf16 autocast and channels_last.
+
+Robustness
+    Every random draw of epoch ``e`` (order, D4 elements, dropout) comes from a generator
+    seeded by ``(seed, e)``: a run resumed at epoch ``e`` continues exactly as an uninterrupted
+    one. ``out_dir/checkpoint.pt`` is written atomically after every epoch (model, optimizer,
+    log) and removed once ``model.pt`` is written; a rerun with the same parameters and data
+    resumes after the last finished epoch (a checkpoint of other parameters or data is
+    ignored and overwritten). A non-finite loss stops training with :class:`TrainingError`.
+
+Model selection
+    ``keep: last`` (default, the paper's practice) keeps the final weights — at the end of
+    an SGDR cycle, where the learning rate is 0. ``keep: best`` keeps the epoch with the lowest
+    validation RMSE; with a validation set of a few dozen galaxies that choice is noisy and
+    flatters the validation score, so use it only with a large validation split.
+
+Outputs in ``out_dir``: ``model.pt`` (``{"state_dict", "meta"}``, loadable with
+``weights_only=True``), ``train_log.csv`` (``epoch, stage, lr_early, lr_middle, lr_head,
+train_rmse, valid_rmse, seconds``), ``loss_curve.png``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from galmet import __version__
+from galmet.imaging import d4_per_sample
+from galmet.io import atomic_path, write_table
+from galmet.model import (
+    HEAD_DEFAULT,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_model,
+    layer_groups,
+    normalisation_constants,
+    set_body_trainable,
+    to_input,
+    train_mode,
+)
+
+log = logging.getLogger("galmet.train")
+
+GROUPS = ("early", "middle", "head")
+LOG_COLUMNS = ["epoch", "stage", "lr_early", "lr_middle", "lr_head", "train_rmse", "valid_rmse", "seconds"]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, bad inputs); the message says what to change."""
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def default_params() -> dict:
+    """The ``train`` defaults of the config schema (the paper's recipe)."""
+    from galmet.config import load_schema
+
+    return _defaults_of(load_schema()["properties"]["train"])
+
+
+def _defaults_of(schema: dict):
+    if schema.get("type") == "object" and "properties" in schema:
+        base = copy.deepcopy(schema.get("default", {})) or {}
+        for name, sub in schema["properties"].items():
+            if name not in base:
+                d = _defaults_of(sub)
+                if d is not None:
+                    base[name] = d
+        return base
+    return copy.deepcopy(schema.get("default"))
+
+
+def complete_params(params: dict | None) -> dict:
+    """``params`` with every missing key (also nested) taken from the schema defaults."""
+
+    def merge(default, given):
+        if isinstance(default, dict) and isinstance(given, dict):
+            out = dict(default)
+            for k, v in given.items():
+                out[k] = merge(default.get(k), v) if k in default else v
+            return out
+        return copy.deepcopy(given)
+
+    return merge(default_params(), dict(params or {}))
+
+
+def _check_params(p: dict) -> None:
+    lrs = p["stage2"]["lrs"]
+    if len(lrs) != 3:
+        raise TrainingError(
+            f"train.stage2.lrs={lrs}: give 3 learning rates, for early (stem, layer1, layer2), "
+            "middle (layer3, layer4) and head"
+        )
+    if not p["stage2"]["cycles"] or any(int(c) < 1 for c in p["stage2"]["cycles"]):
+        raise TrainingError(f"train.stage2.cycles={p['stage2']['cycles']}: give cycle lengths of >= 1 epoch")
+    if p["normalisation"] not in ("imagenet", "dataset"):
+        raise TrainingError(f"train.normalisation={p['normalisation']!r}: use 'imagenet' or 'dataset'")
+    if p["keep"] not in ("last", "best"):
+        raise TrainingError(f"train.keep={p['keep']!r}: use 'last' or 'best'")
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+def cosine_factors(cycles, steps_per_epoch: int) -> np.ndarray:
+    """Per-iteration learning-rate factors of SGDR: one cosine from 1 to 0 per cycle.
+
+    ``cycles`` are cycle lengths in epochs, e.g. ``[1, 2, 4]``; the result has
+    ``sum(cycles) * steps_per_epoch`` entries and equals 1 at the first step of every cycle.
+    """
+    parts = []
+    for c in cycles:
+        n = int(c) * int(steps_per_epoch)
+        t = np.arange(n, dtype=np.float64)
+        parts.append(0.5 * (1.0 + np.cos(np.pi * t / n)))
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def plan(params: dict, steps_per_epoch: int) -> list[dict]:
+    """One entry per epoch: ``{"stage", "base_lrs" (3), "factors" (per step)}``.
+
+    Stage-1 epochs (frozen body) have base learning rates ``[0, 0, stage1.lr]``.
+    """
+    epochs = []
+    if _stage1_epochs(params):
+        n1 = _stage1_epochs(params)
+        f = cosine_factors([n1], steps_per_epoch)
+        for e in range(n1):
+            epochs.append(
+                {"stage": 1, "base_lrs": [0.0, 0.0, float(params["stage1"]["lr"])],
+                 "factors": f[e * steps_per_epoch:(e + 1) * steps_per_epoch]}
+            )
+    f = cosine_factors(params["stage2"]["cycles"], steps_per_epoch)
+    for e in range(sum(int(c) for c in params["stage2"]["cycles"])):
+        epochs.append(
+            {"stage": 2, "base_lrs": [float(v) for v in params["stage2"]["lrs"]],
+             "factors": f[e * steps_per_epoch:(e + 1) * steps_per_epoch]}
+        )
+    return epochs
+
+
+def _stage1_epochs(params: dict) -> int:
+    if str(params["pretrained"]) == "none":
+        return 0
+    return int(params["stage1"]["epochs"])
+
+
+def make_optimizer(model, stage: int, params: dict) -> torch.optim.SGD:
+    """SGD with momentum over the three layer groups (stage 1: the head group only)."""
+    groups = layer_groups(model)
+    if stage == 1:
+        set_body_trainable(model, False)
+        specs = [{"params": groups[2], "lr": float(params["stage1"]["lr"]), "name": "head"}]
+    else:
+        set_body_trainable(model, True)
+        specs = [
+            {"params": g, "lr": float(lr), "name": name}
+            for g, lr, name in zip(groups, params["stage2"]["lrs"], GROUPS)
+        ]
+    return torch.optim.SGD(
+        specs, lr=specs[-1]["lr"], momentum=float(params["momentum"]),
+        weight_decay=float(params["weight_decay"]),
+    )
+
+
+def _set_lrs(opt: torch.optim.SGD, base_lrs, factor: float) -> None:
+    by_name = dict(zip(GROUPS, base_lrs))
+    for g in opt.param_groups:
+        g["lr"] = by_name[g["name"]] * factor
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"device={device!r} but CUDA is not available here: use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+def _fits(nbytes: int, device: torch.device, mode: str) -> bool:
+    if mode == "always":
+        return True
+    if mode == "never":
+        return False
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return nbytes <= 0.7 * free - 3 * 2**30  # leave room for the model's own few GB
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        ram = 8 * 2**30
+    return nbytes <= 0.25 * ram
+
+
+class ImageSource:
+    """uint8 images ``N x H x W x 3`` served as batches ``B x 3 x H x W`` (channels_last) on ``device``.
+
+    ``resident``: the whole array is copied once to the device (RAM on CPU), in chunks so a
+    memory-mapped store is never read whole into host memory first; else rows are gathered
+    from the array for each batch.
+    """
+
+    def __init__(self, x: np.ndarray, device: torch.device, resident: bool):
+        self.x = x
+        self.device = device
+        self.resident = resident
+        self.data = None
+        if resident:
+            out = torch.empty(x.shape, dtype=torch.uint8, device=device)
+            step = max(1, (256 * 2**20) // max(1, int(np.prod(x.shape[1:]))))
+            for s in range(0, len(x), step):
+                out[s:s + step] = torch.from_numpy(np.array(x[s:s + step])).to(device)
+            self.data = out
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def host_batch(self, idx: np.ndarray) -> torch.Tensor:
+        """Rows ``idx`` gathered on the host (pinned when the target is CUDA), NHWC uint8."""
+        t = torch.from_numpy(np.ascontiguousarray(self.x[idx]))
+        return t.pin_memory() if self.device.type == "cuda" else t
+
+    def batch(self, idx: np.ndarray, host: torch.Tensor | None = None) -> torch.Tensor:
+        if self.resident:
+            t = self.data.index_select(0, torch.as_tensor(idx, device=self.device))
+        else:
+            t = (host if host is not None else self.host_batch(idx)).to(self.device, non_blocking=True)
+        return t.permute(0, 3, 1, 2)  # NCHW view of NHWC memory = channels_last
+
+    def iterate(self, batches: list[np.ndarray]):
+        """Yield device batches; a streamed CUDA source prefetches on a thread."""
+        if self.resident or self.device.type != "cuda":
+            for idx in batches:
+                yield self.batch(idx)
+            return
+        q: queue.Queue = queue.Queue(maxsize=3)
+        stop = threading.Event()
+
+        def worker():
+            try:
+                for idx in batches:
+                    if stop.is_set():
+                        return
+                    q.put(self.host_batch(idx))
+                q.put(None)
+            except BaseException as exc:  # handed to the consumer
+                q.put(exc)
+
+        th = threading.Thread(target=worker, daemon=True)
+        th.start()
+        try:
+            for idx in batches:
+                item = q.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield self.batch(idx, host=item)
+        finally:
+            stop.set()
+            while th.is_alive():
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    th.join(timeout=0.05)
+
+
+def split_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Cut a permutation into ``ceil(n / batch_size)`` batches of near-equal size.
+
+    No batch is dropped and none is tiny (batch norm needs more than one sample); indices are
+    sorted inside a batch so that a memory-mapped store is read in order.
+    """
+    n = len(order)
+    nb = max(1, math.ceil(n / batch_size))
+    return [np.sort(b) for b in np.array_split(order, nb)]
+
+
+def dataset_stats(x: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (0..1 units) of uint8 NHWC images, in chunks."""
+    s = np.zeros(3)
+    s2 = np.zeros(3)
+    n = 0
+    for i in range(0, len(x), chunk):
+        b = np.asarray(x[i:i + chunk], dtype=np.float64) / 255.0
+        s += b.sum(axis=(0, 1, 2))
+        s2 += (b * b).sum(axis=(0, 1, 2))
+        n += b.shape[0] * b.shape[1] * b.shape[2]
+    mean = s / n
+    std = np.sqrt(np.maximum(s2 / n - mean**2, 1e-12))
+    return mean.tolist(), std.tolist()
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(int(seed) * 1_000_003 + int(epoch) * 7919 + 17)
+    return g
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def rmse_on(model, source: ImageSource, y: np.ndarray, scale, shift, batch_size: int, amp: bool) -> float:
+    """RMSE of the model (eval mode, no TTA) on a whole set."""
+    if len(source) == 0:
+        return float("nan")
+    model.eval()
+    sse = torch.zeros((), dtype=torch.float64, device=source.device)
+    yt = torch.as_tensor(np.asarray(y, dtype=np.float32), device=source.device)
+    batches = [np.arange(s, min(s + batch_size, len(source))) for s in range(0, len(source), batch_size)]
+    for idx, xb in zip(batches, source.iterate(batches)):
+        with torch.autocast(source.device.type, dtype=torch.bfloat16, enabled=amp):
+            pred = model(to_input(xb, scale, shift))
+        sse += ((pred.float() - yt[idx[0]:idx[-1] + 1]) ** 2).sum().double()
+    return math.sqrt(float(sse) / len(source))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _fingerprint(params: dict, meta: dict, x_train, y_train, x_valid, y_valid, seed: int) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"params": params, "meta": meta, "seed": seed}, sort_keys=True, default=str).encode())
+    for a in (x_train, x_valid):
+        h.update(repr(tuple(a.shape)).encode())
+        if len(a):
+            h.update(np.ascontiguousarray(a[0]).tobytes())
+            h.update(np.ascontiguousarray(a[-1]).tobytes())
+    for a in (y_train, y_valid):
+        h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+def _after_checkpoint(epoch: int) -> None:
+    """Called after each checkpoint is written (a seam for tests that interrupt training)."""
+
+
+def _save(obj, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _cpu_state(model) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def plot_loss_curve(log_df: pd.DataFrame, path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(log_df["epoch"], log_df["train_rmse"], "o-", label="train (augmented, dropout)")
+    ax.plot(log_df["epoch"], log_df["valid_rmse"], "s-", label="validation")
+    s2 = log_df.loc[log_df["stage"] == 2, "epoch"]
+    if (log_df["stage"] == 1).any() and len(s2):
+        ax.axvline(s2.iloc[0] - 0.5, color="grey", ls=":", label="body unfrozen")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("RMSE")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_epoch(model, opt, source: ImageSource, y_t: torch.Tensor, batches, ks_all, base_lrs, factors,
+                scale, shift, amp: bool, epoch: int = 0, stage: int = 2) -> float:
+    """One pass over ``batches`` (index arrays): the hot loop. Returns the sum of squared errors.
+
+    Per batch: uint8 gather on the device, one random D4 element per image (``ks_all[i]`` for
+    image ``i``; None: no augmentation), normalisation, forward, RMSE loss, SGD step at
+    ``base_lrs * factors[b]``.
+    """
+    dev = source.device
+    sse = torch.zeros((), dtype=torch.float64, device=dev)
+    for b, (idx, xb) in enumerate(zip(batches, source.iterate(batches))):
+        _set_lrs(opt, base_lrs, float(factors[b]))
+        if ks_all is not None:
+            xb = d4_per_sample(xb, ks_all[torch.from_numpy(idx)].to(dev))
+        inp = to_input(xb, scale, shift)
+        yb = y_t[torch.as_tensor(idx, device=dev)]
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            pred = model(inp)
+        err = pred.float() - yb
+        mse = (err * err).mean()
+        loss = torch.sqrt(mse)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sse += mse.detach().double() * len(idx)
+        if dev.type == "cpu" and not math.isfinite(float(loss.detach())):
+            _raise_nan(float(loss.detach()), epoch, b, stage, opt)
+    return float(sse)
+
+
+def train_model(x_train, y_train, x_valid, y_valid, params, out_dir, meta, device="auto") -> dict:
+    """Train a model by the paper's recipe and write ``out_dir/model.pt`` (see module docstring).
+
+    ``x_*``: uint8 ``N x H x W x 3`` arrays (memory-mapped is fine); ``y_*``: float labels;
+    ``params``: ``config["train"]`` (missing keys take the schema defaults); ``meta``: what the
+    caller knows (target, units, cutout scale, config/catalog hash, seed, tta), stored in the
+    model file with what training adds. ``device``: ``auto`` defers to ``params["device"]``.
+    Returns a summary dict (paths, epochs, validation RMSE with and without TTA, seconds).
+    """
+    t_start = time.perf_counter()
+    params = complete_params(params)
+    _check_params(params)
+    meta = dict(meta or {})
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed = int(meta.get("seed", 0))
+
+    x_train = _check_images(x_train, "x_train")
+    x_valid = _check_images(x_valid, "x_valid")
+    y_train = _check_labels(y_train, len(x_train), "y_train")
+    y_valid = _check_labels(y_valid, len(x_valid), "y_valid")
+    if x_valid.shape[1:] != x_train.shape[1:]:
+        raise TrainingError(f"x_valid images are {x_valid.shape[1:]}, x_train {x_train.shape[1:]}: use one resolution")
+    if len(x_train) < 2:
+        raise TrainingError(f"only {len(x_train)} training image(s): batch norm needs at least 2")
+    res = int(x_train.shape[1])
+
+    dev = resolve_device(device if device not in (None, "auto") else params["device"])
+    if int(params["num_threads"]) > 0:
+        torch.set_num_threads(int(params["num_threads"]))
+    amp = dev.type == "cuda" and params["precision"] in ("auto", "bf16")
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    if params["normalisation"] == "imagenet":
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:
+        mean, std = dataset_stats(x_train)
+    scale, shift = normalisation_constants(mean, std, dev)
+
+    torch.manual_seed(seed)
+    head = {**HEAD_DEFAULT, **(params.get("head") or {})}
+    model = build_model(params["arch"], params["pretrained"], hidden=int(head["hidden"]),
+                        dropout=tuple(head["dropout"]))
+    with torch.no_grad():
+        model.head.fc2.bias.fill_(float(np.mean(y_train)))
+    model.to(dev)
+    if dev.type == "cuda" or params["channels_last"] is True:
+        model.to(memory_format=torch.channels_last)
+
+    mode = params["data_on_device"]
+    src_train = ImageSource(x_train, dev, _fits(x_train.nbytes + x_valid.nbytes, dev, mode))
+    src_valid = ImageSource(x_valid, dev, src_train.resident)
+    y_train_t = torch.as_tensor(y_train, device=dev)
+
+    batch_size = min(int(params["batch_size"]), len(x_train))
+    steps = math.ceil(len(x_train) / batch_size)
+    schedule = plan(params, steps)
+    n_epochs = len(schedule)
+
+    fingerprint = _fingerprint(params, meta, x_train, y_train, x_valid, y_valid, seed)
+    ckpt_path = out_dir / "checkpoint.pt"
+    rows: list[dict] = []
+    best = {"epoch": None, "valid_rmse": float("inf"), "state": None}
+    start_epoch = 0
+    opt = None
+    opt_stage = None
+    resumed_from = None
+    if ckpt_path.exists():
+        try:
+            ck = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        except Exception as exc:  # a checkpoint from another version, or damaged
+            log.warning("ignoring unreadable checkpoint %s (%s); training from the start", ckpt_path, exc)
+            ck = None
+        if ck is not None and ck.get("fingerprint") != fingerprint:
+            log.warning("checkpoint %s is for other parameters or data: training from the start", ckpt_path)
+            ck = None
+        if ck is not None:
+            model.load_state_dict(ck["model"])
+            rows = list(ck["log"])
+            best = {"epoch": ck["best_epoch"], "valid_rmse": ck["best_valid_rmse"], "state": ck.get("best_state")}
+            start_epoch = int(ck["epoch"]) + 1
+            resumed_from = start_epoch
+            if start_epoch < n_epochs and schedule[start_epoch]["stage"] == ck["stage"]:
+                opt = make_optimizer(model, ck["stage"], params)
+                opt.load_state_dict(ck["optimizer"])
+                opt_stage = ck["stage"]
+            log.info("resuming %s after epoch %d of %d", out_dir, start_epoch, n_epochs)
+
+    log.info(
+        "training %s (pretrained=%s) at %d px on %s: %d train / %d valid images, batch %d, %d epochs "
+        "(stage 1: %d), data %s", params["arch"], params["pretrained"], res, dev, len(x_train),
+        len(x_valid), batch_size, n_epochs, _stage1_epochs(params),
+        "resident on the device" if src_train.resident else "streamed from the array",
+    )
+
+    for epoch in range(start_epoch, n_epochs):
+        t0 = time.perf_counter()
+        ep = schedule[epoch]
+        stage = ep["stage"]
+        if opt is None or opt_stage != stage:
+            opt = make_optimizer(model, stage, params)
+            opt_stage = stage
+        set_body_trainable(model, stage == 2)
+        train_mode(model, body_frozen=stage == 1)
+
+        g = _epoch_generator(seed, epoch)
+        order = torch.randperm(len(x_train), generator=g).numpy()
+        # one D4 element per image for this epoch
+        ks_all = torch.randint(0, 8, (len(x_train),), generator=g) if params["augment"] else None
+        torch.manual_seed(int(g.initial_seed()) + 1)  # dropout draws of this epoch
+        batches = split_batches(order, batch_size)
+        sse = train_epoch(model, opt, src_train, y_train_t, batches, ks_all, ep["base_lrs"], ep["factors"],
+                          scale, shift, amp, epoch=epoch, stage=stage)
+        train_rmse = math.sqrt(float(sse) / len(x_train))
+        if not math.isfinite(train_rmse):
+            _raise_nan(train_rmse, epoch, None, stage, opt)
+        valid_rmse = rmse_on(model, src_valid, y_valid, scale, shift, int(params["eval_batch_size"]), amp)
+        lrs = dict(zip(GROUPS, ep["base_lrs"]))
+        row = {
+            "epoch": epoch + 1, "stage": stage,
+            **{f"lr_{k}": lrs[k] * float(ep["factors"][0]) for k in GROUPS},
+            "train_rmse": train_rmse, "valid_rmse": valid_rmse,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        rows.append(row)
+        if params["keep"] == "best" and valid_rmse < best["valid_rmse"]:
+            best = {"epoch": epoch + 1, "valid_rmse": valid_rmse, "state": _cpu_state(model)}
+        log.info(
+            "epoch %d/%d stage %d: train RMSE %.4f, valid RMSE %.4f (%.1f s, %.0f img/s)",
+            epoch + 1, n_epochs, stage, train_rmse, valid_rmse, row["seconds"],
+            len(x_train) / max(row["seconds"], 1e-9),
+        )
+        _save(
+            {
+                "fingerprint": fingerprint, "epoch": epoch, "stage": stage,
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "log": rows,
+                "best_epoch": best["epoch"], "best_valid_rmse": best["valid_rmse"],
+                "best_state": best["state"],
+            },
+            ckpt_path,
+        )
+        write_table(pd.DataFrame(rows, columns=LOG_COLUMNS), out_dir / "train_log.csv")
+        _after_checkpoint(epoch)
+
+    # ------------------------------------------------------------------ final model
+    if params["keep"] == "best" and best["state"] is not None:
+        model.load_state_dict(best["state"])
+        kept_epoch = best["epoch"]
+    else:
+        kept_epoch = n_epochs
+    state = _cpu_state(model)
+
+    from galmet.predict import predict_images
+
+    tta = int(meta.get("tta", 8))
+    full_meta = {
+        **meta,
+        "arch": params["arch"],
+        "pretrained": str(params["pretrained"]),
+        "head": {"type": "concat-pool, BN, dropout, linear, ReLU, BN, dropout, linear",
+                 "hidden": int(head["hidden"]), "dropout": [float(v) for v in head["dropout"]]},
+        "resolution": res,
+        "channels": "RGB = SDSS i, r, g",
+        "input": "uint8 N x H x W x 3, scaled to 0..1 then (x - mean) / std",
+        "normalisation": {"name": params["normalisation"], "mean": [float(v) for v in mean],
+                          "std": [float(v) for v in std]},
+        "tta": tta,
+        "galmet_version": __version__,
+        "torch_version": str(torch.__version__),
+        "seed": seed,
+        "train_params": params,
+        "n_train": int(len(x_train)),
+        "n_valid": int(len(x_valid)),
+        "kept_epoch": int(kept_epoch),
+        "epochs": n_epochs,
+    }
+    model.eval()
+    valid_tta = float("nan")
+    if len(x_valid):
+        pv = predict_images(model, full_meta, x_valid, tta=tta, batch_size=int(params["eval_batch_size"]),
+                            device=str(dev))
+        valid_tta = float(np.sqrt(np.mean((pv - y_valid) ** 2)))
+    kept_row = rows[kept_epoch - 1]
+    full_meta["valid_rmse"] = float(kept_row["valid_rmse"])
+    full_meta["valid_rmse_tta"] = valid_tta
+    # plain JSON types only (weights_only loading refuses anything else); NaN -> None
+    full_meta = _plain(full_meta)
+    model_path = out_dir / "model.pt"
+    _save({"state_dict": state, "meta": full_meta}, model_path)
+    log_df = pd.DataFrame(rows, columns=LOG_COLUMNS)
+    write_table(log_df, out_dir / "train_log.csv")
+    plot_loss_curve(log_df, out_dir / "loss_curve.png",
+                    f"{params['arch']} {res} px, seed {seed}: valid RMSE {full_meta['valid_rmse']:.3f}")
+    ckpt_path.unlink(missing_ok=True)
+    seconds = time.perf_counter() - t_start
+    log.info("wrote %s: valid RMSE %.4f (TTA x%d: %.4f), %.1f s", model_path, full_meta["valid_rmse"],
+             tta, valid_tta, seconds)
+    return {
+        "model": str(model_path), "log": str(out_dir / "train_log.csv"),
+        "loss_curve": str(out_dir / "loss_curve.png"), "device": str(dev),
+        "epochs": n_epochs, "kept_epoch": int(kept_epoch), "resumed_from": resumed_from,
+        "valid_rmse": full_meta["valid_rmse"], "valid_rmse_tta": valid_tta,
+        "train_seconds": float(sum(r["seconds"] for r in rows)), "seconds": seconds,
+    }
+
+
+def _plain(obj):
+    """A JSON round trip: plain dict/list/str/int/float/None only, non-finite floats as None."""
+
+    def clean(o):
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        return o
+
+    return json.loads(json.dumps(clean(json.loads(json.dumps(obj, default=str)))))
+
+
+def _raise_nan(value, epoch, batch, stage, opt) -> None:
+    lrs = ", ".join(f"{g['name']} {g['lr']:.3g}" for g in opt.param_groups)
+    where = f"epoch {epoch + 1}" + (f", batch {batch + 1}" if batch is not None else "")
+    raise TrainingError(
+        f"the training loss became {value} at {where} (stage {stage}, learning rates {lrs}): "
+        "lower train.stage2.lrs / train.stage1.lr, or check the labels and images for NaN/inf"
+    )
+
+
+def _check_images(x, name: str) -> np.ndarray:
+    if not (hasattr(x, "dtype") and hasattr(x, "shape")):
+        x = np.asarray(x)
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3 or x.shape[1] != x.shape[2]:
+        raise TrainingError(f"{name}: expected uint8 N x H x W x 3 square images, got {x.dtype} {tuple(x.shape)}")
+    return x
+
+
+def _check_labels(y, n: int, name: str) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    if len(y) != n:
+        raise TrainingError(f"{name}: {len(y)} labels for {n} images")
+    bad = ~np.isfinite(y)
+    if bad.any():
+        raise TrainingError(f"{name}: {int(bad.sum())} labels are NaN/inf (first at row {int(np.argmax(bad))})")
+    return y

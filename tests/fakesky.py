@@ -1,0 +1,227 @@
+"""A fake SDSS SkyServer for tests and benchmarks, on 127.0.0.1.
+
+Serves ``.../ImgCutout/getjpeg?ra=&dec=&scale=&width=&height=`` with the real JPEGs of the
+bundled sample placed at made-up coordinates, and ``.../SearchTools/SqlSearch?cmd=&format=csv``
+with a CSV of a given table (``TOP n`` and ``objID > k`` of the SQL honoured, for paging).
+
+Faults are injected per objID: ``sky.faults[objID] = ["500", "429"]`` serves those answers to
+the first requests and then the good image; ``sky.faults[objID] = "404"`` serves it forever.
+Fault names: ``500``, ``503``, ``429`` (with ``Retry-After: sky.retry_after``), ``slow``
+(answers after ``sky.slow_s`` seconds), ``html`` (status 200, an HTML error page), ``empty``
+(status 200, 0 bytes), ``truncated`` (the first half of the JPEG), ``blank`` (a uniform JPEG),
+``wrong_size`` (a 64x64 JPEG), ``drop`` (closes the connection without an answer), ``404``.
+Positions that match no galaxy get a blank image, as outside the survey footprint.
+
+Run standalone (benchmarks, subprocess tests)::
+
+    python tests/fakesky.py --images resources/demo/images --latency 0.05 \
+        --catalog-out cat.csv --port-file port.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+
+def _jpeg(color, size=(128, 128)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def made_up_catalog(images_dir: str | Path, n: int | None = None) -> tuple[pd.DataFrame, dict]:
+    """(catalog objID, ra, dec, petroR90_r; {objID: JPEG bytes}) for the first n sample images."""
+    files = sorted(Path(images_dir).glob("*.jpg"))[:n]
+    rows, images = [], {}
+    for i, f in enumerate(files):
+        oid = int(f.stem)
+        rows.append((oid, round((i * 7.31 + 3.0) % 360, 6), round((i * 1.37) % 120 - 60, 6),
+                     4.0 + (i % 9) * 0.75))
+        images[oid] = f.read_bytes()
+    cat = pd.DataFrame(rows, columns=["objID", "ra", "dec", "petroR90_r"])
+    return cat.astype({"objID": "int64"}), images
+
+
+class FakeSky:
+    def __init__(self, catalog: pd.DataFrame, images: dict, sql_table: pd.DataFrame | None = None,
+                 latency_s: float = 0.0, host: str = "127.0.0.1", port: int = 0):
+        self.images = images
+        self.where = {(round(float(r.ra), 5), round(float(r.dec), 5)): int(r.objID)
+                      for r in catalog.itertuples()}
+        self.sql_table = sql_table
+        self.latency_s = latency_s
+        self.faults: dict[int, list[str] | str] = {}
+        self.retry_after = "1"
+        self.slow_s = 2.0
+        self.lock = threading.Lock()
+        self.jpeg_requests: Counter = Counter()
+        self.scales: dict = {}  # objID -> last requested arcsec/px
+        self.sql_queries: list[str] = []
+        self.user_agents: set[str] = set()
+        self.blank = _jpeg((0, 0, 0))
+        self.small = _jpeg((90, 40, 20), (64, 64))
+        sky = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):  # noqa: N802
+                try:
+                    sky._handle(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/dr14/SkyServerWS"
+
+    def start(self) -> FakeSky:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def total_jpeg_requests(self) -> int:
+        with self.lock:
+            return sum(self.jpeg_requests.values())
+
+    # -- handlers ---------------------------------------------------------------------------------
+    def _send(self, h, status: int, body: bytes, ctype: str, headers: dict | None = None):
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(body)
+
+    def _handle(self, h):
+        url = urllib.parse.urlsplit(h.path)
+        q = dict(urllib.parse.parse_qsl(url.query))
+        with self.lock:
+            self.user_agents.add(h.headers.get("User-Agent", ""))
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if url.path.endswith("/getjpeg"):
+            return self._getjpeg(h, q)
+        if url.path.endswith(("/SqlSearch", "/x_results.aspx")):
+            return self._sql(h, q)
+        self._send(h, 404, b"<html>not found</html>", "text/html")
+
+    def _getjpeg(self, h, q):
+        try:
+            key = (round(float(q["ra"]), 5), round(float(q["dec"]), 5))
+            int(q["width"]), int(q["height"]), float(q["scale"])
+        except (KeyError, ValueError):
+            return self._send(h, 400, b"bad parameters", "text/plain")
+        oid = self.where.get(key)
+        fault = None
+        with self.lock:
+            self.jpeg_requests[oid] += 1
+            self.scales[oid] = float(q["scale"])
+            f = self.faults.get(oid)
+            if isinstance(f, str):
+                fault = f
+            elif f:
+                fault = f.pop(0)
+        good = self.images.get(oid, self.blank)
+        if fault is None:
+            return self._send(h, 200, good, "image/jpeg")
+        if fault in ("500", "503"):
+            return self._send(h, int(fault), b"<html>Server Error</html>", "text/html")
+        if fault == "429":
+            return self._send(h, 429, b"slow down", "text/plain", {"Retry-After": self.retry_after})
+        if fault == "404":
+            return self._send(h, 404, b"<html>Not Found</html>", "text/html")
+        if fault == "slow":
+            time.sleep(self.slow_s)
+            return self._send(h, 200, good, "image/jpeg")
+        if fault == "html":
+            return self._send(h, 200, b"<!DOCTYPE html><html><body>Error: the service is "
+                              b"temporarily unavailable</body></html>", "text/html")
+        if fault == "empty":
+            return self._send(h, 200, b"", "image/jpeg")
+        if fault == "truncated":
+            return self._send(h, 200, good[: len(good) // 2], "image/jpeg")
+        if fault == "blank":
+            return self._send(h, 200, self.blank, "image/jpeg")
+        if fault == "wrong_size":
+            return self._send(h, 200, self.small, "image/jpeg")
+        if fault == "drop":
+            h.close_connection = True
+            return None
+        raise ValueError(f"unknown fault {fault!r}")
+
+    def _sql(self, h, q):
+        sql = q.get("cmd", "")
+        with self.lock:
+            self.sql_queries.append(sql)
+        if self.sql_table is None or q.get("format", "").lower() != "csv":
+            return self._send(h, 500, b"error_message: no table", "text/plain")
+        df = self.sql_table.sort_values("objID")
+        m = re.search(r"objID\s*>\s*(-?\d+)", sql, re.I)
+        if m:
+            df = df[df["objID"] > int(m.group(1))]
+        m = re.search(r"\bTOP\s+(\d+)", sql, re.I)
+        if m:
+            df = df.head(int(m.group(1)))
+        body = "#Table1\n" + df.to_csv(index=False)
+        return self._send(h, 200, body.encode(), "text/plain")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", required=True)
+    p.add_argument("-n", type=int, default=None)
+    p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--catalog-out", required=True)
+    p.add_argument("--port-file", required=True)
+    args = p.parse_args()
+    cat, images = made_up_catalog(args.images, args.n)
+    cat.to_csv(args.catalog_out, index=False)
+    sky = FakeSky(cat, images, latency_s=args.latency).start()
+    tmp = Path(args.port_file + ".tmp")
+    tmp.write_text(sky.url)
+    tmp.replace(args.port_file)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        sky.stop()
+
+
+if __name__ == "__main__":
+    main()

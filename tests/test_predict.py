@@ -1,0 +1,137 @@
+"""Prediction: D4 test-time augmentation, resolution handling, and ``galmet predict``."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from galmet.cli import main as galmet_main
+from galmet.imaging import block_average, read_jpeg
+from galmet.predict import ModelFileError, load_model, predict_images
+from galmet.train import train_model
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT / "resources" / "demo" / "images"
+
+
+@pytest.fixture(scope="module")
+def demo_ids(demo_catalog):
+    return demo_catalog["objID"].to_numpy()[:20]
+
+
+@pytest.fixture(scope="module")
+def trained(demo_catalog, demo_ids, tmp_path_factory):
+    """A small model really trained (1 epoch, 16 px) on 16 demo galaxies."""
+    x = block_average(np.stack([read_jpeg(IMAGES / f"{i}.jpg") for i in demo_ids]), 16)
+    y = demo_catalog["oh_p50"].to_numpy(np.float32)[:20]
+    out = tmp_path_factory.mktemp("model")
+    params = {"arch": "resnet18", "pretrained": "none", "batch_size": 8, "stage2": {"cycles": [1]},
+              "num_threads": 1, "device": "cpu"}
+    train_model(x[:16], y[:16], x[16:], y[16:], params, out, {"seed": 0, "target": "oh_p50", "tta": 8})
+    return out / "model.pt", x
+
+
+def test_tta_is_d4_invariant(trained):
+    model, meta = load_model(trained[0])
+    x = trained[1][:6]
+    rotated = np.ascontiguousarray(np.rot90(x, 1, axes=(1, 2)))
+    flipped = np.ascontiguousarray(x[:, :, ::-1])
+    p = predict_images(model, meta, x, tta=8)
+    assert np.allclose(predict_images(model, meta, rotated, tta=8), p, atol=1e-5)
+    assert np.allclose(predict_images(model, meta, flipped, tta=8), p, atol=1e-5)
+    # without TTA the model itself is not invariant (so the check above means something)
+    assert not np.allclose(predict_images(model, meta, rotated, tta=1), predict_images(model, meta, x, tta=1),
+                           atol=1e-5)
+    # four rotations are invariant to rotations only
+    assert np.allclose(predict_images(model, meta, rotated, tta=4), predict_images(model, meta, x, tta=4),
+                       atol=1e-5)
+
+
+def test_batching_does_not_change_predictions(trained):
+    model, meta = load_model(trained[0])
+    x = trained[1]
+    assert np.allclose(predict_images(model, meta, x, batch_size=3), predict_images(model, meta, x, batch_size=64),
+                       atol=1e-5)
+
+
+def test_images_brought_to_model_resolution(trained, demo_ids):
+    model, meta = load_model(trained[0])
+    full = np.stack([read_jpeg(IMAGES / f"{i}.jpg") for i in demo_ids[:4]])  # 128 px
+    assert np.allclose(predict_images(model, meta, full), predict_images(model, meta, block_average(full, 16)),
+                       atol=1e-6)
+
+
+def test_model_file_is_self_contained(trained):
+    obj = torch.load(trained[0], weights_only=True)
+    assert set(obj) == {"state_dict", "meta"}
+    with pytest.raises(ModelFileError, match="no such model file"):
+        load_model(trained[0].parent / "missing.pt")
+
+
+@pytest.fixture()
+def image_dir(tmp_path, demo_ids):
+    d = tmp_path / "images"
+    d.mkdir()
+    for i in demo_ids[:5]:
+        shutil.copy(IMAGES / f"{i}.jpg", d / f"{i}.jpg")
+    (d / "1237648702973411999.jpg").write_bytes(b"<html>502 Bad Gateway</html>")  # unreadable
+    return d
+
+
+@pytest.mark.parametrize("ext", ["csv", "parquet"])
+def test_cli_predict_directory(trained, image_dir, demo_ids, tmp_path, ext):
+    out = tmp_path / f"pred.{ext}"
+    rc = galmet_main(["predict", "--model", str(trained[0]), "--images", str(image_dir), "--out", str(out)])
+    assert rc == 0
+    df = pd.read_csv(out, dtype={"objID": str}) if ext == "csv" else pd.read_parquet(out)
+    assert list(df.columns) == ["objID", "prediction"]
+    got = sorted(int(v) for v in df["objID"])  # exact: from the digits, never through a float
+    assert got == sorted(int(i) for i in demo_ids[:5])
+    assert df["prediction"].notna().all() and df["prediction"].between(7, 10).all()
+    log = (tmp_path / f"pred.{ext}.log").read_text()
+    assert "1237648702973411999" in log and "not a decodable image" in log
+
+
+def test_cli_tta_flags_and_catalog(trained, image_dir, demo_ids, tmp_path):
+    model = str(trained[0])
+    galmet_main(["predict", "--model", model, "--images", str(image_dir), "--out", str(tmp_path / "tta.csv")])
+    galmet_main(["predict", "--model", model, "--images", str(image_dir), "--out", str(tmp_path / "no.csv"),
+                 "--no-tta"])
+    tta = pd.read_csv(tmp_path / "tta.csv", dtype={"objID": str}).set_index("objID")["prediction"]
+    no = pd.read_csv(tmp_path / "no.csv", dtype={"objID": str}).set_index("objID")["prediction"]
+    assert not np.allclose(tta.to_numpy(), no.loc[tta.index].to_numpy(), atol=1e-6)
+    # a catalog (with a row whose image is missing), read in chunks of 2, images from --images
+    ids = [str(i) for i in demo_ids[:5]] + ["1237648702973400000"]
+    pd.DataFrame({"objID": ids}).to_csv(tmp_path / "cat.csv", index=False)
+    rc = galmet_main(["predict", "--model", model, "--catalog", str(tmp_path / "cat.csv"), "--images",
+                      str(image_dir), "--out", str(tmp_path / "cat.parquet"), "--chunk-size", "2"])
+    assert rc == 0
+    got = pd.read_parquet(tmp_path / "cat.parquet").set_index("objID")["prediction"]
+    assert got.index.dtype == np.int64 and list(got.index) == [int(i) for i in ids[:5]]
+    assert np.allclose(got.to_numpy(), tta.loc[ids[:5]].to_numpy(), atol=1e-9)
+    assert "1237648702973400000" in (tmp_path / "cat.parquet.log").read_text()
+    # a catalog with a path column and no --images
+    pd.DataFrame({"objID": ids[:2], "path": [str(image_dir / f"{i}.jpg") for i in ids[:2]]}).to_parquet(
+        tmp_path / "paths.parquet")
+    assert galmet_main(["predict", "--model", model, "--catalog", str(tmp_path / "paths.parquet"),
+                        "--out", str(tmp_path / "p.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 2
+
+
+def test_cli_predict_errors(trained, image_dir, tmp_path, capsys):
+    model = str(trained[0])
+    assert galmet_main(["predict", "--model", model, "--images", str(image_dir), "--out",
+                        str(tmp_path / "x.txt")]) == 2
+    assert ".csv or .parquet" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert galmet_main(["predict", "--model", model, "--images", str(empty), "--out", str(tmp_path / "e.csv")]) == 1
+    pd.DataFrame({"objID": [1]}).to_csv(tmp_path / "nopath.csv", index=False)
+    assert galmet_main(["predict", "--model", model, "--catalog", str(tmp_path / "nopath.csv"), "--out",
+                        str(tmp_path / "n.csv")]) == 2
+    assert "no path column" in capsys.readouterr().err

@@ -1,0 +1,216 @@
+"""Training: schedule, freezing, learning rates, reproducibility, resume after kill -9, outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+
+import galmet.train as gt
+from galmet.imaging import block_average, read_jpeg
+from galmet.train import TrainingError, cosine_factors, plan, train_model
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "arch": "resnet18", "pretrained": "none", "batch_size": 8,
+    "stage2": {"cycles": [1, 2], "lrs": [0.01, 0.02, 0.05]},
+    "normalisation": "dataset", "num_threads": 1, "device": "cpu",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(demo_catalog):
+    """24 train and 8 validation real galaxies at 16 px."""
+    ids = demo_catalog["objID"].to_numpy()[:32]
+    x = block_average(np.stack([read_jpeg(ROOT / "resources/demo/images" / f"{i}.jpg") for i in ids]), 16)
+    y = demo_catalog["oh_p50"].to_numpy(np.float32)[:32]
+    return x[:24], y[:24], x[24:], y[24:]
+
+
+def _state(path) -> dict:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    result = train_model(*tiny_data, TINY, out, {"seed": 0, "target": "oh_p50"})
+    return out, result
+
+
+def test_sgdr_factors_restart_at_cycle_starts():
+    f = cosine_factors([1, 2, 4], steps_per_epoch=5)
+    assert len(f) == 7 * 5
+    starts = [0, 5, 15]
+    assert all(f[s] == 1.0 for s in starts)
+    for s, e in zip(starts, [5, 15, 35]):
+        assert np.all(np.diff(f[s:e]) < 0)  # annealed within a cycle
+        n = e - s
+        assert f[e - 1] == pytest.approx(0.5 * (1 + np.cos(np.pi * (n - 1) / n)))  # ~0 at its end
+    assert np.count_nonzero(f == 1.0) == 3
+
+
+def test_plan_skips_stage1_without_pretrained_body():
+    p = gt.complete_params({"pretrained": "none"})
+    assert [e["stage"] for e in plan(p, 3)] == [2] * 7
+    p = gt.complete_params({"pretrained": "/some/file.pth"})
+    ep = plan(p, 3)
+    assert [e["stage"] for e in ep] == [1, 1] + [2] * 7
+    assert ep[0]["base_lrs"] == [0.0, 0.0, 0.1] and ep[2]["base_lrs"] == [0.001, 0.01, 0.1]
+    # one cosine over stage 1, then restarts after 1 and 3 stage-2 epochs
+    assert ep[0]["factors"][0] == 1 and ep[1]["factors"][0] < 1
+    c = np.cos(np.pi / 4)
+    expected = [1, 1, 0.5, 1, 0.5 * (1 + c), 0.5, 0.5 * (1 - c)]
+    assert [e["factors"][0] for e in ep[2:]] == pytest.approx(expected)
+
+
+def test_per_group_learning_rates_reach_the_optimizer(tiny_data, tmp_path, monkeypatch):
+    seen = []
+    original = gt._set_lrs
+
+    def record(opt, base_lrs, factor):
+        original(opt, base_lrs, factor)
+        seen.append({g["name"]: g["lr"] for g in opt.param_groups})
+
+    monkeypatch.setattr(gt, "_set_lrs", record)
+    params = {**TINY, "stage2": {"cycles": [1], "lrs": [0.001, 0.01, 0.1]}}
+    train_model(*tiny_data, params, tmp_path, {"seed": 0})
+    assert seen[0] == {"early": 0.001, "middle": 0.01, "head": 0.1}
+    assert len(seen) == 3  # 24 images in batches of 8
+    assert seen[1]["head"] < 0.1 and seen[1]["early"] == pytest.approx(seen[1]["head"] / 100)
+
+
+def test_stage1_really_freezes_the_body(tiny_data, tmp_path, monkeypatch):
+    torch.manual_seed(3)
+    pre = torchvision.models.resnet18(weights=None).state_dict()
+    path = tmp_path / "pre.pth"
+    torch.save(pre, path)
+    snapshots = {}
+
+    def after(epoch):
+        snapshots[epoch] = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)["model"]
+
+    monkeypatch.setattr(gt, "_after_checkpoint", after)
+    params = {**TINY, "pretrained": str(path), "stage1": {"epochs": 1, "lr": 0.1}, "stage2": {"cycles": [1]}}
+    result = train_model(*tiny_data, params, tmp_path / "out", {"seed": 0})
+    frozen, final = snapshots[0], snapshots[1]
+    body = [k for k in frozen if k.startswith("body.")]
+    for k in body:  # weights and BN statistics exactly the pretrained ones after stage 1
+        assert torch.equal(frozen[k], pre[k[len("body."):]]), k
+    assert not torch.equal(frozen["head.fc1.weight"], final["head.fc1.weight"])
+    assert not torch.equal(final["body.conv1.weight"], pre["conv1.weight"])  # stage 2 trains it
+    log = pd.read_csv(result["log"])
+    assert log["stage"].tolist() == [1, 2] and log.loc[0, "lr_early"] == 0
+
+
+def test_outputs_and_model_file(reference_run):
+    out, result = reference_run
+    obj = torch.load(out / "model.pt", weights_only=True)
+    meta = obj["meta"]
+    json.dumps(meta)
+    for key in ("arch", "head", "resolution", "normalisation", "tta", "galmet_version", "target", "seed"):
+        assert key in meta, key
+    assert meta["resolution"] == 16 and meta["arch"] == "resnet18"
+    log = pd.read_csv(out / "train_log.csv")
+    assert list(log.columns) == ["epoch", "stage", "lr_early", "lr_middle", "lr_head",
+                                 "train_rmse", "valid_rmse", "seconds"]
+    assert log["epoch"].tolist() == [1, 2, 3]
+    assert (out / "loss_curve.png").stat().st_size > 1000
+    assert not (out / "checkpoint.pt").exists()
+    assert np.isfinite(result["valid_rmse"]) and np.isfinite(result["valid_rmse_tta"])
+
+
+def test_same_seed_same_weights_other_seed_differs(tiny_data, reference_run, tmp_path):
+    ref, _ = reference_run
+    train_model(*tiny_data, TINY, tmp_path / "a", {"seed": 0, "target": "oh_p50"})
+    train_model(*tiny_data, TINY, tmp_path / "b", {"seed": 1, "target": "oh_p50"})
+    a, b, r = _state(tmp_path / "a" / "model.pt"), _state(tmp_path / "b" / "model.pt"), _state(ref / "model.pt")
+    assert all(torch.equal(a[k], r[k]) for k in r)
+    assert not all(torch.equal(b[k], r[k]) for k in r)
+
+
+def test_resume_after_kill_gives_same_weights(tiny_data, reference_run, tmp_path):
+    ref, _ = reference_run
+    np.savez(tmp_path / "data.npz", *tiny_data)
+    out = tmp_path / "run"
+    script = textwrap.dedent(f"""
+        import os, signal, numpy as np
+        import galmet.train as gt
+        d = np.load({str(tmp_path / "data.npz")!r})
+        def die(epoch):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGKILL)  # kill -9 right after epoch 2's checkpoint
+        gt._after_checkpoint = die
+        gt.train_model(d["arr_0"], d["arr_1"], d["arr_2"], d["arr_3"], {TINY!r}, {str(out)!r},
+                       {{"seed": 0, "target": "oh_p50"}})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (out / "checkpoint.pt").exists() and not (out / "model.pt").exists()
+    result = train_model(*tiny_data, TINY, out, {"seed": 0, "target": "oh_p50"})
+    assert result["resumed_from"] == 2
+    a, r = _state(out / "model.pt"), _state(ref / "model.pt")
+    assert all(torch.equal(a[k], r[k]) for k in r)
+    assert pd.read_csv(out / "train_log.csv")["epoch"].tolist() == [1, 2, 3]
+
+
+def test_checkpoint_of_other_params_is_not_resumed(tiny_data, tmp_path, monkeypatch):
+    def stop(epoch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gt, "_after_checkpoint", stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(*tiny_data, TINY, tmp_path, {"seed": 0})
+    monkeypatch.setattr(gt, "_after_checkpoint", lambda epoch: None)
+    params = {**TINY, "stage2": {"cycles": [1], "lrs": [0.01, 0.01, 0.01]}}
+    assert train_model(*tiny_data, params, tmp_path, {"seed": 0})["resumed_from"] is None
+
+
+def test_nan_loss_stops_with_clear_error(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(gt, "to_input", lambda x, scale, shift: torch.full(x.shape, float("nan")))
+    with pytest.raises(TrainingError, match=r"loss became nan at epoch 1, batch 1.*lower train"):
+        train_model(*tiny_data, TINY, tmp_path, {"seed": 0})
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_nan_label_is_refused(tiny_data, tmp_path):
+    xt, yt, xv, yv = tiny_data
+    yt = yt.copy()
+    yt[5] = np.nan
+    with pytest.raises(TrainingError, match="y_train: 1 labels are NaN.*row 5"):
+        train_model(xt, yt, xv, yv, TINY, tmp_path, {"seed": 0})
+
+
+def test_keep_best_keeps_lowest_validation_epoch(tiny_data, tmp_path):
+    result = train_model(*tiny_data, {**TINY, "keep": "best"}, tmp_path, {"seed": 0})
+    log = pd.read_csv(result["log"])
+    assert result["kept_epoch"] == int(log.loc[log["valid_rmse"].idxmin(), "epoch"])
+    assert result["valid_rmse"] == pytest.approx(log["valid_rmse"].min())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_and_prediction(tiny_data, tmp_path):
+    from galmet.predict import load_model, predict_images
+
+    params = {**TINY, "device": "cuda", "batch_size": 12}
+    result = train_model(*tiny_data, params, tmp_path, {"seed": 0})
+    assert result["device"].startswith("cuda") and np.isfinite(result["valid_rmse"])
+    model, meta = load_model(tmp_path / "model.pt", "cuda")
+    p_gpu = predict_images(model, meta, tiny_data[2], tta=8, device="cuda")
+    model, meta = load_model(tmp_path / "model.pt", "cpu")
+    p_cpu = predict_images(model, meta, tiny_data[2], tta=8, device="cpu")
+    assert np.allclose(p_gpu, p_cpu, atol=0.05)  # bf16 autocast on the GPU
+    # streamed (not resident) batches give a model too
+    params = {**params, "data_on_device": "never"}
+    assert np.isfinite(train_model(*tiny_data, params, tmp_path / "s", {"seed": 0})["valid_rmse"])

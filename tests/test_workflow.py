@@ -1,0 +1,131 @@
+"""The real workflow, end to end, on a tiny configuration of real galaxies (CPU, ~2 minutes).
+
+The tiny catalog holds 48 real galaxies of the bundled sample plus one row of each kind of bad
+input (duplicate objID, NaN and -9999 labels, an image that is missing, one that is not a
+JPEG): the run must complete, count each of them, and produce every output.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import DEMO, ROOT
+
+pytestmark = pytest.mark.slow
+
+N_GOOD = 48
+
+
+def snakemake(workdir, *args, check=True, timeout=900):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def tiny_config(workdir) -> dict:
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["catalog"]["path"] = str(workdir / "catalog.csv")
+    cfg["cutouts"]["local_dir"] = str(workdir / "images")
+    cfg["resolutions"] = [16]
+    cfg["shards"] = 2
+    cfg["train"].update(TINY_TRAIN)
+    cfg["figures"]["formats"] = ["png"]
+    return cfg
+
+
+# one short epoch: the test checks the plumbing, not the science
+TINY_TRAIN = {"stage2": {"cycles": [1], "lrs": [0.001, 0.001, 0.001]}, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    catalog = pd.read_csv(DEMO / "catalog.csv", dtype={"objID": "string"})
+    good = catalog.iloc[:N_GOOD].copy()
+    images = workdir / "images"
+    images.mkdir()
+    for oid in good["objID"]:
+        shutil.copy(DEMO / "images" / f"{oid}.jpg", images / f"{oid}.jpg")
+    extra = catalog.iloc[N_GOOD : N_GOOD + 4].copy().reset_index(drop=True)
+    missing_id, notjpeg_id, nan_id, bad_id = extra["objID"]
+    (images / f"{notjpeg_id}.jpg").write_text("<html><body>Error: no image</body></html>")
+    for oid in (nan_id, bad_id):
+        shutil.copy(DEMO / "images" / f"{oid}.jpg", images / f"{oid}.jpg")
+    extra.loc[2, "oh_p50"] = float("nan")
+    extra.loc[3, "oh_p50"] = -9999.0
+    dup = good.iloc[[0]]
+    pd.concat([good, extra, dup]).to_csv(workdir / "catalog.csv", index=False)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config(workdir)))
+    proc = snakemake(workdir, "--cores", "2", "--resources", "gpu=1")
+    return {"dir": workdir, "proc": proc, "missing": missing_id, "notjpeg": notjpeg_id}
+
+
+def test_summary_has_model_and_constant_baseline(tiny_run):
+    summary = json.loads((tiny_run["dir"] / "results" / "summary.json").read_text())
+    (model,) = summary["models"]
+    assert model["name"] == "resnet18-16px-seed0" and model["target"] == "oh_p50" and model["resolution"] == 16
+    assert (tiny_run["dir"] / model["path"]).is_file()
+    assert model["test"]["n"] > 0 and model["test"]["rmse"] > 0
+    names = {b["name"] for b in summary["baselines"]}
+    assert "constant" in names
+
+
+def test_bad_inputs_are_counted_not_fatal(tiny_run):
+    d = tiny_run["dir"] / "results"
+    report = json.loads((d / "catalog" / "cleaning_report.json").read_text())
+    assert report["rows_in"] == N_GOOD + 5
+    dropped = json.dumps(report["dropped"])
+    assert "dup" in dropped  # the duplicate objID
+    clean = pd.read_parquet(d / "catalog" / "clean.parquet")
+    assert clean["objID"].dtype == "int64" and clean["objID"].is_unique
+    failures = pd.concat(pd.read_csv(p, dtype={"objID": "int64"}) for p in sorted((d / "cutouts").glob("*.failures.csv")))
+    assert int(tiny_run["missing"]) in set(failures["objID"])
+    rejected = pd.concat(pd.read_csv(p) for p in sorted((d / "images").glob("*/rejected.csv")))
+    bad_image_reported = int(tiny_run["notjpeg"]) in set(failures["objID"]) | set(rejected["objID"])
+    assert bad_image_reported
+
+
+def test_predictions_cover_the_test_split(tiny_run):
+    d = tiny_run["dir"] / "results"
+    split = pd.read_parquet(d / "split.parquet")
+    preds = pd.read_parquet(d / "predictions" / "oh_p50" / "resnet18-16px-seed0.parquet")
+    assert preds["objID"].dtype == "int64"
+    assert set(preds["objID"]) <= set(split.loc[split["split"] == "test", "objID"])
+    assert preds["prediction"].notna().all() and preds["oh_p50"].between(7, 10).all()
+
+
+def test_every_rule_left_a_log_and_a_benchmark(tiny_run):
+    d = tiny_run["dir"] / "results"
+    for rule in ("pack_images", "rebin_images", "split", "train", "predict", "evaluate", "summary"):
+        assert list((d / "logs").glob(f"{rule}*")) or list((d / "logs" / rule).rglob("*.log")), rule
+        assert list((d / "benchmarks").glob(f"{rule}*")), rule
+
+
+def test_rerun_has_nothing_to_do(tiny_run):
+    proc = snakemake(tiny_run["dir"], "-n", "--cores", "1")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_invalid_config_names_the_key(tmp_path):
+    cfg = tiny_config(tmp_path)
+    cfg["train"]["bogus_key"] = 1
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "bogus_key" in proc.stdout + proc.stderr
+
+
+def test_snakemake_lint_is_clean():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(ROOT / "Snakefile"),
+                           "--directory", str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

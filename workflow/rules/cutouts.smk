@@ -1,0 +1,43 @@
+# Cutouts: one job per catalog shard. Source `skyserver` downloads (threads, retries,
+# validation) into the persistent cache resources/cutouts/<scale>-<W>x<H>/<objID>.jpg and
+# requests only what is not cached; source `local` takes <objID>.jpg from cutouts.local_dir.
+# Each job writes the manifest of the shard's good cutouts and the list of its failures.
+#
+# Only the keys that change the images reach the rule through params (a changed timeout or
+# concurrency must not redo every shard); the network settings are read from the config by
+# the script. Compute nodes usually lack internet: the download rules are local rules. Several
+# shards download at once when --cores allows; `--resources skyserver_jobs=N` caps how many
+# (each runs cutouts.concurrency connections at up to cutouts.max_requests_per_second).
+
+
+localrules:
+    catalog_skyserver,
+    cutouts,
+
+
+rule cutouts:
+    """Shard -> results/cutouts/{shard}.parquet (objID, path of each good JPEG) and
+    results/cutouts/{shard}.failures.csv (objID, reason, attempts)."""
+    input:
+        shard="results/catalog/shards/{shard}.parquet",
+    output:
+        manifest="results/cutouts/{shard}.parquet",
+        failures="results/cutouts/{shard}.failures.csv",
+    params:
+        images={
+            k: config["cutouts"][k]
+            for k in ("source", "local_dir", "cache_dir", "scale", "width", "height")
+        },
+    log:
+        "results/logs/cutouts/{shard}.log",
+    benchmark:
+        "results/benchmarks/cutouts/{shard}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=240,
+        skyserver_jobs=lambda wc: int(config["cutouts"]["source"] == "skyserver"),
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/cutouts.py"
