@@ -5,20 +5,6 @@
 # rewrites a shard file only when its rows change. An unchanged shard keeps its mtime, and
 # nothing downstream of it reruns when the catalog grows elsewhere.
 
-from galmet.catalog import read_shard_index  # noqa: E402
-
-SHARD_INDEX = "results/catalog/shards/index.json"
-
-
-def catalog_inputs(wildcards):
-    """The files the catalog is built from (so that editing them reruns the cleaning)."""
-    c = config["catalog"]
-    if c["source"] == "table":
-        return {"table": c["path"]}
-    if c["source"] == "mpajhu-fits":
-        return {k: v for k, v in c["mpajhu"].items() if v}
-    return {"table": "results/catalog/skyserver.parquet"}
-
 
 rule catalog_skyserver:
     """SQL against SDSS CAS (SpecObj x PhotoObj x galSpecInfo x galSpecExtra), paged and
@@ -86,26 +72,3 @@ checkpoint catalog_shards:
         "../../envs/data.yaml"
     script:
         "../scripts/catalog_shards.py"
-
-
-def shard_ids(wildcards):
-    """Input-function helper: the shard ids ("0", "1", ...) once the checkpoint has run."""
-    index = checkpoints.catalog_shards.get().output.index
-    ids = read_shard_index(index)
-    missing = [s for s in ids if not os.path.exists(f"results/catalog/shards/{s}.parquet")]
-    if missing:
-        raise WorkflowError(
-            f"results/catalog/shards/{missing[0]}.parquet is missing ({len(missing)} shard(s)) "
-            f"but {index} lists it; delete {index} to rebuild the shards"
-        )
-    return ids
-
-
-def cutout_manifests(wildcards):
-    """Input function: results/cutouts/{shard}.parquet of every shard."""
-    return expand("results/cutouts/{shard}.parquet", shard=shard_ids(wildcards))
-
-
-def cutout_failures(wildcards):
-    """Input function: results/cutouts/{shard}.failures.csv of every shard."""
-    return expand("results/cutouts/{shard}.failures.csv", shard=shard_ids(wildcards))

@@ -2,25 +2,6 @@
 # and assign the train / valid / test split.
 
 
-def store_resolutions():
-    """Resolutions made by re-binning: every configured one except the cutout size itself."""
-    return [r for r in RESOLUTIONS if r != CUTOUT_SIZE]
-
-
-def stores(res):
-    """Input function: the store at resolution `res` (int or wildcard name) of every shard."""
-
-    def _stores(wildcards):
-        r = wildcards.res if res == "wildcard" else res
-        shards = shard_ids(wildcards)
-        return {
-            "index": expand("results/images/{shard}/index.parquet", shard=shards),
-            "store": expand("results/images/{shard}/{res}px.npy", shard=shards, res=r),
-        }
-
-    return _stores
-
-
 rule pack_images:
     """Decode the shard's JPEGs once into an N x W x W x 3 uint8 store."""
     input:

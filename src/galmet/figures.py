@@ -1,0 +1,622 @@
+"""The six figures of SPEC section 7, one function each, returning a matplotlib Figure.
+
+Figures are built with the object-oriented API (``matplotlib.figure.Figure``, Agg canvas), so
+importing this module never touches pyplot or a display, and figures are not kept alive by a
+global registry. Sizes are for a journal column (3.5 in) or page (7.2 in), fonts 8 pt.
+
+- :func:`fig1_examples`    example cutouts with Z_pred and Z_true (7 selections x 5)
+- :func:`fig2_histograms`  histograms of Z_true and Z_pred (Freedman-Diaconis bins)
+- :func:`fig3_scatter`     Z_pred against Z_true with binned statistics and a residual inset
+- :func:`fig4_resolution`  RMSE and NMAD against image resolution, beside the baselines
+- :func:`fig5_mass`        predicted against true stellar mass; Z_MZR against Z_true
+- :func:`fig6_mzr`         Z_pred against true stellar mass beside the empirical MZR
+- :func:`save_figure`      write PNG/PDF atomically
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)  # no display needed; a no-op when pyplot already chose one
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from galmet import metrics, mzr  # noqa: E402
+from galmet.io import atomic_path  # noqa: E402
+
+COLUMN_WIDTH = 3.5  # inches, one journal column
+PAGE_WIDTH = 7.2  # inches, two columns
+
+STYLE = {
+    "font.size": 8,
+    "axes.labelsize": 8,
+    "axes.titlesize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "xtick.direction": "in",
+    "ytick.direction": "in",
+    "savefig.dpi": 200,
+}
+
+#: Axis names and units of each target column.
+TARGETS = {
+    "oh_p50": {"symbol": "Z", "quantity": "12 + log(O/H)", "unit": "dex"},
+    "lgm_tot_p50": {"symbol": r"\log M_*", "quantity": r"$\log\,(M_*/M_\odot)$", "unit": "dex"},
+}
+
+Z_LABEL_TRUE = r"$Z_{\rm true}$ = 12 + log(O/H) [dex]"
+Z_LABEL_PRED = r"$Z_{\rm pred}$ [dex]"
+MASS_LABEL_TRUE = r"true $\log\,(M_*/M_\odot)$ [dex]"
+MASS_LABEL_PRED = r"predicted $\log\,(M_*/M_\odot)$ [dex]"
+
+__all__ = [
+    "axis_label",
+    "fig1_examples",
+    "select_examples",
+    "fig2_histograms",
+    "fig3_scatter",
+    "fig4_resolution",
+    "fig5_mass",
+    "fig6_mzr",
+    "save_figure",
+]
+
+
+def axis_label(target: str, kind: str) -> str:
+    """Axis label of ``target`` as truth (kind='true'), prediction ('pred') or residual ('resid')."""
+    if target == "oh_p50":
+        return {"true": Z_LABEL_TRUE, "pred": Z_LABEL_PRED,
+                "resid": r"$\Delta Z = Z_{\rm pred} - Z_{\rm true}$ [dex]"}[kind]
+    if target == "lgm_tot_p50":
+        return {"true": MASS_LABEL_TRUE, "pred": MASS_LABEL_PRED,
+                "resid": r"$\Delta \log M_*$ (pred $-$ true) [dex]"}[kind]
+    return {"true": f"true {target}", "pred": f"predicted {target}",
+            "resid": f"predicted $-$ true {target}"}[kind]
+
+
+def _short(target: str) -> tuple[str, str]:
+    """Mathtext symbols of the truth and the prediction of a target."""
+    if target == "oh_p50":
+        return r"$Z_{\rm true}$", r"$Z_{\rm pred}$"
+    if target == "lgm_tot_p50":
+        return r"$\log M_{*,\rm true}$", r"$\log M_{*,\rm pred}$"
+    return f"{target} (true)", f"{target} (pred)"
+
+
+def _styled(func):
+    """Build the figure under :data:`STYLE` (rcParams are read as artists are created)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height))
+
+
+def _finite_pair(a, b):
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"arrays of different lengths: {a.size} and {b.size}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    return a[ok], b[ok]
+
+
+def _fd_edges(values: np.ndarray, max_bins: int = 200) -> np.ndarray:
+    """Freedman-Diaconis bin edges (at most ``max_bins``; a few bins for degenerate data)."""
+    v = values[np.isfinite(values)]
+    if v.size < 2 or np.ptp(v) == 0:
+        c = float(v[0]) if v.size else 0.0
+        return np.array([c - 0.5, c + 0.5])
+    edges = np.histogram_bin_edges(v, bins="fd")
+    if edges.size - 1 > max_bins or edges.size < 3:
+        edges = np.histogram_bin_edges(v, bins=min(max_bins, max(5, int(np.sqrt(v.size)))))
+    return edges
+
+
+def _stats_text(s: dict, unit: str = "dex") -> str:
+    return (f"N = {s['n']:,}\nRMSE = {s['rmse']:.3f} {unit}\nNMAD = {s['nmad']:.3f} {unit}\n"
+            f"median $\\Delta$ = {s['median_residual']:+.3f} {unit}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 1
+
+
+EXAMPLE_ROWS = [
+    ("lowest_pred", "lowest predicted"),
+    ("lowest_true", "lowest true"),
+    ("highest_pred", "highest predicted"),
+    ("highest_true", "highest true"),
+    ("most_under", "most under-predicted"),
+    ("most_over", "most over-predicted"),
+    ("random", "random"),
+]
+
+
+def select_examples(y_true, y_pred, n: int = 5, seed: int = 0) -> dict[str, np.ndarray]:
+    """Row indices of the seven example selections of Figure 1 (``n`` each).
+
+    Rows with a NaN are never chosen. Keys as :data:`EXAMPLE_ROWS`; an empty selection when
+    there are no valid rows, fewer than ``n`` when there are fewer galaxies.
+    """
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    valid = np.flatnonzero(np.isfinite(t) & np.isfinite(p))
+    k = min(n, valid.size)
+    d = p[valid] - t[valid]
+    rng = np.random.default_rng(seed)
+    order = {
+        "lowest_pred": np.argsort(p[valid], kind="stable")[:k],
+        "lowest_true": np.argsort(t[valid], kind="stable")[:k],
+        "highest_pred": np.argsort(-p[valid], kind="stable")[:k],
+        "highest_true": np.argsort(-t[valid], kind="stable")[:k],
+        "most_under": np.argsort(d, kind="stable")[:k],
+        "most_over": np.argsort(-d, kind="stable")[:k],
+        "random": np.sort(rng.choice(valid.size, size=k, replace=False)) if k else np.array([], int),
+    }
+    return {key: valid[idx] for key, idx in order.items()}
+
+
+@_styled
+def fig1_examples(images: np.ndarray, table: pd.DataFrame, truth: str = "oh_p50",
+                  pred: str = "prediction", n: int = 5, seed: int = 0,
+                  title: str | None = None) -> Figure:
+    """Grid of real cutouts: 7 selections (rows) of ``n`` galaxies, each labelled with its values.
+
+    ``images`` is a uint8 ``N x H x W x 3`` array aligned row by row with ``table`` (which
+    holds the ``truth`` and ``pred`` columns), or any sequence of ``H x W x 3`` images with
+    ``len`` and indexing (e.g. a lazy view of memory-mapped stores): only the 35 shown are read.
+    """
+    if not hasattr(images, "__getitem__"):
+        images = np.asarray(images)
+    n_images = len(images)
+    shape = tuple(np.shape(images[0])) if n_images else (0, 0, 3)
+    if len(shape) != 3 or shape[-1] != 3:
+        raise ValueError(f"images must be N x H x W x 3, got images of shape {shape}")
+    if len(table) != n_images:
+        raise ValueError(f"{n_images} images but {len(table)} table rows")
+    t = table[truth].to_numpy(dtype=np.float64)
+    p = table[pred].to_numpy(dtype=np.float64)
+    picks = select_examples(t, p, n=n, seed=seed)
+    sym_t, sym_p = _short(truth)
+    ncol = max(n, 1)
+    fig = _figure(PAGE_WIDTH, PAGE_WIDTH * len(EXAMPLE_ROWS) / ncol * 1.02 + 0.3)
+    grid = fig.add_gridspec(len(EXAMPLE_ROWS), ncol, left=0.11, right=0.995, top=0.97,
+                            bottom=0.005, wspace=0.04, hspace=0.18)
+    for r, (key, label) in enumerate(EXAMPLE_ROWS):
+        idx = picks[key]
+        for c in range(ncol):
+            ax = fig.add_subplot(grid[r, c])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label.replace(" ", "\n", 1), fontsize=7)
+            if c >= idx.size:
+                ax.set_axis_off()
+                continue
+            i = int(idx[c])
+            ax.imshow(np.asarray(images[i]), interpolation="nearest")
+            ax.text(0.03, 0.97, f"{sym_p} = {p[i]:.2f}", transform=ax.transAxes, va="top",
+                    ha="left", color="white", fontsize=6.5)
+            ax.text(0.03, 0.03, f"{sym_t} = {t[i]:.2f}", transform=ax.transAxes, va="bottom",
+                    ha="left", color="yellow", fontsize=6.5)
+    unit = "dex"
+    fig.suptitle(title or f"Example cutouts ({shape[0]} px); values in {unit}",
+                 fontsize=8, y=0.995)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 2
+
+
+@_styled
+def fig2_histograms(y_true, y_pred, target: str = "oh_p50", z_high: float | None = None,
+                    title: str | None = None) -> Figure:
+    """Histograms of the true and predicted values on common Freedman-Diaconis bins.
+
+    For metallicity the legend gives the fraction above ``z_high`` (9.1 dex by default) and
+    a dotted line marks it.
+    """
+    t, p = _finite_pair(y_true, y_pred)
+    if z_high is None and target == "oh_p50":
+        z_high = metrics.Z_HIGH
+    edges = _fd_edges(np.concatenate([t, p]))
+    sym_t, sym_p = _short(target)
+    fig = _figure(COLUMN_WIDTH, 2.6)
+    ax = fig.add_subplot(1, 1, 1)
+    for values, sym, colour, style in ((t, sym_t, "0.3", "stepfilled"), (p, sym_p, "C0", "step")):
+        label = f"{sym} (median {np.median(values):.2f})" if values.size else sym
+        if z_high is not None and values.size:
+            label += f", {100 * np.mean(values > z_high):.1f}% > {z_high:g}"
+        ax.hist(values, bins=edges, histtype=style, color=colour, alpha=0.5 if style ==
+                "stepfilled" else 1.0, lw=1.2, label=label)
+    if z_high is not None:
+        ax.axvline(z_high, color="k", ls=":", lw=0.8)
+    quantity = TARGETS.get(target, {}).get("quantity", target)
+    ax.set_xlabel(f"{quantity} [dex]" if target in TARGETS else target)
+    ax.set_ylabel(f"galaxies per bin ({np.diff(edges).mean():.3f} dex, FD)")
+    ax.set_title(title or f"Distributions of true and predicted values (N = {t.size:,})")
+    ax.legend(loc="upper left", frameon=False)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 3
+
+
+@_styled
+def fig3_scatter(y_true, y_pred, target: str = "oh_p50", bin_width: float = 0.1,
+                 min_count: int = 5, reference: tuple | None = None,
+                 reference_label: str = "published", title: str | None = None) -> Figure:
+    """Predictions against truth.
+
+    Lower panel: 2-D histogram (log colour scale), running median of the prediction in bins of
+    the truth with its 16-84 percentile band, one-to-one line, and an inset histogram of the
+    residuals. Upper panel: binned RMSE and NMAD against the truth, marker area by count
+    (bins with at least ``min_count`` galaxies). ``reference`` = (y_true, y_pred) of another
+    set of predictions (e.g. the published ones) adds their binned RMSE to the upper panel.
+    """
+    t, p = _finite_pair(y_true, y_pred)
+    s = metrics.summarize(t, p)
+    fig = _figure(COLUMN_WIDTH, 4.6)
+    grid = fig.add_gridspec(2, 1, height_ratios=[1, 2.6], hspace=0.05, left=0.17, right=0.97,
+                            top=0.93, bottom=0.1)
+    ax = fig.add_subplot(grid[1])
+    top = fig.add_subplot(grid[0], sharex=ax)
+    both = np.concatenate([t, p])
+    if both.size:
+        lo, hi = np.percentile(both, [0.1, 99.9])
+        pad = 0.05 * (hi - lo if hi > lo else 1.0)
+        lo, hi = lo - pad, hi + pad
+    else:
+        lo, hi = 0.0, 1.0
+    try:  # every bin of the truth with enough galaxies, even beyond the percentile window
+        edges = metrics.make_edges(t, bin_width) if t.size else _edges([lo, hi], bin_width)
+    except ValueError:  # absurd values (e.g. -9999): bin only what is drawn
+        edges = _edges([lo, hi], bin_width)
+    binned = metrics.binned_statistics(t, p, edges=edges, min_count=min_count)
+    if len(binned):
+        lo, hi = min(lo, binned["lo"].min()), max(hi, binned["hi"].max())
+    if t.size:
+        nb = int(min(120, max(10, np.sqrt(t.size))))
+        h = ax.hist2d(t, p, bins=nb, range=[[lo, hi], [lo, hi]], cmap="Greys", norm=LogNorm(),
+                      rasterized=True)
+        cb = fig.colorbar(h[3], ax=ax, pad=0.01, fraction=0.05)
+        cb.set_label("galaxies per pixel")
+    ax.plot([lo, hi], [lo, hi], color="C3", lw=0.9, ls="--", label="one-to-one")
+    if len(binned):
+        ax.plot(binned["center"], binned["median_pred"], color="C0", lw=1.4,
+                label="running median")
+        ax.fill_between(binned["center"], binned["p16_pred"], binned["p84_pred"], color="C0",
+                        alpha=0.2, lw=0, label="16-84%")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel(axis_label(target, "true"))
+    ax.set_ylabel(axis_label(target, "pred"))
+    ax.legend(loc="upper left", frameon=False)
+    if t.size:  # below the legend, in the empty upper-left corner
+        ax.text(0.03, 0.78, _stats_text(s), transform=ax.transAxes, ha="left", va="top",
+                fontsize=6.5)
+    inset = ax.inset_axes([0.56, 0.1, 0.41, 0.24])  # the empty lower-right corner
+    d = p - t
+    if d.size:
+        inset.hist(d, bins=_fd_edges(d), color="0.4", histtype="stepfilled",
+                   range=None)
+        lim = max(1e-3, 4 * (s["rmse"] or 0.0))
+        inset.set_xlim(-lim, lim)
+    inset.axvline(0, color="C3", lw=0.7, ls="--")
+    inset.set_yticks([])
+    inset.set_xlabel(r"$\Delta$ [dex]", fontsize=6, labelpad=1)
+    inset.tick_params(labelsize=5.5)
+
+    if len(binned):
+        sizes = 4 + 60 * binned["n"] / binned["n"].max()
+        top.scatter(binned["center"], binned["rmse"], s=sizes, color="C0", label="RMSE",
+                    zorder=3)
+        top.scatter(binned["center"], binned["nmad"], s=sizes, facecolor="none",
+                    edgecolor="C1", label="NMAD", zorder=3)
+    if reference is not None:
+        rt, rp = _finite_pair(*reference)
+        rb = metrics.binned_statistics(rt, rp, edges=_edges([lo, hi], bin_width),
+                                       min_count=min_count)
+        rb = rb[(rb["lo"] >= lo) & (rb["hi"] <= hi)]
+        if len(rb):
+            top.plot(rb["center"], rb["rmse"], color="0.5", lw=1.0,
+                     label=f"RMSE, {reference_label}")
+    top.set_ylabel("scatter [dex]")
+    top.set_ylim(bottom=0)
+    top.tick_params(labelbottom=False)
+    top.legend(loc="upper center", frameon=False, ncol=3, fontsize=6, markerscale=0.7)
+    top.set_title(title or "Predicted against true values", pad=3)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 4
+
+
+@_styled
+def fig4_resolution(cnn: pd.DataFrame, baselines: Sequence[dict] = (),
+                    published: pd.DataFrame | None = None, target: str = "oh_p50",
+                    title: str | None = None) -> Figure:
+    """RMSE and NMAD of the test predictions against image resolution.
+
+    ``cnn`` and ``published``: tables with columns ``resolution, rmse, nmad`` (one row per
+    model; several seeds at one resolution are drawn as points with their mean joined).
+    ``baselines``: dicts with ``name``, ``rmse``, ``nmad`` (resolution-free), drawn as
+    horizontal lines.
+    """
+    fig = _figure(COLUMN_WIDTH, 4.2)
+    axes = [fig.add_subplot(2, 1, 1)]
+    axes.append(fig.add_subplot(2, 1, 2, sharex=axes[0]))
+    styles = [("linestyle", "--"), ("linestyle", ":"), ("linestyle", "-."), ("linestyle", "-")]
+    resolutions: set[int] = set()
+    series = [("CNN (this run)", cnn, "C0", "o"), ("CNN (published)", published, "C1", "s")]
+    for ax, stat in zip(axes, ("rmse", "nmad"), strict=True):
+        for label, df, colour, marker in series:
+            if df is None or len(df) == 0:
+                continue
+            df = df.dropna(subset=[stat])
+            resolutions.update(int(r) for r in df["resolution"])
+            ax.scatter(df["resolution"], df[stat], color=colour, marker=marker, s=14, zorder=3,
+                       alpha=0.6)
+            mean = df.groupby("resolution")[stat].mean().sort_index()
+            ax.plot(mean.index, mean.values, color=colour, marker=marker, ms=4, lw=1.2,
+                    label=label)
+        for i, b in enumerate(baselines):
+            v = b.get(stat)
+            if v is None or not np.isfinite(v):
+                continue
+            ax.axhline(v, color=f"C{2 + i}", lw=1.0, **dict([styles[i % len(styles)]]),
+                       label=f"{b['name']} ({v:.3f})")
+        ax.set_ylabel(f"{stat.upper()} [dex]")
+        ax.set_xscale("log", base=2)
+    if resolutions:
+        ticks = sorted(resolutions)
+        axes[1].set_xticks(ticks)
+        axes[1].set_xticklabels([str(r) for r in ticks])
+        axes[1].set_xlim(min(ticks) / 1.4, max(ticks) * 1.4)
+    axes[0].tick_params(labelbottom=False)
+    axes[1].set_xlabel("image resolution [pixels]")
+    axes[0].legend(loc="upper right", frameon=False, fontsize=6)
+    quantity = "metallicity" if target == "oh_p50" else target
+    axes[0].set_title(title or f"Scatter of the test {quantity} against resolution")
+    fig.tight_layout(pad=0.3, h_pad=0.2)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures 5 and 6
+
+
+def _hist2d(fig, ax, x, y, xr, yr, bins=60):
+    if x.size:
+        h = ax.hist2d(x, y, bins=bins, range=[xr, yr], cmap="Greys", norm=LogNorm(),
+                      rasterized=True)
+        return h[3]
+    return None
+
+
+def _edges(limits, width: float) -> np.ndarray:
+    """Bin edges on multiples of ``width`` covering the plotted range ``limits``."""
+    return metrics.make_edges(np.asarray(limits, dtype=np.float64), width)
+
+
+def _range(*arrays, q=(0.2, 99.8), pad=0.05):
+    v = np.concatenate([np.asarray(a, dtype=np.float64) for a in arrays])
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return [0.0, 1.0]
+    lo, hi = np.percentile(v, q)
+    w = hi - lo if hi > lo else 1.0
+    return [float(lo - pad * w), float(hi + pad * w)]
+
+
+@_styled
+def fig5_mass(mass_true, mass_pred, z_true, z_pred=None, title: str | None = None) -> Figure:
+    """Left: predicted against true stellar mass. Right: Z_MZR (the Tremonti et al. 2004
+    metallicity of the predicted mass) against Z_true, beside the direct CNN Z_pred if given.
+
+    All arrays are aligned galaxy by galaxy (the test galaxies with both a mass and a
+    metallicity). Each panel states N, RMSE and NMAD.
+    """
+    mt, mp = np.asarray(mass_true, float), np.asarray(mass_pred, float)
+    zt = np.asarray(z_true, float)
+    if not (mt.size == mp.size == zt.size):
+        raise ValueError("mass_true, mass_pred and z_true must have the same length")
+    fig = _figure(PAGE_WIDTH, 3.3)
+    ax_m = fig.add_subplot(1, 2, 1)
+    ax_z = fig.add_subplot(1, 2, 2)
+
+    a, b = _finite_pair(mt, mp)
+    r = _range(a, b)
+    _hist2d(fig, ax_m, a, b, r, r)
+    ax_m.plot(r, r, color="C3", ls="--", lw=0.9, label="one-to-one")
+    bm = metrics.binned_statistics(a, b, edges=_edges(r, mzr.MASS_BIN_WIDTH), min_count=5)
+    if len(bm):
+        ax_m.plot(bm["center"], bm["median_pred"], color="C0", lw=1.4, label="running median")
+    ax_m.set_xlim(r)
+    ax_m.set_ylim(r)
+    ax_m.set_xlabel(MASS_LABEL_TRUE)
+    ax_m.set_ylabel(MASS_LABEL_PRED)
+    ax_m.legend(loc="upper left", frameon=False)
+    if a.size:
+        ax_m.text(0.97, 0.03, _stats_text(metrics.summarize(a, b)), transform=ax_m.transAxes,
+                  ha="right", va="bottom", fontsize=6.5)
+    ax_m.set_title("Stellar mass from the images")
+
+    zm = mzr.mzr_metallicity(mp)
+    a, b = _finite_pair(zt, zm)
+    zr = _range(a, b)
+    _hist2d(fig, ax_z, a, b, zr, zr)
+    ax_z.plot(zr, zr, color="C3", ls="--", lw=0.9, label="one-to-one")
+    bz = metrics.binned_statistics(a, b, edges=_edges(zr, 0.1), min_count=5)
+    if len(bz):
+        ax_z.plot(bz["center"], bz["median_pred"], color="C0", lw=1.4,
+                  label=r"median $Z_{\rm MZR}$")
+    text = r"$Z_{\rm MZR} - Z_{\rm true}$:" + "\n" + _stats_text(metrics.summarize(a, b))
+    if z_pred is not None:
+        c, d = _finite_pair(zt, z_pred)
+        bd = metrics.binned_statistics(c, d, edges=_edges(zr, 0.1), min_count=5)
+        if len(bd):
+            ax_z.plot(bd["center"], bd["median_pred"], color="C1", lw=1.2, ls="-.",
+                      label=r"median $Z_{\rm pred}$ (direct CNN)")
+        sd = metrics.summarize(c, d)
+        text += f"\ndirect CNN: RMSE = {sd['rmse']:.3f}, NMAD = {sd['nmad']:.3f} dex"
+    if a.size:
+        ax_z.text(0.97, 0.03, text, transform=ax_z.transAxes, ha="right", va="bottom",
+                  fontsize=6)
+    ax_z.set_xlim(zr)
+    ax_z.set_ylim(zr)
+    ax_z.set_xlabel(Z_LABEL_TRUE)
+    ax_z.set_ylabel(r"$Z_{\rm MZR}$ (Tremonti et al. 2004 of predicted $M_*$) [dex]")
+    ax_z.legend(loc="upper left", frameon=False)
+    ax_z.set_title("Metallicity through the mass-metallicity relation")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(pad=0.3, w_pad=1.0)
+    return fig
+
+
+def _tremonti_band(ax, xr, label=True):
+    lo, hi = mzr.TREMONTI_VALID_RANGE
+    x = np.linspace(max(lo, xr[0]), min(hi, xr[1]), 100)
+    if x.size and x[-1] > x[0]:
+        z = mzr.tremonti_z(x)
+        ax.plot(x, z, color="C3", lw=1.2,
+                label="Tremonti et al. (2004)" if label else None)
+        ax.fill_between(x, z - mzr.TREMONTI_SCATTER, z + mzr.TREMONTI_SCATTER, color="C3",
+                        alpha=0.15, lw=0,
+                        label=rf"$\pm${mzr.TREMONTI_SCATTER:.2f} dex" if label else None)
+
+
+@_styled
+def fig6_mzr(mass_true, z_pred, z_true, bin_width: float = mzr.MASS_BIN_WIDTH,
+             title: str | None = None) -> Figure:
+    """Left: Z_pred against true stellar mass (the predicted MZR). Right: Z_true against the
+    same masses (the empirical MZR). Both with the running median in ``bin_width`` dex mass
+    bins (16-84% band) and the Tremonti et al. (2004) curve with its ~0.10 dex scatter.
+    """
+    m = np.asarray(mass_true, float)
+    zp, zt = np.asarray(z_pred, float), np.asarray(z_true, float)
+    if not (m.size == zp.size == zt.size):
+        raise ValueError("mass_true, z_pred and z_true must have the same length")
+    fig = _figure(PAGE_WIDTH, 3.2)
+    axes = [fig.add_subplot(1, 2, 1)]
+    axes.append(fig.add_subplot(1, 2, 2, sharex=axes[0], sharey=axes[0]))
+    ok = np.isfinite(m) & np.isfinite(zp) & np.isfinite(zt)
+    mr = _range(m[ok])
+    zr = _range(zp[ok], zt[ok])
+    panels = [(axes[0], zp[ok], "predicted MZR", r"$Z_{\rm pred}$ [dex]"),
+              (axes[1], zt[ok], "empirical MZR", Z_LABEL_TRUE)]
+    for ax, z, name, ylabel in panels:
+        _hist2d(fig, ax, m[ok], z, mr, zr)
+        b = mzr.binned_mzr(m[ok], z, edges=_edges(mr, bin_width), min_count=5)
+        if len(b):
+            ax.plot(b["center"], b["median_z"], color="C0", lw=1.4, marker="o", ms=2.5,
+                    label=f"median ({bin_width:g} dex bins)")
+            ax.fill_between(b["center"], b["p16_z"], b["p84_z"], color="C0", alpha=0.2, lw=0)
+            sel = np.isfinite(b["tremonti"])
+            if sel.any():
+                w = b.loc[sel, "n"]
+                rms = float(np.sqrt(np.average(b.loc[sel, "rmse"] ** 2, weights=w)))
+                ax.text(0.97, 0.03, f"N = {int(ok.sum()):,}\nRMS about Tremonti = {rms:.3f} dex",
+                        transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5)
+        _tremonti_band(ax, mr)
+        ax.set_xlim(mr)
+        ax.set_ylim(zr)
+        ax.set_xlabel(MASS_LABEL_TRUE)
+        ax.set_ylabel(ylabel)
+        ax.set_title(name)
+        ax.legend(loc="upper left", frameon=False, fontsize=6)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(pad=0.3, w_pad=1.0)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving
+
+
+def save_figure(fig: Figure, paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Save ``fig`` to each path (format from the extension: .png, .pdf, .svg), atomically."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    written = []
+    for path in paths:
+        path = Path(path)
+        fmt = path.suffix.lstrip(".").lower()
+        if fmt not in ("png", "pdf", "svg"):
+            raise ValueError(f"{path}: unsupported figure format {fmt!r} (png, pdf or svg)")
+        with matplotlib.rc_context(STYLE), atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=STYLE["savefig.dpi"], bbox_inches="tight")
+        written.append(path)
+    return written
+
+
+def resolution_results(metric_paths: Iterable, baseline_paths: Iterable = (),
+                       published_paths: Iterable = ()):
+    """Gather the inputs of Figure 4 from JSON files.
+
+    ``metric_paths``: ``results/metrics/{target}/{arch}-{res}px-seed{seed}.json``;
+    ``baseline_paths``: baseline JSONs (skipped ones are listed, not drawn);
+    ``published_paths``: reference metrics JSONs with a ``resolution`` key.
+    Returns ``(cnn, baselines, published, table)``: two DataFrames of ``resolution, rmse, nmad``,
+    a list of baseline dicts ``{name, rmse, nmad}``, and one table of every row for the report.
+    """
+    import json
+    import re
+
+    rows, pub, base, table = [], [], [], []
+    for path in metric_paths:
+        path = Path(path)
+        m = json.loads(path.read_text())
+        match = re.fullmatch(r"(.+)-(\d+)px-seed(\d+)", path.stem)
+        if not match:
+            raise ValueError(f"{path}: expected a model name <arch>-<res>px-seed<seed>")
+        row = {"resolution": int(match.group(2)), "rmse": m.get("rmse"), "nmad": m.get("nmad")}
+        rows.append(row)
+        table.append({"source": "CNN (this run)", "model": path.stem, **row,
+                      "nmad_about_zero": m.get("nmad_about_zero"),
+                      "median_residual": m.get("median_residual"), "n": m.get("n"),
+                      "status": "ok", "note": ""})
+    for path in published_paths:
+        m = json.loads(Path(path).read_text())
+        row = {"resolution": int(m["resolution"]), "rmse": m.get("rmse"), "nmad": m.get("nmad")}
+        pub.append(row)
+        table.append({"source": "CNN (published)", "model": Path(path).stem, **row,
+                      "nmad_about_zero": m.get("nmad_about_zero"),
+                      "median_residual": m.get("median_residual"), "n": m.get("n"),
+                      "status": "ok", "note": "Wu & Boada (2019) test set"})
+    for path in baseline_paths:
+        b = json.loads(Path(path).read_text())
+        t = b.get("test") or {}
+        if b.get("status") == "ok":
+            base.append({"name": b["name"], "rmse": t.get("rmse"), "nmad": t.get("nmad")})
+        table.append({"source": "baseline", "model": b.get("name"), "resolution": None,
+                      "rmse": t.get("rmse"), "nmad": t.get("nmad"),
+                      "nmad_about_zero": t.get("nmad_about_zero"),
+                      "median_residual": t.get("median_residual"), "n": t.get("n"),
+                      "status": b.get("status"), "note": b.get("reason") or ""})
+    cols = ["resolution", "rmse", "nmad"]
+    cnn = pd.DataFrame(rows, columns=cols).astype(float)
+    published = pd.DataFrame(pub, columns=cols).astype(float)
+    return cnn, base, published, pd.DataFrame(table)

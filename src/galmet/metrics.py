@@ -1,0 +1,310 @@
+"""Scatter statistics of predictions against truth (SPEC section 5) and ``galmet evaluate``.
+
+Residual ``dZ = Z_pred - Z_true``.
+
+- ``rmse``: sqrt(mean(dZ^2)).
+- ``nmad``: 1.4826 * median(|dZ - median(dZ)|), the paper's equation 1 (centred).
+- ``nmad_about_zero``: 1.4826 * median(|dZ|); the paper's quoted NMAD may have been this.
+- ``median_residual``: median(dZ), the offset.
+
+Binned statistics are taken in bins of the *true* value (``bin_width`` dex wide, or explicit
+edges): counts, the running median of the prediction, RMSE, NMAD, median residual.
+
+Every function ignores rows where either value is NaN/inf; :func:`evaluate_predictions`
+reports how many such rows it dropped (``n_invalid``) instead of failing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+NMAD_SCALE = 1.4826
+#: Metallicity threshold of the paper's "fraction above Z = 9.1" statistic (dex).
+Z_HIGH = 9.1
+
+__all__ = [
+    "rmse",
+    "nmad",
+    "nmad_about_zero",
+    "median_residual",
+    "summarize",
+    "binned_statistics",
+    "make_edges",
+    "bin_index",
+    "evaluate_predictions",
+    "evaluate_table",
+    "compare_on_overlap",
+    "cli_parser",
+    "cli_main",
+]
+
+
+def _arr(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64).ravel()
+
+
+def _finite(x) -> np.ndarray:
+    x = _arr(x)
+    return x[np.isfinite(x)]
+
+
+def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    t, p = _arr(y_true), _arr(y_pred)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.size} values but y_pred has {p.size}")
+    ok = np.isfinite(t) & np.isfinite(p)
+    return t[ok], p[ok]
+
+
+def rmse(residuals) -> float:
+    """Root mean square of the residuals (NaN for an empty input)."""
+    r = _finite(residuals)
+    return float(np.sqrt(np.mean(r**2))) if r.size else math.nan
+
+
+def nmad(x) -> float:
+    """Normalised median absolute deviation about the median: 1.4826 * median(|x - median(x)|)."""
+    r = _finite(x)
+    if not r.size:
+        return math.nan
+    return float(NMAD_SCALE * np.median(np.abs(r - np.median(r))))
+
+
+def nmad_about_zero(x) -> float:
+    """1.4826 * median(|x|): the NMAD of residuals taken about zero rather than their median."""
+    r = _finite(x)
+    return float(NMAD_SCALE * np.median(np.abs(r))) if r.size else math.nan
+
+
+def median_residual(x) -> float:
+    """Median of the residuals (the offset of the predictions)."""
+    r = _finite(x)
+    return float(np.median(r)) if r.size else math.nan
+
+
+def summarize(y_true, y_pred) -> dict:
+    """``{n, rmse, nmad, nmad_about_zero, median_residual}`` of ``y_pred - y_true``."""
+    t, p = _pair(y_true, y_pred)
+    d = p - t
+    return {
+        "n": int(d.size),
+        "rmse": rmse(d),
+        "nmad": nmad(d),
+        "nmad_about_zero": nmad_about_zero(d),
+        "median_residual": median_residual(d),
+    }
+
+
+def make_edges(values, bin_width: float) -> np.ndarray:
+    """Bin edges on multiples of ``bin_width`` covering every finite value of ``values``.
+
+    Edges are rounded to 10 decimals so that 8.3 is 8.3 and not 8.299999999.
+    """
+    if not bin_width > 0:
+        raise ValueError(f"bin_width must be positive, got {bin_width}")
+    v = _finite(values)
+    if not v.size:
+        return np.array([0.0, bin_width])
+    lo = math.floor(v.min() / bin_width + 1e-9)
+    hi = math.floor(v.max() / bin_width + 1e-9) + 1
+    if hi - lo > 1_000_000:
+        raise ValueError(
+            f"values span {v.min():g} to {v.max():g}: over a million bins of {bin_width:g}; "
+            "are missing values coded as a number (-9999)?"
+        )
+    return np.round(np.arange(lo, hi + 1) * bin_width, 10)
+
+
+def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Index of the bin ``[edges[i], edges[i+1])`` of each value (last bin closed); -1 outside."""
+    idx = np.searchsorted(edges, values, side="right") - 1
+    idx[values == edges[-1]] = edges.size - 2
+    idx[(values < edges[0]) | (values > edges[-1]) | ~np.isfinite(values)] = -1
+    return idx
+
+
+BINNED_COLUMNS = [
+    "lo", "hi", "center", "n", "median_true", "median_pred",
+    "p16_pred", "p84_pred", "rmse", "nmad", "median_residual",
+]
+
+
+def binned_statistics(y_true, y_pred, bin_width: float | None = 0.1, edges=None,
+                      min_count: int = 1) -> pd.DataFrame:
+    """Statistics of the predictions in bins of the true value.
+
+    Bins are ``[lo, hi)`` (the last one closed). Give ``edges`` explicitly or a ``bin_width``
+    (edges on multiples of it). Bins holding fewer than ``min_count`` galaxies are left out.
+    Columns: ``lo, hi, center, n, median_true, median_pred, p16_pred, p84_pred, rmse, nmad,
+    median_residual`` (residual = pred - true within the bin).
+    """
+    t, p = _pair(y_true, y_pred)
+    if edges is None:
+        if bin_width is None:
+            raise ValueError("give bin_width or edges")
+        edges = make_edges(t, bin_width)
+    edges = np.asarray(edges, dtype=np.float64)
+    if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+        raise ValueError("edges must be a strictly increasing sequence of at least two values")
+    idx = bin_index(t, edges)
+    rows = []
+    for i in np.unique(idx[idx >= 0]):  # only occupied bins: cheap even for absurd ranges
+        m = idx == i
+        n = int(m.sum())
+        if n < max(min_count, 1):
+            continue
+        ti, pi = t[m], p[m]
+        d = pi - ti
+        rows.append({
+            "lo": float(edges[i]),
+            "hi": float(edges[i + 1]),
+            "center": float(np.round(0.5 * (edges[i] + edges[i + 1]), 10)),
+            "n": n,
+            "median_true": float(np.median(ti)),
+            "median_pred": float(np.median(pi)),
+            "p16_pred": float(np.percentile(pi, 16)),
+            "p84_pred": float(np.percentile(pi, 84)),
+            "rmse": rmse(d),
+            "nmad": nmad(d),
+            "median_residual": median_residual(d),
+        })
+    return pd.DataFrame(rows, columns=BINNED_COLUMNS)
+
+
+def _json_number(x):
+    """A JSON-safe number: NaN/inf become None (strict JSON has no NaN)."""
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def evaluate_predictions(y_true, y_pred, bin_width: float = 0.1, z_high: float = Z_HIGH) -> dict:
+    """All evaluation numbers, JSON-ready (no NaN).
+
+    ``{n, n_invalid, rmse, nmad, nmad_about_zero, median_residual, frac_pred_above_9p1,
+    frac_true_above_9p1, bin_width, binned: [rows of binned_statistics]}``. Rows with a NaN
+    or infinite value are left out and counted in ``n_invalid``. ``frac_*_above_9p1`` are
+    the fractions of galaxies with Z above ``z_high`` (9.1 dex, SPEC section 5) - only
+    meaningful for a metallicity target.
+    """
+    t_all, p_all = _arr(y_true), _arr(y_pred)
+    if t_all.shape != p_all.shape:
+        raise ValueError(f"y_true has {t_all.size} values but y_pred has {p_all.size}")
+    t, p = _pair(t_all, p_all)
+    out = summarize(t, p)
+    out["n_invalid"] = int(t_all.size - t.size)
+    out["frac_pred_above_9p1"] = float(np.mean(p > z_high)) if p.size else math.nan
+    out["frac_true_above_9p1"] = float(np.mean(t > z_high)) if t.size else math.nan
+    out["bin_width"] = float(bin_width)
+    binned = binned_statistics(t, p, bin_width=bin_width) if t.size else pd.DataFrame()
+    out["binned"] = [
+        {k: _json_number(v) for k, v in row.items()} for row in binned.to_dict(orient="records")
+    ]
+    order = ["n", "n_invalid", "rmse", "nmad", "nmad_about_zero", "median_residual",
+             "frac_pred_above_9p1", "frac_true_above_9p1", "bin_width", "binned"]
+    return {k: (out[k] if k == "binned" else _json_number(out[k])) for k in order}
+
+
+def evaluate_table(df: pd.DataFrame, truth: str = "oh_p50", pred: str = "prediction",
+                   bin_width: float = 0.1, source: str = "table") -> dict:
+    """:func:`evaluate_predictions` on two columns of a table; names the missing column.
+
+    Non-numeric entries count as invalid rows (``n_invalid``), never a crash.
+    """
+    missing = [c for c in (truth, pred) if c not in df.columns]
+    if missing:
+        raise KeyError(
+            f"{source}: no column {', '.join(map(repr, missing))}; columns are {list(df.columns)}"
+        )
+    t = pd.to_numeric(df[truth], errors="coerce").to_numpy(dtype=np.float64)
+    p = pd.to_numeric(df[pred], errors="coerce").to_numpy(dtype=np.float64)
+    out = evaluate_predictions(t, p, bin_width=bin_width)
+    out = {"source": str(source), "truth": truth, "pred": pred, **out}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# galmet evaluate
+
+
+def cli_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="RMSE, NMAD (about the median and about zero), median residual and statistics "
+        "binned in the true value, of a predictions table (CSV or Parquet), written as JSON.",
+    )
+    p.add_argument("table", help="CSV or Parquet with a truth and a prediction column")
+    p.add_argument("--truth", default="oh_p50", help="truth column (default: oh_p50)")
+    p.add_argument("--pred", default="prediction", help="prediction column (default: prediction)")
+    p.add_argument("--json", required=True, dest="json_out", help="output JSON file")
+    p.add_argument("--bin-width", type=float, default=0.1,
+                   help="width of the bins of the true value, in its units (default: 0.1)")
+    return p
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    from galmet.io import read_table, write_json
+
+    path = Path(args.table)
+    if not path.exists():
+        print(f"galmet evaluate: {path}: no such file", file=sys.stderr)
+        return 2
+    if args.bin_width <= 0:
+        print(f"galmet evaluate: --bin-width must be positive, got {args.bin_width}",
+              file=sys.stderr)
+        return 2
+    try:
+        df = read_table(path)
+        out = evaluate_table(df, truth=args.truth, pred=args.pred, bin_width=args.bin_width,
+                             source=str(path))
+    except (KeyError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"galmet evaluate: {msg}", file=sys.stderr)
+        return 2
+    write_json(out, args.json_out)
+    if out["n_invalid"]:
+        print(f"galmet evaluate: {out['n_invalid']} row(s) with a missing or non-numeric "
+              f"{args.truth}/{args.pred} left out", file=sys.stderr)
+
+    def fmt(x):
+        return "nan" if x is None else f"{x:.4f}"
+
+    print(f"{path}: n={out['n']} rmse={fmt(out['rmse'])} nmad={fmt(out['nmad'])} "
+          f"nmad_about_zero={fmt(out['nmad_about_zero'])} "
+          f"median_residual={fmt(out['median_residual'])} -> {args.json_out}")
+    return 0
+
+
+def compare_on_overlap(this_run: pd.DataFrame, other: pd.DataFrame, truth: str = "oh_p50",
+                       pred: str = "prediction", labels=("this_run", "published")) -> dict:
+    """Score two prediction tables on the galaxies (objID) they share.
+
+    Returns ``{"n_<a>", "n_<b>", "n_overlap", "<a>": summarize | None, "<b>": ..., "note"}``;
+    an empty overlap (e.g. the demo sample against the published test set) is said in ``note``
+    rather than raised.
+    """
+    a, b = labels
+    left = this_run[["objID", truth, pred]].dropna()
+    right = other[["objID", truth, pred]].dropna()
+    both = left.merge(right, on="objID", suffixes=("_a", "_b"))
+    out = {f"n_{a}": int(len(left)), f"n_{b}": int(len(right)), "n_overlap": int(len(both)),
+           a: None, b: None}
+    if len(both):
+        out[a] = {k: _json_number(v) for k, v in
+                  summarize(both[f"{truth}_a"], both[f"{pred}_a"]).items()}
+        out[b] = {k: _json_number(v) for k, v in
+                  summarize(both[f"{truth}_b"], both[f"{pred}_b"]).items()}
+        dt = np.abs(both[f"{truth}_a"].to_numpy(float) - both[f"{truth}_b"].to_numpy(float))
+        out["max_truth_difference"] = _json_number(dt.max())
+        out["note"] = f"{len(both)} test galaxies in common; both scored on them"
+    else:
+        out["note"] = (f"no galaxy in common between the {len(left)} test galaxies of this run and "
+                       f"the {len(right)} of the {b} predictions: the numbers are not on the same "
+                       "galaxies (set split.force_test_ids to the published file on a full catalog)")
+    return out

@@ -1,0 +1,252 @@
+"""galmet.figures: each figure builds from real data, with the expected axes, and saves.
+
+Figures 1-3 use real data as it comes: the bundled demo cutouts and the paper's published
+test-set predictions. Figures 5-6 need mass and metallicity of the same galaxies, which no
+bundled real table has together; they are drawn from real masses (gz-photometry) and real
+published metallicities paired row by row - a check of the plotting, not of the science.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from galmet import figures, metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = ROOT / "resources" / "reference"
+
+
+@pytest.fixture(scope="module")
+def published() -> pd.DataFrame:
+    return pd.read_csv(REF / "predictions_128px.csv", dtype={"objID": str})
+
+
+@pytest.fixture(scope="module")
+def mass_rows(published):
+    gz = pd.read_csv(ROOT / "tests" / "data" / "gz_photometry.csv")
+    m = gz["stellar_mass"].to_numpy()[:2000]
+    m = np.where(m > 0, m, np.nan)  # -9999 = missing: must not break the figures
+    resid = (published["prediction"] - published["oh_p50"]).to_numpy()
+    return {"mass": m, "mass_pred": m + 2.5 * resid[:2000],
+            "z_true": published["oh_p50"].to_numpy()[:2000],
+            "z_pred": published["prediction"].to_numpy()[:2000]}
+
+
+def _png_ok(fig, tmp_path, name):
+    out = figures.save_figure(fig, [tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"])
+    png = np.asarray(Image.open(out[0]).convert("L"))
+    assert png.shape[0] > 300 and png.shape[1] > 300
+    assert png.std() > 10  # not blank
+    assert out[1].read_bytes().startswith(b"%PDF")
+    assert not list(tmp_path.glob(".*"))  # no temporary files left
+
+
+def test_fig1_examples_demo_cutouts(demo_catalog, tmp_path, published):
+    cat = demo_catalog.head(40).reset_index(drop=True)
+    images = np.stack([np.asarray(Image.open(ROOT / "resources" / "demo" / "images" /
+                                             f"{o}.jpg").convert("RGB")) for o in cat["objID"]])
+    cat["prediction"] = cat["oh_p50"] + (published["prediction"] - published["oh_p50"])[:40]
+    fig = figures.fig1_examples(images, cat, n=5, seed=1)
+    axes = fig.axes
+    assert len(axes) == 35
+    ylabels = [ax.get_ylabel() for ax in axes if ax.get_ylabel()]
+    assert ylabels == ["lowest\npredicted", "lowest\ntrue", "highest\npredicted", "highest\ntrue",
+                       "most\nunder-predicted", "most\nover-predicted", "random"]
+    assert all(len(ax.images) == 1 for ax in axes)
+    texts = [t.get_text() for t in axes[0].texts]
+    lowest = cat["prediction"].min()
+    assert any(f"{lowest:.2f}" in t for t in texts)
+    _png_ok(fig, tmp_path, "fig1")
+    with pytest.raises(ValueError, match="table rows"):
+        figures.fig1_examples(images[:3], cat)
+
+
+def test_select_examples_by_hand():
+    t = np.array([8.0, 9.0, 8.5, 8.7, np.nan])
+    p = np.array([8.3, 8.8, 8.5, 9.0, 7.0])
+    s = figures.select_examples(t, p, n=2)
+    assert s["lowest_pred"].tolist() == [0, 2]
+    assert s["highest_true"].tolist() == [1, 3]
+    assert s["most_under"].tolist() == [1, 2]  # residuals -0.2, 0.0
+    assert s["most_over"].tolist() == [0, 3]  # +0.3 then +0.3: stable order
+    assert 4 not in np.concatenate(list(s.values()))  # the NaN row is never chosen
+
+
+def test_fig2_histograms_published(published, tmp_path):
+    fig = figures.fig2_histograms(published["oh_p50"], published["prediction"])
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "12 + log(O/H) [dex]"
+    assert "FD" in ax.get_ylabel() and "dex" in ax.get_ylabel()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "12.6% > 9.1" in labels[0] and "6.5% > 9.1" in labels[1]
+    # the bins are Freedman-Diaconis bins of the pooled values
+    both = np.concatenate([published["oh_p50"], published["prediction"]])
+    expected = np.histogram_bin_edges(both, bins="fd")
+    assert len(ax.patches[1].get_path().vertices) > 0
+    assert f"{np.diff(expected).mean():.3f}" in ax.get_ylabel()
+    _png_ok(fig, tmp_path, "fig2")
+
+
+def test_fig3_scatter_published(published, tmp_path):
+    ref = pd.read_csv(REF / "predictions_64px.csv")
+    fig = figures.fig3_scatter(published["oh_p50"], published["prediction"],
+                               reference=(ref["oh_p50"], ref["prediction"]))
+    main, top = fig.axes[0], fig.axes[1]
+    assert main.get_xlabel() == figures.Z_LABEL_TRUE and main.get_ylabel() == figures.Z_LABEL_PRED
+    assert top.get_ylabel() == "scatter [dex]"
+    assert {t.get_text() for t in main.get_legend().get_texts()} >= {"one-to-one", "running median"}
+    stats = " ".join(t.get_text() for t in main.texts)
+    assert "N = 20,466" in stats and "RMSE = 0.085 dex" in stats and "NMAD = 0.065 dex" in stats
+    inset = main.child_axes[0]
+    assert "dex" in inset.get_xlabel() and len(inset.patches) > 0
+    # upper panel: binned RMSE with marker size by count, as metrics.binned_statistics
+    rmse_points = top.collections[0]
+    b = metrics.binned_statistics(published["oh_p50"], published["prediction"], bin_width=0.1,
+                                  min_count=5)
+    np.testing.assert_allclose(rmse_points.get_offsets()[:, 1], b["rmse"])
+    sizes = rmse_points.get_sizes()
+    assert sizes[b["n"].to_numpy().argmax()] == sizes.max()
+    assert any("published" in t.get_text() for t in top.get_legend().get_texts())
+    _png_ok(fig, tmp_path, "fig3")
+
+
+def test_fig4_resolution_with_baselines_and_published(tmp_path):
+    mdir = tmp_path / "metrics"
+    mdir.mkdir()
+    for res in (128, 64, 32, 16):  # the published metrics, as the reference rule writes them
+        df = pd.read_csv(REF / f"predictions_{res}px.csv", dtype={"objID": str})
+        m = {"resolution": res, **metrics.evaluate_table(df)}
+        (mdir / f"published-{res}px.json").write_text(json.dumps(m))
+    this = metrics.evaluate_table(pd.read_csv(REF / "predictions_32px.csv", dtype={"objID": str}))
+    (mdir / "resnet18-32px-seed0.json").write_text(json.dumps(this))
+    base = [{"name": "constant", "status": "ok", "reason": None,
+             "test": {"n": 10, "rmse": 0.2, "nmad": 0.15}},
+            {"name": "rf_gri", "status": "skipped", "reason": "no magnitudes", "test": {"n": 0}}]
+    bpaths = []
+    for b in base:
+        p = tmp_path / f"{b['name']}.json"
+        p.write_text(json.dumps(b))
+        bpaths.append(p)
+    cnn, bl, pub, table = figures.resolution_results(
+        [mdir / "resnet18-32px-seed0.json"], bpaths, sorted(mdir.glob("published-*.json")))
+    assert cnn["resolution"].tolist() == [32] and len(pub) == 4 and bl == [
+        {"name": "constant", "rmse": 0.2, "nmad": 0.15}]
+    assert "no magnitudes" in table["note"].tolist()
+    fig = figures.fig4_resolution(cnn, bl, published=pub)
+    top, bottom = fig.axes
+    assert top.get_ylabel() == "RMSE [dex]" and bottom.get_ylabel() == "NMAD [dex]"
+    assert bottom.get_xlabel() == "image resolution [pixels]"
+    assert [t.get_text() for t in bottom.get_xticklabels()] == ["16", "32", "64", "128"]
+    legend = [t.get_text() for t in top.get_legend().get_texts()]
+    assert legend == ["CNN (this run)", "CNN (published)", "constant (0.200)"]
+    pub_line = top.get_lines()[1]
+    assert pub_line.get_ydata()[-1] == pytest.approx(0.0849, abs=5e-4)  # 128 px
+    _png_ok(fig, tmp_path, "fig4")
+
+
+def test_fig5_mass_route(mass_rows, tmp_path):
+    r = mass_rows
+    fig = figures.fig5_mass(r["mass"], r["mass_pred"], r["z_true"], z_pred=r["z_pred"])
+    left, right = fig.axes[:2]
+    assert left.get_xlabel() == figures.MASS_LABEL_TRUE
+    assert left.get_ylabel() == figures.MASS_LABEL_PRED
+    assert right.get_xlabel() == figures.Z_LABEL_TRUE and "Tremonti" in right.get_ylabel()
+    assert "direct CNN" in right.texts[0].get_text()
+    n_valid = int(np.isfinite(r["mass"]).sum())
+    assert f"N = {n_valid:,}" in left.texts[0].get_text()
+    _png_ok(fig, tmp_path, "fig5")
+
+
+def test_fig6_mzr(mass_rows, tmp_path):
+    r = mass_rows
+    fig = figures.fig6_mzr(r["mass"], r["z_pred"], r["z_true"])
+    left, right = fig.axes[:2]
+    assert left.get_title() == "predicted MZR" and right.get_title() == "empirical MZR"
+    for ax in (left, right):
+        assert ax.get_xlabel() == figures.MASS_LABEL_TRUE
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert "Tremonti et al. (2004)" in legend and "$\\pm$0.10 dex" in legend
+        tremonti = [ln for ln in ax.get_lines() if ln.get_label() == "Tremonti et al. (2004)"][0]
+        x = tremonti.get_xdata()
+        assert x.min() >= 8.5 and x.max() <= 11.5  # drawn only where the fit holds
+    assert left.get_ylabel() == r"$Z_{\rm pred}$ [dex]"
+    _png_ok(fig, tmp_path, "fig6")
+
+
+def test_save_figure_refuses_unknown_format(published, tmp_path):
+    fig = figures.fig2_histograms(published["oh_p50"][:100], published["prediction"][:100])
+    with pytest.raises(ValueError, match="unsupported"):
+        figures.save_figure(fig, tmp_path / "x.jpg")
+
+
+class _Namedlist(dict):
+    """Enough of snakemake's Namedlist for the scripts: attributes, get, and iteration."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            return list(self.values())[key]
+        return dict.__getitem__(self, key)
+
+
+def _run_script(name, tmp_path, **parts):
+    import runpy
+    from types import SimpleNamespace
+
+    ns = SimpleNamespace(**{k: _Namedlist(v) for k, v in parts.items()})
+    ns.log = [str(tmp_path / f"{name}.log")]
+    ns.threads = 1
+    for key in ("params", "wildcards"):
+        if not hasattr(ns, key):
+            setattr(ns, key, _Namedlist())
+    runpy.run_path(str(ROOT / "workflow" / "scripts" / f"{name}.py"),
+                   init_globals={"snakemake": ns})
+
+
+def test_mass_figure_scripts_on_prepared_results(mass_rows, tmp_path):
+    """figure_mass.py and figure_mzr.py (Figures 5 and 6) from the files the workflow writes."""
+    r = mass_rows
+    ids = np.arange(1, len(r["mass"]) + 1, dtype="int64")
+    catalog = pd.DataFrame({"objID": ids, "oh_p50": r["z_true"], "lgm_tot_p50": r["mass"]})
+    catalog.to_parquet(tmp_path / "clean.parquet")
+    test = catalog[np.isfinite(catalog["lgm_tot_p50"])].iloc[::2]
+    mass = pd.DataFrame({"objID": test["objID"], "lgm_tot_p50": test["lgm_tot_p50"],
+                         "prediction": r["mass_pred"][test.index]})
+    z = pd.DataFrame({"objID": test["objID"], "oh_p50": test["oh_p50"],
+                      "prediction": r["z_pred"][test.index]})
+    mass.to_parquet(tmp_path / "mass.parquet")
+    z.to_parquet(tmp_path / "z.parquet")
+    out = tmp_path / "out"
+    _run_script("figure_mass", tmp_path,
+                input={"mass": str(tmp_path / "mass.parquet"), "direct": str(tmp_path / "z.parquet"),
+                       "catalog": str(tmp_path / "clean.parquet")},
+                output={"png": str(out / "fig5.png"), "others": [str(out / "fig5.pdf")],
+                        "numbers": str(out / "mass_route.json")},
+                wildcards={"model": "resnet18-16px-seed0"})
+    route = json.loads((out / "mass_route.json").read_text())
+    assert route["mzr"]["n"] == route["direct"]["n"] == route["mass"]["n"] == len(test)
+    assert route["direct"]["rmse"] == pytest.approx(
+        metrics.rmse(z["prediction"] - z["oh_p50"]))
+    assert (out / "fig5.png").stat().st_size > 10_000 and (out / "fig5.pdf").is_file()
+    _run_script("figure_mzr", tmp_path,
+                input={"predictions": str(tmp_path / "z.parquet"),
+                       "catalog": str(tmp_path / "clean.parquet")},
+                output={"png": str(out / "fig6.png"), "others": [],
+                        "table": str(out / "mzr.csv"), "numbers": str(out / "mzr.json")},
+                wildcards={"model": "resnet18-16px-seed0"})
+    table = pd.read_csv(out / "mzr.csv")
+    assert table["n"].sum() == len(test)
+    assert {"median_pred", "median_true", "rmse_pred", "rmse_true", "tremonti"} <= set(table)
+    numbers = json.loads((out / "mzr.json").read_text())
+    assert numbers["n"] == len(test) and numbers["pred_rmse_about_tremonti"] > 0

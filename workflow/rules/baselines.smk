@@ -1,0 +1,30 @@
+# Baselines on the CNN's own split (SPEC section 6): constant, random forests on gri / ugriz.
+# Called by rule all / rule summary:  baseline_outputs() -> every baseline JSON.
+
+
+rule baseline:
+    """One baseline for one target: fit on train (hyperparameters chosen on valid), score on test.
+    Skipped with the reason in the JSON when the catalog lacks the columns."""
+    input:
+        catalog="results/catalog/clean.parquet",
+        split="results/split.parquet",
+    output:
+        result="results/baselines/{target}/{name}.json",
+        predictions="results/baselines/{target}/{name}.parquet",
+    wildcard_constraints:
+        name="|".join(BASELINE_NAMES) or "NONE",
+    params:
+        baselines=config["baselines"],
+        bin_width=config["evaluate"]["bin_width"],
+    log:
+        "results/logs/baseline/{target}/{name}.log",
+    benchmark:
+        "results/benchmarks/baseline/{target}/{name}.tsv"
+    threads: lambda wc: 1 if wc.name == "constant" else max(1, min(workflow.cores, 8))
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/science.yaml"
+    script:
+        "../scripts/baselines.py"

@@ -1,0 +1,221 @@
+# Figures 1-6 of SPEC section 7 (galmet.figures, galmet.mzr), each marked for the report with a
+# caption that quotes its numbers. Called by rule all:  figure_outputs() -> every figure file
+# (this run's and the published reference's).
+
+
+
+rule figure_examples:
+    """Figure 1: real test cutouts (highest-resolution store) with Z_pred and Z_true."""
+    input:
+        unpack(stores(CUTOUT_SIZE)),
+        predictions="results/predictions/{target}/{model}.parquet",
+    output:
+        png=report(
+            "results/figures/{target}/{model}/fig1_examples.png",
+            caption="../report/fig1_examples.rst",
+            category="Figures",
+            subcategory="{target}",
+            labels={"model": "{model}", "figure": "1 example cutouts"},
+        ),
+        others=fig_files("results/figures/{target}/{model}/fig1_examples"),
+    params:
+        examples=config["figures"]["examples"],
+        seed=config["figures"]["seed"],
+    wildcard_constraints:
+        model=r"[^/]+",
+    log:
+        "results/logs/figures/{target}/{model}/fig1_examples.log",
+    benchmark:
+        "results/benchmarks/figures/{target}/{model}/fig1_examples.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        "../../envs/science.yaml"
+    script:
+        "../scripts/figure_examples.py"
+
+
+rule figure_histograms:
+    """Figure 2: histograms of the true and predicted values (Freedman-Diaconis bins)."""
+    input:
+        predictions="results/predictions/{target}/{model}.parquet",
+        metrics="results/metrics/{target}/{model}.json",
+    output:
+        png=report(
+            "results/figures/{target}/{model}/fig2_histograms.png",
+            caption="../report/fig2_histograms.rst",
+            category="Figures",
+            subcategory="{target}",
+            labels={"model": "{model}", "figure": "2 histograms"},
+        ),
+        others=fig_files("results/figures/{target}/{model}/fig2_histograms"),
+    params:
+        numbers=lambda wildcards, input: caption_numbers(input.metrics),
+    wildcard_constraints:
+        model=r"[^/]+",
+    log:
+        "results/logs/figures/{target}/{model}/fig2_histograms.log",
+    benchmark:
+        "results/benchmarks/figures/{target}/{model}/fig2_histograms.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/science.yaml"
+    script:
+        "../scripts/figure_histograms.py"
+
+
+rule figure_scatter:
+    """Figure 3: predicted against true, binned RMSE/NMAD, residual inset (published beside)."""
+    input:
+        predictions="results/predictions/{target}/{model}.parquet",
+        metrics="results/metrics/{target}/{model}.json",
+        published=lambda wc: (
+            published_csv(model_resolution(wc.model)) if wc.target == Z_TARGET else []
+        ),
+    output:
+        png=report(
+            "results/figures/{target}/{model}/fig3_scatter.png",
+            caption="../report/fig3_scatter.rst",
+            category="Figures",
+            subcategory="{target}",
+            labels={"model": "{model}", "figure": "3 predicted vs true"},
+        ),
+        others=fig_files("results/figures/{target}/{model}/fig3_scatter"),
+    params:
+        bin_width=config["evaluate"]["bin_width"],
+        numbers=lambda wildcards, input: caption_numbers(input.metrics),
+    wildcard_constraints:
+        model=r"[^/]+",
+    log:
+        "results/logs/figures/{target}/{model}/fig3_scatter.log",
+    benchmark:
+        "results/benchmarks/figures/{target}/{model}/fig3_scatter.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/science.yaml"
+    script:
+        "../scripts/figure_scatter.py"
+
+
+rule figure_resolution:
+    """Figure 4 and its table: test RMSE and NMAD against resolution, beside the baselines."""
+    input:
+        metrics=lambda wc: [
+            f"results/metrics/{t}/{m}.json" for t, m in all_models() if t == wc.target
+        ],
+        baselines=lambda wc: expand(
+            "results/baselines/{target}/{name}.json", target=wc.target, name=BASELINE_NAMES
+        ),
+        published=lambda wc: reference_metrics() if wc.target == Z_TARGET else [],
+    output:
+        png=report(
+            "results/figures/{target}/fig4_resolution.png",
+            caption="../report/fig4_resolution.rst",
+            category="Figures",
+            subcategory="{target}",
+            labels={"model": "all", "figure": "4 scatter vs resolution"},
+        ),
+        others=fig_files("results/figures/{target}/fig4_resolution"),
+        table=report(
+            "results/tables/{target}/scatter_vs_resolution.csv",
+            caption="../report/scatter_table.rst",
+            category="Tables",
+            subcategory="{target}",
+            labels={"model": "all", "table": "scatter vs resolution"},
+        ),
+    params:
+        lines=resolution_caption,
+    log:
+        "results/logs/figures/{target}/fig4_resolution.log",
+    benchmark:
+        "results/benchmarks/figures/{target}/fig4_resolution.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/science.yaml"
+    script:
+        "../scripts/figure_resolution.py"
+
+
+rule figure_mass:
+    """Figure 5: predicted against true stellar mass; Z_MZR (Tremonti) against Z_true."""
+    input:
+        mass="results/predictions/lgm_tot_p50/{model}.parquet",
+        direct="results/predictions/oh_p50/{model}.parquet",
+        catalog="results/catalog/clean.parquet",
+    output:
+        png=report(
+            "results/figures/mass/{model}/fig5_mass.png",
+            caption="../report/fig5_mass.rst",
+            category="Figures",
+            subcategory="stellar mass",
+            labels={"model": "{model}", "figure": "5 mass route"},
+        ),
+        others=fig_files("results/figures/mass/{model}/fig5_mass"),
+        numbers="results/mzr/{model}/mass_route.json",
+    params:
+        numbers=lambda wildcards, output: _read_json(output.numbers),
+    wildcard_constraints:
+        model=r"[^/]+",
+    log:
+        "results/logs/figures/mass/{model}/fig5_mass.log",
+    benchmark:
+        "results/benchmarks/figures/mass/{model}/fig5_mass.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/science.yaml"
+    script:
+        "../scripts/figure_mass.py"
+
+
+rule figure_mzr:
+    """Figure 6 and its table: Z_pred (and Z_true) against true stellar mass, 0.2 dex bins."""
+    input:
+        predictions=f"results/predictions/{Z_TARGET}/{{model}}.parquet",
+        catalog="results/catalog/clean.parquet",
+    output:
+        png=report(
+            "results/figures/mzr/{model}/fig6_mzr.png",
+            caption="../report/fig6_mzr.rst",
+            category="Figures",
+            subcategory="mass-metallicity relation",
+            labels={"model": "{model}", "figure": "6 MZR"},
+        ),
+        others=fig_files("results/figures/mzr/{model}/fig6_mzr"),
+        table=report(
+            "results/tables/mzr/{model}.csv",
+            caption="../report/mzr_table.rst",
+            category="Tables",
+            subcategory="mass-metallicity relation",
+            labels={"model": "{model}", "table": "binned MZR"},
+        ),
+        numbers="results/mzr/{model}/mzr.json",
+    params:
+        numbers=lambda wildcards, output: _read_json(output.numbers),
+    wildcard_constraints:
+        model=r"[^/]+",
+    log:
+        "results/logs/figures/mzr/{model}/fig6_mzr.log",
+    benchmark:
+        "results/benchmarks/figures/mzr/{model}/fig6_mzr.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/science.yaml"
+    script:
+        "../scripts/figure_mzr.py"
