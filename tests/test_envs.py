@@ -1,9 +1,9 @@
 """The conda environments (envs/*.yaml) pin the same versions as pyproject.toml."""
 
 import re
-import tomllib
 
 import pytest
+import tomllib
 import yaml
 
 from .conftest import ROOT

@@ -88,7 +88,8 @@ def test_bad_inputs_are_counted_not_fatal(tiny_run):
     assert "dup" in dropped  # the duplicate objID
     clean = pd.read_parquet(d / "catalog" / "clean.parquet")
     assert clean["objID"].dtype == "int64" and clean["objID"].is_unique
-    failures = pd.concat(pd.read_csv(p, dtype={"objID": "int64"}) for p in sorted((d / "cutouts").glob("*.failures.csv")))
+    failure_files = sorted((d / "cutouts").glob("*.failures.csv"))
+    failures = pd.concat(pd.read_csv(p, dtype={"objID": "int64"}) for p in failure_files)
     assert int(tiny_run["missing"]) in set(failures["objID"])
     rejected = pd.concat(pd.read_csv(p) for p in sorted((d / "images").glob("*/rejected.csv")))
     bad_image_reported = int(tiny_run["notjpeg"]) in set(failures["objID"]) | set(rejected["objID"])

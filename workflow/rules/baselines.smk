@@ -20,7 +20,7 @@ rule baseline:
         "results/logs/baseline/{target}/{name}.log",
     benchmark:
         "results/benchmarks/baseline/{target}/{name}.tsv"
-    threads: lambda wc: 1 if wc.name == "constant" else max(1, min(workflow.cores, 8))
+    threads: lambda wc: 1 if wc.name == "constant" else 4
     resources:
         mem_mb=8000,
         runtime=120,

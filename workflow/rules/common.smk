@@ -281,3 +281,36 @@ def resolution_caption(wildcards, input):
             f"NMAD {_fmt(m.get('nmad'))} dex"
         )
     return lines
+
+
+# ---- helpers of infer.smk ----
+
+INFER = config["infer"]
+
+
+INFER_PARTS = [f"{i:05d}" for i in range(int(INFER["shards"]))]
+
+
+def infer_required(key):
+    """Input function: a path from config `infer`, with an error naming the key when unset."""
+
+    def _get(wildcards):
+        value = INFER.get(key)
+        if not value:
+            raise WorkflowError(
+                f"config key infer.{key} is not set: `snakemake infer` needs infer.model (a model.pt) "
+                "and infer.catalog (CSV/Parquet with objID [, path])"
+            )
+        return value
+
+    return _get
+
+
+def infer_cache_dir():
+    """Where <objID>.jpg are looked for when neither the catalog nor infer.images_dir says."""
+    from galmet.cutouts import cache_dir
+
+    c = config["cutouts"]
+    if c.get("source") == "local" and c.get("local_dir"):
+        return c["local_dir"]
+    return str(cache_dir(c.get("cache_dir", "resources/cutouts"), c["scale"], c["width"], c["height"]))

@@ -10,9 +10,11 @@
 # (each runs cutouts.concurrency connections at up to cutouts.max_requests_per_second).
 
 
-localrules:
-    catalog_skyserver,
-    cutouts,
+if config["local_download"]:
+
+    localrules:
+        catalog_skyserver,
+        cutouts,
 
 
 rule cutouts:

@@ -20,7 +20,7 @@ rule predict:
         "results/logs/predict/{target}/{arch}-{res}px-seed{seed}/shard-{shard}.log",
     benchmark:
         "results/benchmarks/predict/{target}/{arch}-{res}px-seed{seed}/shard-{shard}.tsv"
-    threads: max(1, min(workflow.cores, 8))
+    threads: 4
     resources:
         gpu=1,
         mem_mb=8000,

@@ -26,7 +26,7 @@ rule train:
         "results/logs/train/{target}/{arch}-{res}px-seed{seed}.log",
     benchmark:
         "results/benchmarks/train/{target}/{arch}-{res}px-seed{seed}.tsv"
-    threads: max(1, min(workflow.cores, 16))
+    threads: 8  # capped at --cores on one machine
     resources:
         gpu=1,
         mem_mb=16000,

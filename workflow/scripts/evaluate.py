@@ -11,4 +11,7 @@ target = snakemake.wildcards.target
 df = pd.read_parquet(snakemake.input[0])
 result = evaluate_predictions(df[target].to_numpy(), df["prediction"].to_numpy(), bin_width=snakemake.params.bin_width)
 write_json(result, snakemake.output[0])
-log.info("%s %s: n=%d rmse=%.4f nmad=%.4f", target, snakemake.wildcards.model, result["n"], result["rmse"], result["nmad"])
+log.info(
+    "%s %s: n=%d rmse=%.4f nmad=%.4f",
+    target, snakemake.wildcards.model, result["n"], result["rmse"], result["nmad"],
+)

@@ -1,8 +1,8 @@
 """Adapter: every model's metrics and every baseline -> results/summary.json (galmet.summary)."""
 
+from galmet.io import write_json
 from galmet.logs import setup_logging
 from galmet.summary import build_summary
-from galmet.io import write_json
 
 setup_logging(snakemake.log[0])
 write_json(

@@ -1,0 +1,287 @@
+"""Survey-scale inference: a trained model applied to a catalog of any size.
+
+Three steps, each a workflow rule (``workflow/rules/infer.smk``, target ``infer``):
+
+1. :func:`split_catalog` streams the catalog (CSV or Parquet: ``objID`` and optionally
+   ``path``) once or twice and writes ``n`` shards of contiguous rows, ``objID, path`` each,
+   the path resolved (catalog ``path`` column, else ``<images_dir>/<objID>.jpg``, else the
+   cutout cache).
+2. :func:`predict_shard` predicts one shard: it reads ``chunk_size`` images at a time, brings
+   them to the model's resolution, predicts with :func:`galmet.predict.predict_images` and
+   appends to a Parquet file; images that cannot be read are skipped and listed with the
+   reason. One job per shard, so an interrupted run resumes at the first shard not done.
+3. :func:`gather` concatenates the shards' predictions, in catalog order, into one Parquet
+   ``objID, prediction, model, galmet_version``, a row group at a time.
+
+Memory is bounded by the chunk sizes, never by the number of galaxies.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from galmet.io import atomic_path, parse_ids
+
+log = logging.getLogger("galmet.infer")
+
+SHARD_SCHEMA = pa.schema([("objID", pa.int64()), ("path", pa.string())])
+PART_SCHEMA = pa.schema([("objID", pa.int64()), ("prediction", pa.float64())])
+OUT_SCHEMA = pa.schema([
+    ("objID", pa.int64()),
+    ("prediction", pa.float64()),
+    ("model", pa.dictionary(pa.int32(), pa.string())),
+    ("galmet_version", pa.dictionary(pa.int32(), pa.string())),
+])
+
+
+class InferError(ValueError):
+    """The inference inputs are unusable; the message says which and why."""
+
+
+# ----------------------------------------------------------------------------- catalog
+
+
+def _catalog_columns(catalog: Path) -> list[str]:
+    suffix = catalog.suffix.lower()
+    if suffix == ".parquet":
+        return list(pq.ParquetFile(catalog).schema_arrow.names)
+    if suffix == ".csv":
+        return list(pd.read_csv(catalog, nrows=0).columns)
+    raise InferError(f"infer.catalog {catalog}: use a .csv or .parquet table")
+
+
+def iter_catalog(catalog: str | os.PathLike, chunk_size: int = 8192) -> Iterator[tuple[np.ndarray, list]]:
+    """The catalog in chunks of rows: ``(objID int64 array, list of path str or None)``."""
+    catalog = Path(catalog)
+    if not catalog.is_file():
+        raise InferError(f"infer.catalog {catalog}: no such file")
+    names = _catalog_columns(catalog)
+    if "objID" not in names:
+        raise InferError(f"infer.catalog {catalog}: no objID column (columns: {', '.join(map(str, names))})")
+    cols = ["objID"] + (["path"] if "path" in names else [])
+    if catalog.suffix.lower() == ".parquet":
+        frames = (b.to_pandas() for b in pq.ParquetFile(catalog).iter_batches(batch_size=chunk_size, columns=cols))
+    else:
+        frames = pd.read_csv(catalog, usecols=cols, dtype={"objID": "string", "path": "string"},
+                             chunksize=chunk_size, keep_default_na=False)
+    for df in frames:
+        ids = parse_ids(df["objID"], column="objID", source=catalog).to_numpy()
+        if "path" in df:
+            paths = [p if isinstance(p, str) and p else None for p in df["path"].tolist()]
+        else:
+            paths = [None] * len(ids)
+        yield ids, paths
+
+
+def count_rows(catalog: str | os.PathLike) -> int:
+    """Rows of the catalog: from the Parquet footer, or one streaming pass over a CSV."""
+    catalog = Path(catalog)
+    if catalog.suffix.lower() == ".parquet":
+        return pq.ParquetFile(catalog).metadata.num_rows
+    return sum(len(ids) for ids, _ in iter_catalog(catalog))
+
+
+def split_catalog(catalog, shard_paths, images_dir=None, cache_dir=None, chunk_size: int = 8192) -> list[int]:
+    """Write ``len(shard_paths)`` shards of contiguous catalog rows (``objID, path``).
+
+    The image of a row is its ``path`` when the catalog has one, else ``images_dir/<objID>.jpg``,
+    else ``cache_dir/<objID>.jpg``. Returns the rows per shard.
+    """
+    n_shards = len(shard_paths)
+    if n_shards < 1:
+        raise InferError("infer.shards must be at least 1")
+    total = count_rows(catalog)
+    if total == 0:
+        raise InferError(f"infer.catalog {catalog}: no rows")
+    per_shard = math.ceil(total / n_shards)
+    fallback = images_dir if images_dir else cache_dir
+    counts = [0] * n_shards
+    writers: list[pq.ParquetWriter | None] = [None] * n_shards
+    with _atomic_many(shard_paths) as tmps:
+        try:
+            row = 0
+            for ids, paths in iter_catalog(catalog, chunk_size):
+                if any(p is None for p in paths):
+                    if fallback is None:
+                        raise InferError(
+                            f"infer.catalog {catalog}: rows without a path and no infer.images_dir "
+                            "or cutout cache to find <objID>.jpg in")
+                    paths = [p if p is not None else os.path.join(str(fallback), f"{i}.jpg")
+                             for p, i in zip(paths, ids.tolist())]
+                start = 0
+                while start < len(ids):
+                    k = (row + start) // per_shard
+                    stop = min(len(ids), (k + 1) * per_shard - row)
+                    if writers[k] is None:
+                        writers[k] = pq.ParquetWriter(tmps[k], SHARD_SCHEMA)
+                    writers[k].write_table(pa.table({"objID": pa.array(ids[start:stop], pa.int64()),
+                                                     "path": pa.array(paths[start:stop], pa.string())},
+                                                    schema=SHARD_SCHEMA))
+                    counts[k] += stop - start
+                    start = stop
+                row += len(ids)
+        finally:
+            for w in writers:
+                if w is not None:
+                    w.close()
+        for k, w in enumerate(writers):
+            if w is None:  # more shards than rows: an empty shard is still a valid file
+                pq.write_table(SHARD_SCHEMA.empty_table(), tmps[k])
+    log.info("split %d galaxies of %s into %d shards of up to %d", total, catalog, n_shards, per_shard)
+    return counts
+
+
+class _atomic_many:
+    """atomic_path for several files: all renamed into place only if the block succeeds."""
+
+    def __init__(self, paths):
+        self.paths = [Path(p) for p in paths]
+        self._cms = [atomic_path(p) for p in self.paths]
+
+    def __enter__(self) -> list[Path]:
+        return [cm.__enter__() for cm in self._cms]
+
+    def __exit__(self, *exc):
+        for cm in self._cms:
+            cm.__exit__(*exc)
+        return False
+
+
+# ----------------------------------------------------------------------------- prediction
+
+
+def model_label(model_path: str | os.PathLike, meta: dict, name: str | None = None) -> str:
+    """``name`` if given, else ``<target>/<model directory>`` (``oh_p50/resnet18-64px-seed0``)."""
+    if name:
+        return str(name)
+    model_path = Path(model_path)
+    target = meta.get("target") or model_path.parent.parent.name
+    return f"{target}/{model_path.parent.name}"
+
+
+def _read_chunk(rows, res: int, skipped: list) -> tuple[list[int], np.ndarray | None]:
+    """Decode a chunk of ``(objID, path)`` into one preallocated ``n x res x res x 3`` array."""
+    from galmet.imaging import ImageError, read_jpeg, to_resolution
+
+    rows = list(rows)
+    x = np.empty((len(rows), res, res, 3), dtype=np.uint8)
+    ids = []
+    for oid, path in rows:
+        try:
+            img = read_jpeg(path)
+        except ImageError as exc:
+            skipped.append((oid, path, str(exc)))
+            continue
+        x[len(ids)] = img if img.shape[:2] == (res, res) else to_resolution(img, res)
+        ids.append(oid)
+    return ids, (x[: len(ids)] if ids else None)
+
+
+def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int = 1,
+                  batch_size: int = 256, chunk_size: int = 1024, device="cpu") -> dict:
+    """Predict every galaxy of one shard; write ``objID, prediction`` (Parquet) atomically.
+
+    ``model, meta``: from :func:`galmet.predict.load_model`. Unreadable images and non-finite
+    outputs are left out and listed in ``skipped_path`` (CSV ``objID,path,reason``).
+    Returns ``{"n_in", "n_predicted", "n_skipped", "seconds"}``.
+    """
+    from galmet.predict import predict_images
+
+    t0 = time.perf_counter()
+    res = int(meta["resolution"])
+    skipped: list[tuple[int, str, str]] = []
+    n_in = n_out = 0
+    pf = pq.ParquetFile(shard_path)
+    with atomic_path(out_path) as tmp:
+        with pq.ParquetWriter(tmp, PART_SCHEMA) as writer:
+            for batch in pf.iter_batches(batch_size=int(chunk_size), columns=["objID", "path"]):
+                ids_all = batch.column("objID").to_pylist()
+                paths = batch.column("path").to_pylist()
+                n_in += len(ids_all)
+                ids, x = _read_chunk(zip(ids_all, paths), res, skipped)
+                if x is None:
+                    continue
+                preds = predict_images(model, meta, x, tta=tta, batch_size=batch_size, device=device)
+                ok = np.isfinite(preds)
+                ids_arr = np.asarray(ids, dtype=np.int64)
+                for oid in ids_arr[~ok]:
+                    skipped.append((int(oid), "", "the model's output is not finite"))
+                writer.write_table(pa.table({"objID": pa.array(ids_arr[ok], pa.int64()),
+                                             "prediction": pa.array(preds[ok], pa.float64())},
+                                            schema=PART_SCHEMA))
+                n_out += int(ok.sum())
+                del x, preds
+                log.info("%s: %d read, %d predicted, %d skipped", shard_path, n_in, n_out, len(skipped))
+    if skipped_path is not None:
+        with atomic_path(skipped_path) as tmp:
+            pd.DataFrame(skipped, columns=["objID", "path", "reason"]).to_csv(tmp, index=False)
+    for oid, path, reason in skipped[:5]:
+        log.warning("skipped %s (%s): %s", oid, path, reason)
+    secs = time.perf_counter() - t0
+    return {"n_in": n_in, "n_predicted": n_out, "n_skipped": len(skipped), "seconds": secs}
+
+
+# ----------------------------------------------------------------------------- gathering
+
+
+def gather(part_paths, out_path, model: str, version: str | None = None) -> int:
+    """Concatenate shard predictions (in the given order) into one Parquet with the model
+    name and the galmet version; a row group at a time. Returns the number of rows."""
+    if version is None:
+        from galmet import __version__ as version
+    n = 0
+    with atomic_path(out_path) as tmp:
+        with pq.ParquetWriter(tmp, OUT_SCHEMA) as writer:
+            for part in part_paths:
+                pf = pq.ParquetFile(part)
+                for i in range(pf.num_row_groups):
+                    t = pf.read_row_group(i, columns=["objID", "prediction"])
+                    k = t.num_rows
+                    if k == 0:
+                        continue
+                    writer.write_table(pa.table({
+                        "objID": t.column("objID").cast(pa.int64()),
+                        "prediction": t.column("prediction").cast(pa.float64()),
+                        "model": pa.DictionaryArray.from_arrays(pa.array(np.zeros(k, np.int32)), [model]),
+                        "galmet_version": pa.DictionaryArray.from_arrays(pa.array(np.zeros(k, np.int32)),
+                                                                         [str(version)]),
+                    }, schema=OUT_SCHEMA))
+                    n += k
+    log.info("wrote %d predictions of %s to %s", n, model, out_path)
+    return n
+
+
+__all__ = ["InferError", "iter_catalog", "count_rows", "split_catalog", "model_label",
+           "predict_shard", "gather", "write_untrained_model"]
+
+
+def write_untrained_model(path, arch: str = "resnet18", res: int = 64, seed: int = 0) -> Path:
+    """A randomly initialised model file that :func:`galmet.predict.load_model` accepts, for
+    throughput benchmarks and tests of the inference plumbing (its predictions mean nothing)."""
+    import torch
+
+    from galmet import __version__
+    from galmet.model import HEAD_DEFAULT, IMAGENET_MEAN, IMAGENET_STD, build_model
+
+    torch.manual_seed(seed)
+    model = build_model(arch, "none").eval()
+    meta = {
+        "arch": arch, "resolution": int(res), "target": "untrained", "tta": 1,
+        "head": {"hidden": HEAD_DEFAULT["hidden"], "dropout": list(HEAD_DEFAULT["dropout"])},
+        "normalisation": {"name": "imagenet", "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+        "galmet_version": __version__, "seed": seed,
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+    return path

@@ -1,0 +1,148 @@
+"""Survey-scale inference (galmet.infer, workflow/rules/infer.smk) on the bundled demo images."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from galmet import __version__
+from galmet.imaging import read_jpeg, to_resolution
+from galmet.infer import InferError, gather, predict_shard, split_catalog, write_untrained_model
+from galmet.predict import load_model, predict_images
+from tests.conftest import DEMO, ROOT
+
+RES = 16
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    return write_untrained_model(tmp_path_factory.mktemp("model") / "oh_p50" / "resnet18-16px-seed0" / "model.pt",
+                                 res=RES)
+
+
+@pytest.fixture(scope="module")
+def model(model_file):
+    return load_model(model_file, "cpu")
+
+
+def _ids(demo_catalog, n):
+    return demo_catalog["objID"].head(n).tolist()
+
+
+def test_split_catalog_contiguous_shards_and_paths(tmp_path, demo_catalog):
+    ids = _ids(demo_catalog, 10)
+    paths = [str(DEMO / "images" / f"{i}.jpg") if k % 2 else "" for k, i in enumerate(ids)]
+    cat = tmp_path / "cat.csv"
+    pd.DataFrame({"objID": [str(i) for i in ids], "path": paths, "z": 0.1}).to_csv(cat, index=False)
+    outs = [tmp_path / f"s{k}.parquet" for k in range(3)]
+    counts = split_catalog(cat, outs, images_dir="/imgs", chunk_size=3)
+    assert counts == [4, 4, 2]
+    got = pd.concat([pd.read_parquet(p) for p in outs], ignore_index=True)
+    assert got["objID"].dtype == np.int64 and got["objID"].tolist() == ids
+    for k, (oid, p) in enumerate(zip(got["objID"], got["path"])):
+        assert p == (paths[k] if k % 2 else f"/imgs/{oid}.jpg")
+
+
+def test_split_catalog_more_shards_than_rows_and_errors(tmp_path, demo_catalog):
+    cat = tmp_path / "cat.parquet"
+    pd.DataFrame({"objID": np.array(_ids(demo_catalog, 2), dtype=np.int64)}).to_parquet(cat)
+    outs = [tmp_path / f"s{k}.parquet" for k in range(4)]
+    assert split_catalog(cat, outs, cache_dir=str(DEMO / "images")) == [1, 1, 0, 0]
+    assert pq.read_table(outs[3]).num_rows == 0
+    with pytest.raises(InferError, match="no infer.images_dir"):
+        split_catalog(cat, [tmp_path / "x.parquet"])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,path\n1,a.jpg\n")
+    with pytest.raises(InferError, match="no objID column"):
+        split_catalog(bad, [tmp_path / "y.parquet"], images_dir=".")
+
+
+def test_predict_shard_streams_skips_and_matches_direct_prediction(tmp_path, demo_catalog, model):
+    net, meta = model
+    ids = _ids(demo_catalog, 12)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes((DEMO / "images" / f"{ids[0]}.jpg").read_bytes()[:200])
+    rows = [(i, str(DEMO / "images" / f"{i}.jpg")) for i in ids]
+    rows.insert(5, (42, str(broken)))
+    rows.insert(7, (43, str(tmp_path / "missing.jpg")))
+    shard = tmp_path / "shard.parquet"
+    pd.DataFrame(rows, columns=["objID", "path"]).to_parquet(shard)
+
+    direct = predict_images(net, meta, np.stack([to_resolution(read_jpeg(DEMO / "images" / f"{i}.jpg"), RES)
+                                                 for i in ids]), tta=1)
+    results = {}
+    for chunk in (5, 100):
+        out, skipped = tmp_path / f"p{chunk}.parquet", tmp_path / f"s{chunk}.csv"
+        stats = predict_shard(shard, net, meta, out, skipped, tta=1, batch_size=4, chunk_size=chunk)
+        assert stats["n_in"] == 14 and stats["n_predicted"] == 12 and stats["n_skipped"] == 2
+        df = pd.read_parquet(out)
+        assert df["objID"].tolist() == ids
+        results[chunk] = df["prediction"].to_numpy()
+        sk = pd.read_csv(skipped)
+        assert sorted(sk["objID"]) == [42, 43] and sk["reason"].str.len().min() > 0
+    np.testing.assert_allclose(results[5], results[100], atol=1e-6)
+    np.testing.assert_allclose(results[100], direct, atol=1e-6)
+    tta4 = predict_shard(shard, net, meta, tmp_path / "tta.parquet", tta=4, batch_size=4, chunk_size=5)
+    assert tta4["n_predicted"] == 12
+    assert not np.allclose(pd.read_parquet(tmp_path / "tta.parquet")["prediction"], results[5])
+
+
+def test_gather_keeps_order_and_adds_model_and_version(tmp_path):
+    parts = []
+    for k, ids in enumerate(([3, 1], [], [2])):
+        p = tmp_path / f"{k}.parquet"
+        pd.DataFrame({"objID": np.array(ids, np.int64), "prediction": np.array(ids, float) / 10}).to_parquet(p)
+        parts.append(p)
+    out = tmp_path / "all.parquet"
+    assert gather(parts, out, model="oh_p50/resnet18-16px-seed0") == 3
+    df = pd.read_parquet(out)
+    assert list(df.columns) == ["objID", "prediction", "model", "galmet_version"]
+    assert df["objID"].tolist() == [3, 1, 2] and df["objID"].dtype == np.int64
+    assert set(df["model"].astype(str)) == {"oh_p50/resnet18-16px-seed0"}
+    assert set(df["galmet_version"].astype(str)) == {__version__}
+
+
+def _snakemake(workdir: Path, cfg: Path, *extra: str) -> str:
+    cmd = [str(Path(sys.executable).with_name("snakemake")), "infer", "--snakefile", str(ROOT / "Snakefile"),
+           "--configfile", str(cfg), "--directory", str(workdir), "--cores", "2", "--resources", "gpu=1", *extra]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
+    return p.stdout + p.stderr
+
+
+def test_snakemake_infer_target_is_sharded_and_resumable(tmp_path, demo_catalog, model_file):
+    ids = _ids(demo_catalog, 30)
+    cat = tmp_path / "survey.csv"
+    pd.DataFrame({"objID": [str(i) for i in ids]}).to_csv(cat, index=False)
+    cfg = tmp_path / "infer.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "catalog": {"source": "table", "path": str(DEMO / "catalog.csv")},
+        "cutouts": {"source": "local", "local_dir": str(DEMO / "images")},
+        "infer": {"model": str(model_file), "catalog": str(cat), "images_dir": str(DEMO / "images"),
+                  "shards": 3, "chunk_size": 7, "batch_size": 8},
+    }))
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    log = _snakemake(wd, cfg)
+    out = wd / "results" / "infer" / "predictions.parquet"
+    df = pd.read_parquet(out)
+    assert df["objID"].tolist() == ids
+    assert np.isfinite(df["prediction"]).all()
+    assert set(df["model"].astype(str)) == {"untrained/resnet18-16px-seed0"}  # meta target / model dir
+    assert log.count("rule infer_shard:") == 3
+
+    # resumable: a run that died before shard 1 and the gathering were done redoes only those
+    first = df["prediction"].to_numpy()
+    (wd / "results" / "infer" / "parts" / "00001.parquet").unlink()
+    out.unlink()
+    log = _snakemake(wd, cfg)
+    assert log.count("rule infer_shard:") == 1 and "rule infer_split:" not in log
+    assert "wildcards: part=00001" in log and log.count("rule infer:") == 1
+    np.testing.assert_allclose(pd.read_parquet(out)["prediction"].to_numpy(), first, atol=1e-6)

@@ -1,0 +1,81 @@
+# Survey-scale inference: a trained model applied to a catalog of any size (config `infer:`).
+#   snakemake infer --configfile my_infer.yaml [--profile profiles/slurm]
+# catalog -> shards of contiguous rows -> one prediction job per shard (gpu=1 when
+# infer.gpu) -> results/infer/predictions.parquet (objID, prediction, model, galmet_version).
+# Per-shard outputs make a run resumable; each job streams in chunks (galmet.infer).
+
+
+rule infer_split:
+    """Cut the inference catalog into infer.shards shards of contiguous rows (objID, path)."""
+    input:
+        catalog=infer_required("catalog"),
+    output:
+        expand("results/infer/shards/{part}.parquet", part=INFER_PARTS),
+    params:
+        images_dir=INFER["images_dir"],
+        cache_dir=infer_cache_dir(),
+    log:
+        "results/logs/infer/split.log",
+    benchmark:
+        "results/benchmarks/infer/split.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/science.yaml"
+    script:
+        "../scripts/infer_split.py"
+
+
+rule infer_shard:
+    """Predict one shard, streaming its images in chunks of infer.chunk_size."""
+    input:
+        model=infer_required("model"),
+        shard="results/infer/shards/{part}.parquet",
+    output:
+        predictions="results/infer/parts/{part}.parquet",
+        skipped="results/infer/parts/{part}.skipped.csv",
+    params:
+        tta=INFER["tta"],
+        batch_size=INFER["batch_size"],
+        chunk_size=INFER["chunk_size"],
+        device=INFER["device"],
+    wildcard_constraints:
+        part=r"\d+",
+    log:
+        "results/logs/infer/shard-{part}.log",
+    benchmark:
+        "results/benchmarks/infer/shard-{part}.tsv"
+    threads: 4
+    resources:
+        gpu=1 if INFER["gpu"] else 0,
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/infer_predict.py"
+
+
+rule infer:
+    """One Parquet of every shard's predictions: objID, prediction, model, galmet_version."""
+    input:
+        model=infer_required("model"),
+        parts=expand("results/infer/parts/{part}.parquet", part=INFER_PARTS),
+    output:
+        "results/infer/predictions.parquet",
+    params:
+        model_name=INFER["model_name"],
+    log:
+        "results/logs/infer/gather.log",
+    benchmark:
+        "results/benchmarks/infer/gather.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/science.yaml"
+    script:
+        "../scripts/infer_gather.py"
