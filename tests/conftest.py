@@ -28,3 +28,14 @@ def demo_catalog() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def demo_images(demo_catalog) -> list[Path]:
     return [DEMO / "images" / f"{oid}.jpg" for oid in demo_catalog["objID"]]
+
+
+@pytest.fixture
+def sky(sample):
+    """A fake SkyServer on 127.0.0.1 serving the module's ``sample`` (catalog, images)."""
+    from tests.fakesky import FakeSky
+
+    cat, images = sample
+    with FakeSky(cat, images) as s:
+        s.slow_s = 1.0
+        yield s

@@ -34,14 +34,6 @@ def sample():
     return made_up_catalog(DEMO / "images", 40)
 
 
-@pytest.fixture
-def sky(sample):
-    cat, images = sample
-    with FakeSky(cat, images) as s:
-        s.slow_s = 1.0
-        yield s
-
-
 def good_files(d: Path) -> dict[int, bytes]:
     return {int(p.stem): p.read_bytes() for p in d.glob("*.jpg")}
 

@@ -20,14 +20,6 @@ def sample():
     return made_up_catalog(DEMO / "images", 12)
 
 
-@pytest.fixture
-def sky(sample):
-    cat, images = sample
-    with FakeSky(cat, images) as s:
-        s.slow_s = 1.0
-        yield s
-
-
 def fast_client(sky, **kw):
     args = dict(base_url=sky.base_url, timeout_s=0.4, max_attempts=4, backoff_s=0.01,
                 backoff_max_s=0.05, max_requests_per_second=None)
