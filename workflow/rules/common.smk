@@ -109,6 +109,14 @@ def store_resolutions():
     return [r for r in RESOLUTIONS if r != CUTOUT_SIZE]
 
 
+def all_stores(wildcards):
+    """Input function: every shard's index and store at the cutout size and every resolution."""
+    shards = shard_ids(wildcards)
+    return expand("results/images/{shard}/index.parquet", shard=shards) + expand(
+        "results/images/{shard}/{res}px.npy", shard=shards, res=sorted({CUTOUT_SIZE, *RESOLUTIONS})
+    )
+
+
 def stores(res):
     """Input function: the store at resolution `res` (int or wildcard name) of every shard."""
 

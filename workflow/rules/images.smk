@@ -72,3 +72,11 @@ rule split:
         "../../envs/data.yaml"
     script:
         "../scripts/split.py"
+
+
+rule images:
+    """Target for the data stage alone (catalog, cutouts, stores, split): `snakemake images`."""
+    input:
+        all_stores,
+        "results/split.parquet",
+    localrule: True
