@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from galmet.io import atomic_path, parse_ids
+from galmet.io import atomic_path, iter_table_chunks, table_columns
 
 log = logging.getLogger("galmet.infer")
 
@@ -52,12 +52,10 @@ class InferError(ValueError):
 
 
 def _catalog_columns(catalog: Path) -> list[str]:
-    suffix = catalog.suffix.lower()
-    if suffix == ".parquet":
-        return list(pq.ParquetFile(catalog).schema_arrow.names)
-    if suffix == ".csv":
-        return list(pd.read_csv(catalog, nrows=0).columns)
-    raise InferError(f"infer.catalog {catalog}: use a .csv or .parquet table")
+    try:
+        return table_columns(catalog)
+    except ValueError:
+        raise InferError(f"infer.catalog {catalog}: use a .csv or .parquet table") from None
 
 
 def iter_catalog(catalog: str | os.PathLike, chunk_size: int = 8192) -> Iterator[tuple[np.ndarray, list]]:
@@ -69,13 +67,8 @@ def iter_catalog(catalog: str | os.PathLike, chunk_size: int = 8192) -> Iterator
     if "objID" not in names:
         raise InferError(f"infer.catalog {catalog}: no objID column (columns: {', '.join(map(str, names))})")
     cols = ["objID"] + (["path"] if "path" in names else [])
-    if catalog.suffix.lower() == ".parquet":
-        frames = (b.to_pandas() for b in pq.ParquetFile(catalog).iter_batches(batch_size=chunk_size, columns=cols))
-    else:
-        frames = pd.read_csv(catalog, usecols=cols, dtype={"objID": "string", "path": "string"},
-                             chunksize=chunk_size, keep_default_na=False)
-    for df in frames:
-        ids = parse_ids(df["objID"], column="objID", source=catalog).to_numpy()
+    for df in iter_table_chunks(catalog, cols, chunk_size):
+        ids = df["objID"].to_numpy(dtype=np.int64)
         if "path" in df:
             paths = [p if isinstance(p, str) and p else None for p in df["path"].tolist()]
         else:

@@ -105,3 +105,37 @@ def parse_ids(values, column: str = "objID", source: str | os.PathLike = "table"
             "not floats or scientific notation"
         )
     return text.astype("int64").rename(column)
+
+
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """Column names of a CSV or Parquet table, without reading its rows."""
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    if path.suffix.lower() == ".csv":
+        return list(pd.read_csv(path, nrows=0).columns)
+    raise ValueError(f"{path}: unsupported table extension {path.suffix!r} (use .parquet or .csv)")
+
+
+def iter_table_chunks(path: str | os.PathLike, columns: list[str], chunk_size: int):
+    """Stream ``columns`` of a CSV or Parquet table, ``chunk_size`` rows at a time.
+
+    Memory stays flat in the table's length. ``objID`` is parsed to exact int64 in every chunk
+    (:func:`parse_ids`); other columns of a CSV are read as strings.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        frames = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_size, columns=columns))
+    elif path.suffix.lower() == ".csv":
+        frames = pd.read_csv(path, usecols=columns, dtype={c: "string" for c in columns}, chunksize=chunk_size,
+                             keep_default_na=False)
+    else:
+        raise ValueError(f"{path}: unsupported table extension {path.suffix!r} (use .parquet or .csv)")
+    for df in frames:
+        if "objID" in df:
+            df["objID"] = parse_ids(df["objID"], column="objID", source=path).to_numpy()
+        yield df

@@ -155,28 +155,14 @@ def _objid_from_name(name: str):
 
 
 def _iter_catalog(catalog: Path, images: Path | None, chunk: int):
-    from galmet.io import parse_ids
+    from galmet.io import iter_table_chunks, table_columns
 
-    suffix = catalog.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        pf = pq.ParquetFile(catalog)
-        names = pf.schema_arrow.names
-        _check_catalog_columns(catalog, names, images)
-        cols = ["objID"] + (["path"] if images is None else [])
-        frames = (b.to_pandas() for b in pf.iter_batches(batch_size=chunk, columns=cols))
-    elif suffix == ".csv":
-        import pandas as pd
-
-        names = list(pd.read_csv(catalog, nrows=0).columns)
-        _check_catalog_columns(catalog, names, images)
-        cols = ["objID"] + (["path"] if images is None else [])
-        frames = pd.read_csv(catalog, usecols=cols, dtype={"objID": "string", "path": "string"}, chunksize=chunk)
-    else:
+    if catalog.suffix.lower() not in (".csv", ".parquet"):
         raise ValueError(f"--catalog {catalog}: use a .csv or .parquet table")
-    for df in frames:
-        ids = parse_ids(df["objID"], column="objID", source=catalog).to_numpy()
+    _check_catalog_columns(catalog, table_columns(catalog), images)
+    cols = ["objID"] + (["path"] if images is None else [])
+    for df in iter_table_chunks(catalog, cols, chunk):
+        ids = df["objID"].to_numpy(dtype=np.int64)
         if images is not None:
             paths = [images / f"{i}.jpg" for i in ids]
         else:
