@@ -88,3 +88,28 @@ def test_d4_per_sample_matches_single_elements():
     out = d4_per_sample(x, ks)
     for i in range(16):
         torch.testing.assert_close(out[i], d4(x[i], int(ks[i])))
+
+
+def test_gather_and_lazy_view_across_shards(tmp_path):
+    import pandas as pd
+
+    from galmet.imaging import StoreView, gather
+
+    rng = np.random.default_rng(2)
+    paths = []
+    for k, ids in enumerate(([10, 11, 12], [20, 21])):
+        np.save(tmp_path / f"{k}.npy", rng.integers(0, 256, (len(ids), 4, 4, 3), dtype=np.uint8))
+        pd.DataFrame({"objID": np.array(ids, dtype=np.int64)}).to_parquet(tmp_path / f"{k}.parquet")
+        paths.append((tmp_path / f"{k}.parquet", tmp_path / f"{k}.npy"))
+    index, store = zip(*paths)
+    want = [21, 10, 12]
+    got = gather(index, store, want)
+    expect = [np.load(store[1])[1], np.load(store[0])[0], np.load(store[0])[2]]
+    np.testing.assert_array_equal(got, np.stack(expect))
+    view = StoreView(index, store)
+    lazy = view.lazy(want)
+    assert len(lazy) == 3
+    np.testing.assert_array_equal(lazy[0], expect[0])
+    assert list(view.positions([99, 20]) >= 0) == [False, True]
+    with pytest.raises(KeyError, match="99"):
+        gather(index, store, [10, 99])

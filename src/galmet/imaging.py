@@ -216,31 +216,75 @@ def rebin_store(in_path, out_path, res: int) -> None:
     logging.getLogger("galmet.imaging").info("re-binned %d images to %d px into %s", n, res, out_path)
 
 
+class StoreView:
+    """The images of several shard stores (memory-mapped), addressed by objID.
+
+    Only the rows asked for are read: :meth:`take` reads them at once (sorted, per shard),
+    :meth:`lazy` gives a sequence that reads each image when it is indexed.
+    """
+
+    def __init__(self, index_paths, store_paths):
+        import pandas as pd
+
+        self.stores, ids, shard, row = [], [], [], []
+        for k, (index_path, store_path) in enumerate(zip(index_paths, store_paths, strict=True)):
+            shard_ids = pd.read_parquet(index_path)["objID"].to_numpy(dtype=np.int64)
+            store = load_store(store_path)
+            if len(shard_ids) != len(store):
+                raise ImageError(f"{store_path}: {len(store)} images but {index_path} lists {len(shard_ids)} ids")
+            self.stores.append(store)
+            ids.append(shard_ids)
+            shard.append(np.full(len(shard_ids), k))
+            row.append(np.arange(len(shard_ids)))
+        self.index = pd.Index(np.concatenate(ids) if ids else np.empty(0, np.int64))
+        self.shard = np.concatenate(shard) if shard else np.empty(0, int)
+        self.row = np.concatenate(row) if row else np.empty(0, int)
+
+    def positions(self, objids) -> np.ndarray:
+        """Position of each id in the view, -1 for an id no store holds."""
+        return self.index.get_indexer(np.asarray(objids, dtype=np.int64))
+
+    def _located(self, objids) -> np.ndarray:
+        pos = self.positions(objids)
+        if (pos < 0).any():
+            missing = np.asarray(objids, dtype=np.int64)[pos < 0]
+            raise KeyError(f"{len(missing)} requested galaxies are in no image store, e.g. {list(missing[:5])}")
+        return pos
+
+    def take(self, objids) -> np.ndarray:
+        """The images of ``objids``, in that order, as one uint8 array."""
+        pos = self._located(objids)
+        shape = self.stores[0].shape[1:] if self.stores else (1, 1, 3)
+        out = np.empty((len(pos),) + shape, dtype=np.uint8)
+        for k, store in enumerate(self.stores):
+            sel = np.nonzero(self.shard[pos] == k)[0]
+            if len(sel):
+                rows = self.row[pos[sel]]
+                order = np.argsort(rows)  # sorted rows keep memory-mapped reads sequential
+                out[sel[order]] = store[rows[order]]
+        return out
+
+    def lazy(self, objids) -> _LazyImages:
+        """A sequence of the images of ``objids`` that reads each one only when indexed."""
+        pos = self._located(objids)
+        return _LazyImages(self.stores, self.shard[pos], self.row[pos])
+
+
+class _LazyImages:
+    def __init__(self, stores, shard, row):
+        self.stores, self.shard, self.row = stores, shard, row
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def __getitem__(self, i) -> np.ndarray:
+        return np.asarray(self.stores[self.shard[i]][self.row[i]])
+
+
 def gather(index_paths, store_paths, objids) -> np.ndarray:
     """Collect the images of ``objids`` (in that order) from several shard stores.
 
     Each shard's store is memory-mapped; only the requested rows are read. Raises KeyError
     naming the ids that no store holds.
     """
-    import pandas as pd
-
-    want = pd.Index(np.asarray(objids, dtype=np.int64))
-    out = None
-    found = np.zeros(len(want), dtype=bool)
-    for index_path, store_path in zip(index_paths, store_paths):
-        ids = pd.read_parquet(index_path)["objID"].to_numpy(dtype=np.int64)
-        store = load_store(store_path)
-        if len(ids) != len(store):
-            raise ImageError(f"{store_path}: {len(store)} images but {index_path} lists {len(ids)} ids")
-        if out is None:
-            out = np.empty((len(want),) + store.shape[1:], dtype=np.uint8)
-        pos = want.get_indexer(ids)
-        rows = np.nonzero(pos >= 0)[0]
-        if len(rows):
-            # sorted row order keeps memory-mapped reads sequential
-            out[pos[rows]] = store[rows]
-            found[pos[rows]] = True
-    if out is None or not found.all():
-        missing = want[~found] if out is not None else want
-        raise KeyError(f"{len(missing)} requested galaxies are in no image store, e.g. {list(missing[:5])}")
-    return out
+    return StoreView(index_paths, store_paths).take(objids)
