@@ -19,6 +19,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/reference.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/mzr.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/infer.smk"
 

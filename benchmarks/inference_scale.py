@@ -36,7 +36,7 @@ def _child(args) -> None:
     import torch
 
     from galmet.infer import gather, predict_shard, split_catalog
-    from galmet.predict import load_model
+    from galmet.modelfile import load as load_model
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)

@@ -3,7 +3,7 @@
 For ResNet-18 at 16 and 64 px and ResNet-34 at 128 px, on the bundled demo galaxies, training
 images per second for
 
-  (a) ours: the packed uint8 store (memory-mapped ``.npy``) through ``galmet.train.train_epoch``
+  (a) ours: the packed uint8 store (memory-mapped ``.npy``) through ``galmet.train.train_one_epoch``
       -- gather, one random D4 element per image and normalisation on the device, SGD step;
   (b) baseline: a torch ``DataLoader`` (``num_workers`` = cores, persistent workers) decoding
       the JPEGs with PIL and torchvision transforms (Resize, ToTensor, Normalize, random flips
@@ -44,10 +44,11 @@ from torch.utils.data import DataLoader, Dataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from galmet.imaging import block_average, load_store, read_jpeg  # noqa: E402
+from galmet.imaging import block_average, read_jpeg  # noqa: E402
 from galmet.model import IMAGENET_MEAN, IMAGENET_STD, build_model, normalisation_constants, to_input  # noqa: E402
 from galmet.predict import predict_images  # noqa: E402
-from galmet.train import ImageSource, make_optimizer, split_batches, train_epoch  # noqa: E402
+from galmet.stores import load_store  # noqa: E402
+from galmet.train import ImageSource, make_optimizer, split_batches, train_one_epoch  # noqa: E402
 
 CONFIGS = [("resnet18", 16), ("resnet18", 64), ("resnet34", 128)]
 PARAMS = {"stage1": {"lr": 0.01}, "stage2": {"lrs": [1e-3, 1e-3, 1e-3]}, "momentum": 0.9, "weight_decay": 0.0}
@@ -117,7 +118,7 @@ def _bench_config(arch, res, args, device, amp, cores, paths, y, stores, n):
         batches = split_batches(order, bs)
         _sync(device)
         t = time.perf_counter()
-        train_epoch(model, opt, src, y_t, batches, ks, PARAMS["stage2"]["lrs"], factors, scale, shift, amp)
+        train_one_epoch(model, opt, src, y_t, batches, ks, PARAMS["stage2"]["lrs"], factors, scale, shift, amp)
         _sync(device)
         return n_img / (time.perf_counter() - t)
 

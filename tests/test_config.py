@@ -39,3 +39,17 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_targets_are_the_registered_ones(monkeypatch):
+    """The schema's list of targets is galmet.targets.TARGETS: one entry there, nothing else."""
+    from galmet.config import load_schema
+    from galmet.targets import TARGETS, Target
+
+    assert load_schema()["properties"]["targets"]["items"] == {"enum": list(TARGETS)}
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw["targets"] = ["oh_p50", "sfr_tot_p50"]
+    with pytest.raises(ConfigError, match=r"targets\.1: 'sfr_tot_p50' is not one of"):
+        load_config(raw)
+    monkeypatch.setitem(TARGETS, "sfr_tot_p50", Target("sfr_tot_p50", "log SFR", unit="dex"))
+    assert load_config(raw)["targets"] == ["oh_p50", "sfr_tot_p50"]

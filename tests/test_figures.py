@@ -16,7 +16,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from galmet import figures, metrics
+from galmet import captions, figures, metrics
+from galmet.targets import MASS, METALLICITY, TARGETS
+
+Z, M = TARGETS[METALLICITY], TARGETS[MASS]
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "resources" / "reference"
@@ -98,7 +101,7 @@ def test_fig3_scatter_published(published, tmp_path):
     fig = figures.fig3_scatter(published["oh_p50"], published["prediction"],
                                reference=(ref["oh_p50"], ref["prediction"]))
     main, top = fig.axes[0], fig.axes[1]
-    assert main.get_xlabel() == figures.Z_LABEL_TRUE and main.get_ylabel() == figures.Z_LABEL_PRED
+    assert main.get_xlabel() == Z.label_true and main.get_ylabel() == Z.label_pred
     assert top.get_ylabel() == "scatter [dex]"
     assert {t.get_text() for t in main.get_legend().get_texts()} >= {"one-to-one", "running median"}
     stats = " ".join(t.get_text() for t in main.texts)
@@ -133,7 +136,7 @@ def test_fig4_resolution_with_baselines_and_published(tmp_path):
         p = tmp_path / f"{b['name']}.json"
         p.write_text(json.dumps(b))
         bpaths.append(p)
-    cnn, bl, pub, table = figures.resolution_results(
+    cnn, bl, pub, table = captions.resolution_results(
         [mdir / "resnet18-32px-seed0.json"], bpaths, sorted(mdir.glob("published-*.json")))
     assert cnn["resolution"].tolist() == [32] and len(pub) == 4 and bl == [
         {"name": "constant", "rmse": 0.2, "nmad": 0.15}]
@@ -154,9 +157,9 @@ def test_fig5_mass_route(mass_rows, tmp_path):
     r = mass_rows
     fig = figures.fig5_mass(r["mass"], r["mass_pred"], r["z_true"], z_pred=r["z_pred"])
     left, right = fig.axes[:2]
-    assert left.get_xlabel() == figures.MASS_LABEL_TRUE
-    assert left.get_ylabel() == figures.MASS_LABEL_PRED
-    assert right.get_xlabel() == figures.Z_LABEL_TRUE and "Tremonti" in right.get_ylabel()
+    assert left.get_xlabel() == M.label_true
+    assert left.get_ylabel() == M.label_pred
+    assert right.get_xlabel() == Z.label_true and "Tremonti" in right.get_ylabel()
     assert "direct CNN" in right.texts[0].get_text()
     n_valid = int(np.isfinite(r["mass"]).sum())
     assert f"N = {n_valid:,}" in left.texts[0].get_text()
@@ -169,7 +172,7 @@ def test_fig6_mzr(mass_rows, tmp_path):
     left, right = fig.axes[:2]
     assert left.get_title() == "predicted MZR" and right.get_title() == "empirical MZR"
     for ax in (left, right):
-        assert ax.get_xlabel() == figures.MASS_LABEL_TRUE
+        assert ax.get_xlabel() == M.label_true
         legend = [t.get_text() for t in ax.get_legend().get_texts()]
         assert "Tremonti et al. (2004)" in legend and "$\\pm$0.10 dex" in legend
         tremonti = [ln for ln in ax.get_lines() if ln.get_label() == "Tremonti et al. (2004)"][0]
@@ -215,7 +218,8 @@ def _run_script(name, tmp_path, **parts):
 
 
 def test_mass_figure_scripts_on_prepared_results(mass_rows, tmp_path):
-    """figure_mass.py and figure_mzr.py (Figures 5 and 6) from the files the workflow writes."""
+    """mzr_mass_route.py, mzr_table.py and figure_mass.py, figure_mzr.py (Figures 5 and 6) from
+    the files the workflow writes."""
     r = mass_rows
     ids = np.arange(1, len(r["mass"]) + 1, dtype="int64")
     catalog = pd.DataFrame({"objID": ids, "oh_p50": r["z_true"], "lgm_tot_p50": r["mass"]})
@@ -228,25 +232,28 @@ def test_mass_figure_scripts_on_prepared_results(mass_rows, tmp_path):
     mass.to_parquet(tmp_path / "mass.parquet")
     z.to_parquet(tmp_path / "z.parquet")
     out = tmp_path / "out"
-    _run_script("figure_mass", tmp_path,
-                input={"mass": str(tmp_path / "mass.parquet"), "direct": str(tmp_path / "z.parquet"),
-                       "catalog": str(tmp_path / "clean.parquet")},
-                output={"png": str(out / "fig5.png"), "others": [str(out / "fig5.pdf")],
-                        "numbers": str(out / "mass_route.json")},
-                wildcards={"model": "resnet18-16px-seed0"})
+    route_inputs = {"mass": str(tmp_path / "mass.parquet"), "direct": str(tmp_path / "z.parquet"),
+                    "catalog": str(tmp_path / "clean.parquet")}
+    model = {"model": "resnet18-16px-seed0"}
+    _run_script("mzr_mass_route", tmp_path, input=route_inputs,
+                output={"numbers": str(out / "mass_route.json")}, wildcards=model)
+    _run_script("figure_mass", tmp_path, input={**route_inputs, "numbers": str(out / "mass_route.json")},
+                output={"png": str(out / "fig5.png"), "others": [str(out / "fig5.pdf")]},
+                wildcards=model)
     route = json.loads((out / "mass_route.json").read_text())
     assert route["mzr"]["n"] == route["direct"]["n"] == route["mass"]["n"] == len(test)
     assert route["direct"]["rmse"] == pytest.approx(
         metrics.rmse(z["prediction"] - z["oh_p50"]))
     assert (out / "fig5.png").stat().st_size > 10_000 and (out / "fig5.pdf").is_file()
-    _run_script("figure_mzr", tmp_path,
-                input={"predictions": str(tmp_path / "z.parquet"),
-                       "catalog": str(tmp_path / "clean.parquet")},
-                output={"png": str(out / "fig6.png"), "others": [],
-                        "table": str(out / "mzr.csv"), "numbers": str(out / "mzr.json")},
-                wildcards={"model": "resnet18-16px-seed0"})
+    mzr_inputs = {"predictions": str(tmp_path / "z.parquet"), "catalog": str(tmp_path / "clean.parquet")}
+    _run_script("mzr_table", tmp_path, input=mzr_inputs,
+                output={"numbers": str(out / "mzr.json"), "table": str(out / "mzr.csv")},
+                wildcards=model)
+    _run_script("figure_mzr", tmp_path, input={**mzr_inputs, "numbers": str(out / "mzr.json")},
+                output={"png": str(out / "fig6.png"), "others": []}, wildcards=model)
     table = pd.read_csv(out / "mzr.csv")
     assert table["n"].sum() == len(test)
     assert {"median_pred", "median_true", "rmse_pred", "rmse_true", "tremonti"} <= set(table)
     numbers = json.loads((out / "mzr.json").read_text())
     assert numbers["n"] == len(test) and numbers["pred_rmse_about_tremonti"] > 0
+    assert (out / "fig6.png").stat().st_size > 10_000

@@ -15,7 +15,8 @@ import yaml
 from galmet import __version__
 from galmet.imaging import read_jpeg, to_resolution
 from galmet.infer import InferError, gather, predict_shard, split_catalog, write_untrained_model
-from galmet.predict import load_model, predict_images
+from galmet.modelfile import load as load_model
+from galmet.predict import predict_images
 from tests.conftest import DEMO, ROOT
 
 RES = 16
@@ -140,9 +141,9 @@ def test_snakemake_infer_target_is_sharded_and_resumable(tmp_path, demo_catalog,
 
     # resumable: a run that died before shard 1 and the gathering were done redoes only those
     first = df["prediction"].to_numpy()
-    (wd / "results" / "infer" / "parts" / "00001.parquet").unlink()
+    (wd / "results" / "infer" / "parts" / "2-of-3.parquet").unlink()  # scatter item 2 of infer.shards
     out.unlink()
     log = _snakemake(wd, cfg)
     assert log.count("rule infer_shard:") == 1 and "rule infer_split:" not in log
-    assert "wildcards: part=00001" in log and log.count("rule infer:") == 1
+    assert "wildcards: scatteritem=2-of-3" in log and log.count("rule infer:") == 1
     np.testing.assert_allclose(pd.read_parquet(out)["prediction"].to_numpy(), first, atol=1e-6)

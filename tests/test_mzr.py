@@ -71,3 +71,23 @@ def test_mzr_summary_and_mass_route():
     assert out["mzr"]["rmse"] == pytest.approx(out["direct"]["rmse"])
     assert out["mass"]["median_residual"] == pytest.approx(-0.1)
     assert mzr.mass_route_comparison([np.nan], None, [10.0])["mzr"]["rmse"] is None
+
+
+def test_mass_route_rows_join_by_objid():
+    mass = pd.DataFrame({"objID": [3, 1, 2], "lgm_tot_p50": [10.0, 9.0, 11.0],
+                         "prediction": [10.1, 9.2, 10.8]})
+    direct = pd.DataFrame({"objID": [1, 3], "oh_p50": [8.6, 8.9], "prediction": [8.7, 8.8]})
+    catalog = pd.DataFrame({"objID": [1, 2, 3, 4], "oh_p50": [8.6, 9.0, 8.9, 8.5]})
+    rows = mzr.mass_route_rows(mass, direct, catalog).set_index("objID")
+    assert sorted(rows.index) == [1, 2, 3]  # the mass CNN's test galaxies
+    assert rows.loc[2, "oh_p50"] == 9.0 and np.isnan(rows.loc[2, "z_pred"])  # no direct prediction
+    assert rows.loc[3, "z_pred"] == 8.8 and rows.loc[3, "prediction"] == 10.1
+
+
+def test_mzr_rows_need_the_catalog_mass():
+    preds = pd.DataFrame({"objID": [1, 2], "oh_p50": [8.6, 9.0], "prediction": [8.7, 8.9]})
+    catalog = pd.DataFrame({"objID": [2, 1], "lgm_tot_p50": [10.5, 9.5]})
+    rows = mzr.mzr_rows(preds, catalog).set_index("objID")
+    assert rows.loc[1, "lgm_tot_p50"] == 9.5 and rows.loc[2, "prediction"] == 8.9
+    with pytest.raises(ValueError, match="lgm_tot_p50"):
+        mzr.mzr_rows(preds, catalog.drop(columns="lgm_tot_p50"))

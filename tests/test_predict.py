@@ -12,7 +12,9 @@ import torch
 
 from galmet.cli import main as galmet_main
 from galmet.imaging import block_average, read_jpeg
-from galmet.predict import ModelFileError, load_model, predict_images
+from galmet.modelfile import ModelFileError
+from galmet.modelfile import load as load_model
+from galmet.predict import predict_images
 from galmet.train import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +137,33 @@ def test_cli_predict_errors(trained, image_dir, tmp_path, capsys):
     assert galmet_main(["predict", "--model", model, "--catalog", str(tmp_path / "nopath.csv"), "--out",
                         str(tmp_path / "n.csv")]) == 2
     assert "no path column" in capsys.readouterr().err
+
+
+def test_three_prediction_paths_give_the_same_numbers(trained, demo_ids, tmp_path):
+    """galmet predict, the infer target's shard step and the workflow's store path agree."""
+    from galmet.infer import predict_shard
+    from galmet.predict import write_predictions
+
+    model, meta = load_model(trained[0])
+    ids = [int(i) for i in demo_ids[:8]]
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in ids:
+        shutil.copy(IMAGES / f"{i}.jpg", images / f"{i}.jpg")
+    assert galmet_main(["predict", "--model", str(trained[0]), "--images", str(images),
+                        "--out", str(tmp_path / "cli.parquet")]) == 0
+    cli = pd.read_parquet(tmp_path / "cli.parquet").set_index("objID")["prediction"]
+
+    shard = tmp_path / "shard.parquet"
+    pd.DataFrame({"objID": ids, "path": [str(images / f"{i}.jpg") for i in ids]}).to_parquet(shard)
+    predict_shard(shard, model, meta, tmp_path / "infer.parquet", tta=int(meta["tta"]))
+    infer = pd.read_parquet(tmp_path / "infer.parquet").set_index("objID")["prediction"]
+
+    store = block_average(np.stack([read_jpeg(IMAGES / f"{i}.jpg") for i in ids]), int(meta["resolution"]))
+    write_predictions(tmp_path / "split.parquet", ids, predict_images(model, meta, store, tta=int(meta["tta"])),
+                      extra={"oh_p50": np.zeros(len(ids), np.float32)})
+    split = pd.read_parquet(tmp_path / "split.parquet")
+    assert list(split.columns) == ["objID", "oh_p50", "prediction"]
+    split = split.set_index("objID")["prediction"]
+    for other in (infer, split):
+        np.testing.assert_allclose(other.loc[ids].to_numpy(), cli.loc[ids].to_numpy(), atol=1e-6)

@@ -201,7 +201,8 @@ def test_keep_best_keeps_lowest_validation_epoch(tiny_data, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_training_and_prediction(tiny_data, tmp_path):
-    from galmet.predict import load_model, predict_images
+    from galmet.modelfile import load as load_model
+    from galmet.predict import predict_images
 
     params = {**TINY, "device": "cuda", "batch_size": 12}
     result = train_model(*tiny_data, params, tmp_path, {"seed": 0})

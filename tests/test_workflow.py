@@ -126,6 +126,39 @@ def test_invalid_config_names_the_key(tmp_path):
     assert "bogus_key" in proc.stdout + proc.stderr
 
 
+# Snakemake in a process where one more target is registered, as an entry in galmet.targets would
+REGISTER_SFR = (
+    "import sys; from galmet.targets import TARGETS, Target; "
+    "TARGETS['sfr_tot_p50'] = Target('sfr_tot_p50', 'log SFR', unit='dex'); "
+    "from snakemake.cli import main; main(sys.argv[1:])"
+)
+
+
+def test_a_registered_target_is_trained(tmp_path):
+    """One entry in galmet.targets is all a new target column needs: the workflow plans a model
+    of it, with the same rules and paths as the others (dry run after the catalog stage)."""
+    catalog = pd.read_csv(DEMO / "catalog.csv", dtype={"objID": "string"}).iloc[:40]
+    catalog["sfr_tot_p50"] = 0.01 * (catalog.index - 20)
+    catalog.to_csv(tmp_path / "catalog.csv", index=False)
+    cfg = tiny_config(tmp_path)
+    cfg["cutouts"]["local_dir"] = str(DEMO / "images")
+    cfg["targets"] = ["oh_p50", "sfr_tot_p50"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    unregistered = snakemake(tmp_path, "-n", check=False)
+    assert unregistered.returncode != 0 and "sfr_tot_p50" in unregistered.stdout + unregistered.stderr
+
+    args = ["-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+            "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"]
+    for extra in (["results/catalog/shards/index.json"], ["-n"]):
+        proc = subprocess.run([sys.executable, "-c", REGISTER_SFR, *args, *extra],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    plan = proc.stdout + proc.stderr
+    assert "results/models/sfr_tot_p50/resnet18-16px-seed0/model.pt" in plan
+    assert "wildcards: target=sfr_tot_p50, model=resnet18-16px-seed0" in plan
+    assert "results/figures/sfr_tot_p50/fig4_resolution.png" in plan
+
+
 def test_snakemake_lint_is_clean():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(ROOT / "Snakefile"),
                            "--directory", str(ROOT)], capture_output=True, text=True, timeout=300)

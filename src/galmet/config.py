@@ -15,6 +15,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from galmet.targets import TARGETS
+
 SCHEMA_PATH = Path(str(resources.files("galmet") / "schemas" / "config.schema.yaml"))
 
 
@@ -23,7 +25,11 @@ class ConfigError(ValueError):
 
 
 def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The schema, with the allowed ``targets`` taken from the registry in galmet.targets (so
+    that registering a target there is all it takes for the config to accept it)."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema["properties"]["targets"]["items"] = {"enum": list(TARGETS)}
+    return schema
 
 
 def _with_defaults(validator_class):

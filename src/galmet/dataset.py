@@ -15,12 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from galmet.imaging import gather
 from galmet.io import read_table
+from galmet.stores import gather
 
 log = logging.getLogger("galmet.dataset")
-
-TARGET_UNITS = {"oh_p50": "dex (12 + log O/H)", "lgm_tot_p50": "log10(M*/Msun)"}
 
 
 @dataclass

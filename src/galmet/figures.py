@@ -10,6 +10,7 @@ global registry. Sizes are for a journal column (3.5 in) or page (7.2 in), fonts
 - :func:`fig4_resolution`  RMSE and NMAD against image resolution, beside the baselines
 - :func:`fig5_mass`        predicted against true stellar mass; Z_MZR against Z_true
 - :func:`fig6_mzr`         Z_pred against true stellar mass beside the empirical MZR
+- :func:`loss_curve`       train and validation RMSE per epoch of one training run
 - :func:`save_figure`      write PNG/PDF atomically
 """
 
@@ -31,6 +32,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from galmet import metrics, mzr  # noqa: E402
 from galmet.io import atomic_path  # noqa: E402
+from galmet.targets import MASS, METALLICITY, TARGETS, get_target  # noqa: E402
 
 COLUMN_WIDTH = 3.5  # inches, one journal column
 PAGE_WIDTH = 7.2  # inches, two columns
@@ -47,19 +49,7 @@ STYLE = {
     "savefig.dpi": 200,
 }
 
-#: Axis names and units of each target column.
-TARGETS = {
-    "oh_p50": {"symbol": "Z", "quantity": "12 + log(O/H)", "unit": "dex"},
-    "lgm_tot_p50": {"symbol": r"\log M_*", "quantity": r"$\log\,(M_*/M_\odot)$", "unit": "dex"},
-}
-
-Z_LABEL_TRUE = r"$Z_{\rm true}$ = 12 + log(O/H) [dex]"
-Z_LABEL_PRED = r"$Z_{\rm pred}$ [dex]"
-MASS_LABEL_TRUE = r"true $\log\,(M_*/M_\odot)$ [dex]"
-MASS_LABEL_PRED = r"predicted $\log\,(M_*/M_\odot)$ [dex]"
-
 __all__ = [
-    "axis_label",
     "fig1_examples",
     "select_examples",
     "fig2_histograms",
@@ -67,29 +57,12 @@ __all__ = [
     "fig4_resolution",
     "fig5_mass",
     "fig6_mzr",
+    "loss_curve",
     "save_figure",
 ]
 
-
-def axis_label(target: str, kind: str) -> str:
-    """Axis label of ``target`` as truth (kind='true'), prediction ('pred') or residual ('resid')."""
-    if target == "oh_p50":
-        return {"true": Z_LABEL_TRUE, "pred": Z_LABEL_PRED,
-                "resid": r"$\Delta Z = Z_{\rm pred} - Z_{\rm true}$ [dex]"}[kind]
-    if target == "lgm_tot_p50":
-        return {"true": MASS_LABEL_TRUE, "pred": MASS_LABEL_PRED,
-                "resid": r"$\Delta \log M_*$ (pred $-$ true) [dex]"}[kind]
-    return {"true": f"true {target}", "pred": f"predicted {target}",
-            "resid": f"predicted $-$ true {target}"}[kind]
-
-
-def _short(target: str) -> tuple[str, str]:
-    """Mathtext symbols of the truth and the prediction of a target."""
-    if target == "oh_p50":
-        return r"$Z_{\rm true}$", r"$Z_{\rm pred}$"
-    if target == "lgm_tot_p50":
-        return r"$\log M_{*,\rm true}$", r"$\log M_{*,\rm pred}$"
-    return f"{target} (true)", f"{target} (pred)"
+_Z = TARGETS[METALLICITY]
+_MASS = TARGETS[MASS]
 
 
 def _styled(func):
@@ -173,7 +146,7 @@ def select_examples(y_true, y_pred, n: int = 5, seed: int = 0) -> dict[str, np.n
 
 
 @_styled
-def fig1_examples(images: np.ndarray, table: pd.DataFrame, truth: str = "oh_p50",
+def fig1_examples(images: np.ndarray, table: pd.DataFrame, truth: str = METALLICITY,
                   pred: str = "prediction", n: int = 5, seed: int = 0,
                   title: str | None = None) -> Figure:
     """Grid of real cutouts: 7 selections (rows) of ``n`` galaxies, each labelled with its values.
@@ -193,7 +166,8 @@ def fig1_examples(images: np.ndarray, table: pd.DataFrame, truth: str = "oh_p50"
     t = table[truth].to_numpy(dtype=np.float64)
     p = table[pred].to_numpy(dtype=np.float64)
     picks = select_examples(t, p, n=n, seed=seed)
-    sym_t, sym_p = _short(truth)
+    info = get_target(truth)
+    sym_t, sym_p = info.symbol_true, info.symbol_pred
     ncol = max(n, 1)
     fig = _figure(PAGE_WIDTH, PAGE_WIDTH * len(EXAMPLE_ROWS) / ncol * 1.02 + 0.3)
     grid = fig.add_gridspec(len(EXAMPLE_ROWS), ncol, left=0.11, right=0.995, top=0.97,
@@ -226,7 +200,7 @@ def fig1_examples(images: np.ndarray, table: pd.DataFrame, truth: str = "oh_p50"
 
 
 @_styled
-def fig2_histograms(y_true, y_pred, target: str = "oh_p50", z_high: float | None = None,
+def fig2_histograms(y_true, y_pred, target: str = METALLICITY, z_high: float | None = None,
                     title: str | None = None) -> Figure:
     """Histograms of the true and predicted values on common Freedman-Diaconis bins.
 
@@ -234,10 +208,11 @@ def fig2_histograms(y_true, y_pred, target: str = "oh_p50", z_high: float | None
     a dotted line marks it.
     """
     t, p = _finite_pair(y_true, y_pred)
-    if z_high is None and target == "oh_p50":
-        z_high = metrics.Z_HIGH
+    info = get_target(target)
+    if z_high is None:
+        z_high = info.threshold
     edges = _fd_edges(np.concatenate([t, p]))
-    sym_t, sym_p = _short(target)
+    sym_t, sym_p = info.symbol_true, info.symbol_pred
     fig = _figure(COLUMN_WIDTH, 2.6)
     ax = fig.add_subplot(1, 1, 1)
     for values, sym, colour, style in ((t, sym_t, "0.3", "stepfilled"), (p, sym_p, "C0", "step")):
@@ -248,8 +223,7 @@ def fig2_histograms(y_true, y_pred, target: str = "oh_p50", z_high: float | None
                 "stepfilled" else 1.0, lw=1.2, label=label)
     if z_high is not None:
         ax.axvline(z_high, color="k", ls=":", lw=0.8)
-    quantity = TARGETS.get(target, {}).get("quantity", target)
-    ax.set_xlabel(f"{quantity} [dex]" if target in TARGETS else target)
+    ax.set_xlabel(info.axis_text)
     ax.set_ylabel(f"galaxies per bin ({np.diff(edges).mean():.3f} dex, FD)")
     ax.set_title(title or f"Distributions of true and predicted values (N = {t.size:,})")
     ax.legend(loc="upper left", frameon=False)
@@ -262,7 +236,7 @@ def fig2_histograms(y_true, y_pred, target: str = "oh_p50", z_high: float | None
 
 
 @_styled
-def fig3_scatter(y_true, y_pred, target: str = "oh_p50", bin_width: float = 0.1,
+def fig3_scatter(y_true, y_pred, target: str = METALLICITY, bin_width: float = 0.1,
                  min_count: int = 5, reference: tuple | None = None,
                  reference_label: str = "published", title: str | None = None) -> Figure:
     """Predictions against truth.
@@ -308,8 +282,8 @@ def fig3_scatter(y_true, y_pred, target: str = "oh_p50", bin_width: float = 0.1,
                         alpha=0.2, lw=0, label="16-84%")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
-    ax.set_xlabel(axis_label(target, "true"))
-    ax.set_ylabel(axis_label(target, "pred"))
+    ax.set_xlabel(get_target(target).label("true"))
+    ax.set_ylabel(get_target(target).label("pred"))
     ax.legend(loc="upper left", frameon=False)
     if t.size:  # below the legend, in the empty upper-left corner
         ax.text(0.03, 0.78, _stats_text(s), transform=ax.transAxes, ha="left", va="top",
@@ -354,7 +328,7 @@ def fig3_scatter(y_true, y_pred, target: str = "oh_p50", bin_width: float = 0.1,
 
 @_styled
 def fig4_resolution(cnn: pd.DataFrame, baselines: Sequence[dict] = (),
-                    published: pd.DataFrame | None = None, target: str = "oh_p50",
+                    published: pd.DataFrame | None = None, target: str = METALLICITY,
                     title: str | None = None) -> Figure:
     """RMSE and NMAD of the test predictions against image resolution.
 
@@ -396,8 +370,7 @@ def fig4_resolution(cnn: pd.DataFrame, baselines: Sequence[dict] = (),
     axes[0].tick_params(labelbottom=False)
     axes[1].set_xlabel("image resolution [pixels]")
     axes[0].legend(loc="upper right", frameon=False, fontsize=6)
-    quantity = "metallicity" if target == "oh_p50" else target
-    axes[0].set_title(title or f"Scatter of the test {quantity} against resolution")
+    axes[0].set_title(title or f"Scatter of the test {get_target(target).noun} against resolution")
     fig.tight_layout(pad=0.3, h_pad=0.2)
     return fig
 
@@ -454,8 +427,8 @@ def fig5_mass(mass_true, mass_pred, z_true, z_pred=None, title: str | None = Non
         ax_m.plot(bm["center"], bm["median_pred"], color="C0", lw=1.4, label="running median")
     ax_m.set_xlim(r)
     ax_m.set_ylim(r)
-    ax_m.set_xlabel(MASS_LABEL_TRUE)
-    ax_m.set_ylabel(MASS_LABEL_PRED)
+    ax_m.set_xlabel(_MASS.label_true)
+    ax_m.set_ylabel(_MASS.label_pred)
     ax_m.legend(loc="upper left", frameon=False)
     if a.size:
         ax_m.text(0.97, 0.03, _stats_text(metrics.summarize(a, b)), transform=ax_m.transAxes,
@@ -485,7 +458,7 @@ def fig5_mass(mass_true, mass_pred, z_true, z_pred=None, title: str | None = Non
                   fontsize=6)
     ax_z.set_xlim(zr)
     ax_z.set_ylim(zr)
-    ax_z.set_xlabel(Z_LABEL_TRUE)
+    ax_z.set_xlabel(_Z.label_true)
     ax_z.set_ylabel(r"$Z_{\rm MZR}$ (Tremonti et al. 2004 of predicted $M_*$) [dex]")
     ax_z.legend(loc="upper left", frameon=False)
     ax_z.set_title("Metallicity through the mass-metallicity relation")
@@ -524,8 +497,8 @@ def fig6_mzr(mass_true, z_pred, z_true, bin_width: float = mzr.MASS_BIN_WIDTH,
     ok = np.isfinite(m) & np.isfinite(zp) & np.isfinite(zt)
     mr = _range(m[ok])
     zr = _range(zp[ok], zt[ok])
-    panels = [(axes[0], zp[ok], "predicted MZR", r"$Z_{\rm pred}$ [dex]"),
-              (axes[1], zt[ok], "empirical MZR", Z_LABEL_TRUE)]
+    panels = [(axes[0], zp[ok], "predicted MZR", _Z.label_pred),
+              (axes[1], zt[ok], "empirical MZR", _Z.label_true)]
     for ax, z, name, ylabel in panels:
         _hist2d(fig, ax, m[ok], z, mr, zr)
         b = mzr.binned_mzr(m[ok], z, edges=_edges(mr, bin_width), min_count=5)
@@ -542,13 +515,37 @@ def fig6_mzr(mass_true, z_pred, z_true, bin_width: float = mzr.MASS_BIN_WIDTH,
         _tremonti_band(ax, mr)
         ax.set_xlim(mr)
         ax.set_ylim(zr)
-        ax.set_xlabel(MASS_LABEL_TRUE)
+        ax.set_xlabel(_MASS.label_true)
         ax.set_ylabel(ylabel)
         ax.set_title(name)
         ax.legend(loc="upper left", frameon=False, fontsize=6)
     if title:
         fig.suptitle(title)
     fig.tight_layout(pad=0.3, w_pad=1.0)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+@_styled
+def loss_curve(log_df: pd.DataFrame, title: str = "") -> Figure:
+    """Train and validation RMSE per epoch (``train_log.csv`` of galmet.train: ``epoch, stage,
+    train_rmse, valid_rmse``), log scale; a dotted line where stage 2 unfreezes the body."""
+    fig = _figure(6, 4)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(log_df["epoch"], log_df["train_rmse"], "o-", label="train (augmented, dropout)")
+    ax.plot(log_df["epoch"], log_df["valid_rmse"], "s-", label="validation")
+    s2 = log_df.loc[log_df["stage"] == 2, "epoch"]
+    if (log_df["stage"] == 1).any() and len(s2):
+        ax.axvline(s2.iloc[0] - 0.5, color="grey", ls=":", label="body unfrozen")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("RMSE")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
     return fig
 
 
@@ -570,53 +567,3 @@ def save_figure(fig: Figure, paths: str | os.PathLike | Iterable[str | os.PathLi
             fig.savefig(tmp, format=fmt, dpi=STYLE["savefig.dpi"], bbox_inches="tight")
         written.append(path)
     return written
-
-
-def resolution_results(metric_paths: Iterable, baseline_paths: Iterable = (),
-                       published_paths: Iterable = ()):
-    """Gather the inputs of Figure 4 from JSON files.
-
-    ``metric_paths``: ``results/metrics/{target}/{arch}-{res}px-seed{seed}.json``;
-    ``baseline_paths``: baseline JSONs (skipped ones are listed, not drawn);
-    ``published_paths``: reference metrics JSONs with a ``resolution`` key.
-    Returns ``(cnn, baselines, published, table)``: two DataFrames of ``resolution, rmse, nmad``,
-    a list of baseline dicts ``{name, rmse, nmad}``, and one table of every row for the report.
-    """
-    import json
-    import re
-
-    rows, pub, base, table = [], [], [], []
-    for path in metric_paths:
-        path = Path(path)
-        m = json.loads(path.read_text())
-        match = re.fullmatch(r"(.+)-(\d+)px-seed(\d+)", path.stem)
-        if not match:
-            raise ValueError(f"{path}: expected a model name <arch>-<res>px-seed<seed>")
-        row = {"resolution": int(match.group(2)), "rmse": m.get("rmse"), "nmad": m.get("nmad")}
-        rows.append(row)
-        table.append({"source": "CNN (this run)", "model": path.stem, **row,
-                      "nmad_about_zero": m.get("nmad_about_zero"),
-                      "median_residual": m.get("median_residual"), "n": m.get("n"),
-                      "status": "ok", "note": ""})
-    for path in published_paths:
-        m = json.loads(Path(path).read_text())
-        row = {"resolution": int(m["resolution"]), "rmse": m.get("rmse"), "nmad": m.get("nmad")}
-        pub.append(row)
-        table.append({"source": "CNN (published)", "model": Path(path).stem, **row,
-                      "nmad_about_zero": m.get("nmad_about_zero"),
-                      "median_residual": m.get("median_residual"), "n": m.get("n"),
-                      "status": "ok", "note": "Wu & Boada (2019) test set"})
-    for path in baseline_paths:
-        b = json.loads(Path(path).read_text())
-        t = b.get("test") or {}
-        if b.get("status") == "ok":
-            base.append({"name": b["name"], "rmse": t.get("rmse"), "nmad": t.get("nmad")})
-        table.append({"source": "baseline", "model": b.get("name"), "resolution": None,
-                      "rmse": t.get("rmse"), "nmad": t.get("nmad"),
-                      "nmad_about_zero": t.get("nmad_about_zero"),
-                      "median_residual": t.get("median_residual"), "n": t.get("n"),
-                      "status": b.get("status"), "note": b.get("reason") or ""})
-    cols = ["resolution", "rmse", "nmad"]
-    cnn = pd.DataFrame(rows, columns=cols).astype(float)
-    published = pd.DataFrame(pub, columns=cols).astype(float)
-    return cnn, base, published, pd.DataFrame(table)

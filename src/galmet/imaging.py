@@ -1,13 +1,10 @@
-"""Images: JPEG decoding, the packed uint8 store, re-binning, and the 8 D4 symmetries.
+"""Images as arrays: JPEG decoding and re-binning (PIL and numpy, no files of the workflow).
 
-Cutouts are decoded once into a compact store, a ``numpy`` array ``N x H x W x 3`` of uint8
-(channels R, G, B = SDSS i, r, g) saved with ``np.save`` so that training memory-maps it and
-never decodes a JPEG again. Lower resolutions are made by block averaging (re-binning), each
-directly from the full-resolution store and rounded once to uint8.
-
-The dihedral group D4 (rotations by multiples of 90 degrees, with and without a flip) acts on
-torch tensors ``... x C x H x W``; element ``k`` in 0..7 is ``k % 4`` quarter turns, preceded by a
-horizontal flip when ``k >= 4``.
+A cutout decodes to an ``H x W x 3`` uint8 array (channels R, G, B; for SDSS cutouts the
+bands i, r, g). Lower resolutions are made by block averaging (re-binning), rounded once to
+uint8; :func:`to_resolution` brings an image of any size to a model's resolution.
+The stores built from these arrays are :mod:`galmet.stores`; the D4 symmetries that act on
+them as torch tensors are :mod:`galmet.augment`.
 """
 
 from __future__ import annotations
@@ -19,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-
-D4_SIZE = 8
 
 
 class ImageError(ValueError):
@@ -118,173 +113,3 @@ def pack_images(
         out[len(kept)] = img
         kept.append(i)
     return out[: len(kept)], kept, rejected
-
-
-def load_store(path: str | os.PathLike, mmap: bool = True) -> np.ndarray:
-    """Open a packed store (``N x H x W x 3`` uint8 ``.npy``), memory-mapped by default."""
-    arr = np.load(path, mmap_mode="r" if mmap else None)
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ImageError(f"{path}: not an image store (expected N x H x W x 3 uint8, got {arr.dtype} {arr.shape})")
-    return arr
-
-
-def d4(x, k: int):
-    """Apply D4 element ``k`` (0..7) to a torch tensor ``... x C x H x W`` (H == W)."""
-    import torch
-
-    if not 0 <= k < D4_SIZE:
-        raise ValueError(f"D4 element must be in 0..7, got {k}")
-    if k >= 4:
-        x = torch.flip(x, dims=(-1,))
-    return torch.rot90(x, k % 4, dims=(-2, -1))
-
-
-def d4_inverse(k: int) -> int:
-    """The element that undoes ``k``: rotations invert to the opposite turn, flips to themselves."""
-    return (4 - k) % 4 if k < 4 else k
-
-
-def d4_per_sample(x, ks):
-    """Apply a (possibly different) D4 element to each sample of a batch ``N x C x H x W``.
-
-    Vectorised: one masked assignment per group element, no Python loop over samples.
-    ``ks`` is an integer tensor of length N with values in 0..7.
-    """
-    import torch
-
-    ks = torch.as_tensor(ks, device=x.device)
-    if ks.shape != (x.shape[0],):
-        raise ValueError(f"need one D4 element per sample: {x.shape[0]} samples, got {tuple(ks.shape)}")
-    out = torch.empty_like(x)
-    for k in range(D4_SIZE):
-        mask = ks == k
-        if mask.any():
-            out[mask] = d4(x[mask], k)
-    return out
-
-
-def pack_shard(manifest_path, index_path, store_path, rejected_path, size: int) -> int:
-    """Decode the JPEGs of a cutout manifest (``objID, path``) into a store and its index.
-
-    Images that fail to decode are left out and listed, with the reason, in ``rejected_path``
-    (``objID,path,reason``). Returns the number of images stored.
-    """
-    import logging
-
-    import pandas as pd
-
-    from galmet.io import atomic_path, read_table, write_table
-
-    log = logging.getLogger("galmet.imaging")
-    manifest = read_table(manifest_path)
-    for col in ("objID", "path"):
-        if col not in manifest.columns:
-            raise ValueError(f"{manifest_path}: cutout manifest lacks the column {col!r}")
-    arr, kept, rejected = pack_images(manifest["path"], size, progress=True)
-    bad = pd.DataFrame(
-        {
-            "objID": manifest["objID"].to_numpy()[[i for i, _ in rejected]].astype("int64"),
-            "path": manifest["path"].to_numpy()[[i for i, _ in rejected]].astype(str),
-            "reason": [r for _, r in rejected],
-        }
-    )
-    for _, row in bad.iterrows():
-        log.warning("rejected objID %s: %s", row.objID, row.reason)
-    with atomic_path(store_path, suffix=".npy") as tmp:
-        np.save(tmp, arr)
-    write_table(pd.DataFrame({"objID": manifest["objID"].to_numpy()[kept].astype("int64")}), index_path)
-    write_table(bad, rejected_path)
-    log.info("packed %d images of %d px (%d rejected) into %s", len(kept), size, len(bad), store_path)
-    return len(kept)
-
-
-def rebin_store(in_path, out_path, res: int) -> None:
-    """Write the block-averaged ``res`` px version of a store, in chunks (memory stays flat)."""
-    import logging
-
-    from galmet.io import atomic_path
-
-    src = load_store(in_path)
-    n = len(src)
-    with atomic_path(out_path, suffix=".npy") as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, res, res, 3))
-        chunk = 4096
-        for start in range(0, n, chunk):
-            out[start : start + chunk] = block_average(src[start : start + chunk], res)
-        out.flush()
-        del out
-    logging.getLogger("galmet.imaging").info("re-binned %d images to %d px into %s", n, res, out_path)
-
-
-class StoreView:
-    """The images of several shard stores (memory-mapped), addressed by objID.
-
-    Only the rows asked for are read: :meth:`take` reads them at once (sorted, per shard),
-    :meth:`lazy` gives a sequence that reads each image when it is indexed.
-    """
-
-    def __init__(self, index_paths, store_paths):
-        import pandas as pd
-
-        self.stores, ids, shard, row = [], [], [], []
-        for k, (index_path, store_path) in enumerate(zip(index_paths, store_paths, strict=True)):
-            shard_ids = pd.read_parquet(index_path)["objID"].to_numpy(dtype=np.int64)
-            store = load_store(store_path)
-            if len(shard_ids) != len(store):
-                raise ImageError(f"{store_path}: {len(store)} images but {index_path} lists {len(shard_ids)} ids")
-            self.stores.append(store)
-            ids.append(shard_ids)
-            shard.append(np.full(len(shard_ids), k))
-            row.append(np.arange(len(shard_ids)))
-        self.index = pd.Index(np.concatenate(ids) if ids else np.empty(0, np.int64))
-        self.shard = np.concatenate(shard) if shard else np.empty(0, int)
-        self.row = np.concatenate(row) if row else np.empty(0, int)
-
-    def positions(self, objids) -> np.ndarray:
-        """Position of each id in the view, -1 for an id no store holds."""
-        return self.index.get_indexer(np.asarray(objids, dtype=np.int64))
-
-    def _located(self, objids) -> np.ndarray:
-        pos = self.positions(objids)
-        if (pos < 0).any():
-            missing = np.asarray(objids, dtype=np.int64)[pos < 0]
-            raise KeyError(f"{len(missing)} requested galaxies are in no image store, e.g. {list(missing[:5])}")
-        return pos
-
-    def take(self, objids) -> np.ndarray:
-        """The images of ``objids``, in that order, as one uint8 array."""
-        pos = self._located(objids)
-        shape = self.stores[0].shape[1:] if self.stores else (1, 1, 3)
-        out = np.empty((len(pos),) + shape, dtype=np.uint8)
-        for k, store in enumerate(self.stores):
-            sel = np.nonzero(self.shard[pos] == k)[0]
-            if len(sel):
-                rows = self.row[pos[sel]]
-                order = np.argsort(rows)  # sorted rows keep memory-mapped reads sequential
-                out[sel[order]] = store[rows[order]]
-        return out
-
-    def lazy(self, objids) -> _LazyImages:
-        """A sequence of the images of ``objids`` that reads each one only when indexed."""
-        pos = self._located(objids)
-        return _LazyImages(self.stores, self.shard[pos], self.row[pos])
-
-
-class _LazyImages:
-    def __init__(self, stores, shard, row):
-        self.stores, self.shard, self.row = stores, shard, row
-
-    def __len__(self) -> int:
-        return len(self.row)
-
-    def __getitem__(self, i) -> np.ndarray:
-        return np.asarray(self.stores[self.shard[i]][self.row[i]])
-
-
-def gather(index_paths, store_paths, objids) -> np.ndarray:
-    """Collect the images of ``objids`` (in that order) from several shard stores.
-
-    Each shard's store is memory-mapped; only the requested rows are read. Raises KeyError
-    naming the ids that no store holds.
-    """
-    return StoreView(index_paths, store_paths).take(objids)

@@ -6,10 +6,10 @@ Three steps, each a workflow rule (``workflow/rules/infer.smk``, target ``infer`
    ``path``) once or twice and writes ``n`` shards of contiguous rows, ``objID, path`` each,
    the path resolved (catalog ``path`` column, else ``<images_dir>/<objID>.jpg``, else the
    cutout cache).
-2. :func:`predict_shard` predicts one shard: it reads ``chunk_size`` images at a time, brings
-   them to the model's resolution, predicts with :func:`galmet.predict.predict_images` and
-   appends to a Parquet file; images that cannot be read are skipped and listed with the
-   reason. One job per shard, so an interrupted run resumes at the first shard not done.
+2. :func:`predict_shard` predicts one shard through :func:`galmet.predict.predict_chunks`
+   (the loop of ``galmet predict``): it reads ``chunk_size`` images at a time, brings them to
+   the model's resolution, predicts and appends to a Parquet file; images that cannot be read
+   are skipped and listed with the reason. One job per shard, so an interrupted run resumes at the first shard not done.
 3. :func:`gather` concatenates the shards' predictions, in catalog order, into one Parquet
    ``objID, prediction, model, galmet_version``, a row group at a time.
 
@@ -35,7 +35,6 @@ from galmet.io import atomic_path, iter_table_chunks, table_columns
 log = logging.getLogger("galmet.infer")
 
 SHARD_SCHEMA = pa.schema([("objID", pa.int64()), ("path", pa.string())])
-PART_SCHEMA = pa.schema([("objID", pa.int64()), ("prediction", pa.float64())])
 OUT_SCHEMA = pa.schema([
     ("objID", pa.int64()),
     ("prediction", pa.float64()),
@@ -154,7 +153,7 @@ class _atomic_many:
 
 
 def model_label(model_path: str | os.PathLike, meta: dict, name: str | None = None) -> str:
-    """``name`` if given, else ``<target>/<model directory>`` (``oh_p50/resnet18-64px-seed0``)."""
+    """``name`` if given, else ``<target>/<model directory>``, e.g. ``oh_p50/<model name>``."""
     if name:
         return str(name)
     model_path = Path(model_path)
@@ -162,66 +161,34 @@ def model_label(model_path: str | os.PathLike, meta: dict, name: str | None = No
     return f"{target}/{model_path.parent.name}"
 
 
-def _read_chunk(rows, res: int, skipped: list) -> tuple[list[int], np.ndarray | None]:
-    """Decode a chunk of ``(objID, path)`` into one preallocated ``n x res x res x 3`` array."""
-    from galmet.imaging import ImageError, read_jpeg, to_resolution
-
-    rows = list(rows)
-    x = np.empty((len(rows), res, res, 3), dtype=np.uint8)
-    ids = []
-    for oid, path in rows:
-        try:
-            img = read_jpeg(path)
-        except ImageError as exc:
-            skipped.append((oid, path, str(exc)))
-            continue
-        x[len(ids)] = img if img.shape[:2] == (res, res) else to_resolution(img, res)
-        ids.append(oid)
-    return ids, (x[: len(ids)] if ids else None)
-
-
 def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int = 1,
                   batch_size: int = 256, chunk_size: int = 1024, device="cpu") -> dict:
     """Predict every galaxy of one shard; write ``objID, prediction`` (Parquet) atomically.
 
-    ``model, meta``: from :func:`galmet.predict.load_model`. Unreadable images and non-finite
-    outputs are left out and listed in ``skipped_path`` (CSV ``objID,path,reason``).
+    ``model, meta``: from :func:`galmet.modelfile.load`. The loop is
+    :func:`galmet.predict.predict_chunks`, as for ``galmet predict``. Unreadable images and
+    non-finite outputs are left out and listed in ``skipped_path`` (CSV ``objID,path,reason``).
     Returns ``{"n_in", "n_predicted", "n_skipped", "seconds"}``.
     """
-    from galmet.predict import predict_images
+    from galmet.predict import PredictionWriter, predict_chunks
 
     t0 = time.perf_counter()
-    res = int(meta["resolution"])
-    skipped: list[tuple[int, str, str]] = []
-    n_in = n_out = 0
+    skipped: list[tuple] = []
     pf = pq.ParquetFile(shard_path)
-    with atomic_path(out_path) as tmp:
-        with pq.ParquetWriter(tmp, PART_SCHEMA) as writer:
-            for batch in pf.iter_batches(batch_size=int(chunk_size), columns=["objID", "path"]):
-                ids_all = batch.column("objID").to_pylist()
-                paths = batch.column("path").to_pylist()
-                n_in += len(ids_all)
-                ids, x = _read_chunk(zip(ids_all, paths), res, skipped)
-                if x is None:
-                    continue
-                preds = predict_images(model, meta, x, tta=tta, batch_size=batch_size, device=device)
-                ok = np.isfinite(preds)
-                ids_arr = np.asarray(ids, dtype=np.int64)
-                for oid in ids_arr[~ok]:
-                    skipped.append((int(oid), "", "the model's output is not finite"))
-                writer.write_table(pa.table({"objID": pa.array(ids_arr[ok], pa.int64()),
-                                             "prediction": pa.array(preds[ok], pa.float64())},
-                                            schema=PART_SCHEMA))
-                n_out += int(ok.sum())
-                del x, preds
-                log.info("%s: %d read, %d predicted, %d skipped", shard_path, n_in, n_out, len(skipped))
+    chunks = (zip(b.column("objID").to_pylist(), b.column("path").to_pylist())
+              for b in pf.iter_batches(batch_size=int(chunk_size), columns=["objID", "path"]))
+    with PredictionWriter(out_path) as writer:
+        n_in = predict_chunks(
+            chunks, model, meta, writer, skipped, tta=tta, batch_size=batch_size, device=device,
+            progress=lambda n: log.info("%s: %d read, %d predicted, %d skipped", shard_path, n, writer.n,
+                                        len(skipped)))
     if skipped_path is not None:
         with atomic_path(skipped_path) as tmp:
             pd.DataFrame(skipped, columns=["objID", "path", "reason"]).to_csv(tmp, index=False)
     for oid, path, reason in skipped[:5]:
         log.warning("skipped %s (%s): %s", oid, path, reason)
     secs = time.perf_counter() - t0
-    return {"n_in": n_in, "n_predicted": n_out, "n_skipped": len(skipped), "seconds": secs}
+    return {"n_in": n_in, "n_predicted": writer.n, "n_skipped": len(skipped), "seconds": secs}
 
 
 # ----------------------------------------------------------------------------- gathering
@@ -259,11 +226,11 @@ __all__ = ["InferError", "iter_catalog", "count_rows", "split_catalog", "model_l
 
 
 def write_untrained_model(path, arch: str = "resnet18", res: int = 64, seed: int = 0) -> Path:
-    """A randomly initialised model file that :func:`galmet.predict.load_model` accepts, for
+    """A randomly initialised model file that :func:`galmet.modelfile.load` accepts, for
     throughput benchmarks and tests of the inference plumbing (its predictions mean nothing)."""
     import torch
 
-    from galmet import __version__
+    from galmet import __version__, modelfile
     from galmet.model import HEAD_DEFAULT, IMAGENET_MEAN, IMAGENET_STD, build_model
 
     torch.manual_seed(seed)
@@ -274,7 +241,4 @@ def write_untrained_model(path, arch: str = "resnet18", res: int = 64, seed: int
         "normalisation": {"name": "imagenet", "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
         "galmet_version": __version__, "seed": seed,
     }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
-    return path
+    return modelfile.save(path, model, meta)

@@ -201,3 +201,12 @@ def to_input(x_nchw_uint8: torch.Tensor, scale: torch.Tensor, shift: torch.Tenso
     """
     x = x_nchw_uint8.to(torch.float32)
     return x.mul_(scale).add_(shift)
+
+
+def resolve_device(device: str | None = "auto") -> torch.device:
+    """``auto`` (CUDA when there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here: use 'auto' or 'cpu'")
+    return torch.device(device)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from galmet.metrics import bin_index, make_edges, median_residual, nmad, rmse
+from galmet.targets import MASS, METALLICITY
 
 #: Coefficients (a0, a1, a2) of Tremonti et al. (2004) eq. 3.
 TREMONTI_COEFFS = (-1.492, 1.847, -0.08026)
@@ -40,6 +41,8 @@ __all__ = [
     "binned_mzr",
     "mass_route_comparison",
     "mzr_summary",
+    "mass_route_rows",
+    "mzr_rows",
 ]
 
 
@@ -162,3 +165,28 @@ def mzr_summary(log_mass, z_pred, z_true, bin_width: float = MASS_BIN_WIDTH) -> 
     numbers = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                for k, v in numbers.items()}
     return table, numbers
+
+
+# ---------------------------------------------------------------------------------------------
+# The galaxies of Figures 5 and 6, joined from the workflow's prediction tables and catalog
+
+
+def mass_route_rows(mass_preds: pd.DataFrame, direct_preds: pd.DataFrame,
+                    catalog: pd.DataFrame) -> pd.DataFrame:
+    """The stellar-mass CNN's test galaxies with their measured metallicity and, where the
+    metallicity CNN scored them too, its prediction: columns ``objID``, ``lgm_tot_p50`` (true
+    mass), ``prediction`` (predicted mass), ``oh_p50`` (Z_true) and ``z_pred`` (NaN if none)."""
+    mass = mass_preds[["objID", MASS, "prediction"]]
+    direct = direct_preds[["objID", "prediction"]].rename(columns={"prediction": "z_pred"})
+    return mass.merge(catalog[["objID", METALLICITY]], on="objID", how="inner").merge(
+        direct, on="objID", how="left"
+    )
+
+
+def mzr_rows(z_preds: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
+    """The metallicity CNN's test galaxies with their catalog stellar mass: columns ``objID``,
+    ``oh_p50``, ``prediction`` and ``lgm_tot_p50``. ValueError when the catalog has no mass."""
+    if MASS not in catalog.columns:
+        raise ValueError(f"the catalog has no {MASS} column: no stellar mass for Figure 6")
+    preds = z_preds[["objID", METALLICITY, "prediction"]]
+    return preds.merge(catalog[["objID", MASS]], on="objID", how="inner")

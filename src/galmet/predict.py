@@ -1,7 +1,7 @@
 """Prediction with a trained model, with test-time augmentation (TTA), and ``galmet predict``.
 
 TTA averages the model's outputs over the first ``tta`` elements of the D4 group
-(:func:`galmet.imaging.d4`: identity, the three quarter turns, then the same after a flip).
+(:func:`galmet.augment.d4`: identity, the three quarter turns, then the same after a flip).
 Images of another size than the model's are first brought to its resolution with
 :func:`galmet.imaging.to_resolution` (block average when the size is a multiple, area
 resampling otherwise), as the workflow's re-binning does.
@@ -17,6 +17,11 @@ paths are taken from the current directory) the catalog's galaxies are, read in 
 memory stays flat for millions of rows. The output has the columns ``objID`` (exact int64) and
 ``prediction``; CSV or Parquet by the extension of ``--out``. An image that cannot be read is
 skipped with a warning and listed, with the reason, in ``<out>.log``: never a NaN row.
+
+One prediction path: the command line and the workflow's ``infer`` target feed chunks of
+``(objID, path)`` rows to :func:`predict_chunks` (read JPEGs, predict, check, write); the
+workflow's test-split prediction passes image-store arrays to :func:`predict_images` directly.
+All three write through :class:`PredictionWriter`.
 """
 
 from __future__ import annotations
@@ -25,52 +30,20 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
-from galmet.imaging import D4_SIZE, ImageError, d4, read_jpeg, to_resolution
-from galmet.model import build_model, normalisation_constants, to_input
+from galmet.augment import D4_SIZE, d4
+from galmet.imaging import ImageError, read_jpeg, to_resolution
+from galmet.io import atomic_path
+from galmet.model import normalisation_constants, resolve_device, to_input
 
 log = logging.getLogger("galmet.predict")
-
-
-class ModelFileError(ValueError):
-    """A model file is missing or not a galmet model."""
-
-
-def _device(device) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here: use 'auto' or 'cpu'")
-    return torch.device(device)
-
-
-def load_model(path, device="cpu"):
-    """Load a ``model.pt`` written by :func:`galmet.train.train_model`: ``(model in eval mode, meta)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file (train one with the workflow, or check --model)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"{path}: not a loadable torch file ({exc})") from exc
-    if not isinstance(obj, dict) or "state_dict" not in obj or "meta" not in obj:
-        raise ModelFileError(f"{path}: not a galmet model file (expected a dict with state_dict and meta)")
-    meta = obj["meta"]
-    for key in ("arch", "resolution", "normalisation", "head"):
-        if key not in meta:
-            raise ModelFileError(f"{path}: model metadata lacks {key!r}; was it written by galmet.train?")
-    head = meta["head"]
-    model = build_model(meta["arch"], "none", hidden=int(head["hidden"]), dropout=tuple(head["dropout"]))
-    model.load_state_dict(obj["state_dict"])
-    dev = _device(device)
-    model.to(dev).eval()
-    if dev.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    return model, meta
 
 
 def bring_to_resolution(x: np.ndarray, res: int) -> np.ndarray:
@@ -94,7 +67,7 @@ def predict_images(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cpu
     x = x_uint8_nhwc
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected uint8 N x H x W x 3 images, got {x.dtype} {tuple(x.shape)}")
-    dev = _device(device)
+    dev = resolve_device(device)
     model.to(dev).eval()
     res = int(meta["resolution"])
     norm = meta["normalisation"]
@@ -113,6 +86,120 @@ def predict_images(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cpu
                 acc += model(d4(inp, k)).float()
         out[s:s + len(chunk)] = (acc / tta).double().cpu().numpy()
     return out
+
+
+
+
+# ----------------------------------------------------------------------------- the chunk loop
+
+
+def read_images(rows, res: int, skipped: list) -> tuple[list[int], np.ndarray]:
+    """Decode ``(objID or None, path or None)`` rows into one ``n x res x res x 3`` uint8 array.
+
+    Rows that cannot be used are appended to ``skipped`` as ``(objID, path, reason)``.
+    """
+    rows = list(rows)
+    x = np.empty((len(rows), res, res, 3), dtype=np.uint8)
+    ids: list[int] = []
+    for oid, path in rows:
+        if oid is None:
+            skipped.append((None, path, "file name is not <objID>.jpg with an integer objID"))
+            continue
+        if path is None:
+            skipped.append((oid, None, "no path in the catalog"))
+            continue
+        try:
+            img = read_jpeg(path)
+        except ImageError as exc:
+            skipped.append((oid, path, str(exc)))
+            continue
+        x[len(ids)] = img if img.shape[:2] == (res, res) else to_resolution(img, res)
+        ids.append(int(oid))
+    return ids, x[: len(ids)]
+
+
+class PredictionWriter:
+    """Streams prediction rows to a CSV or Parquet file (by extension), atomically.
+
+    Columns: ``objID`` (int64), then ``extra`` columns in the order first given (e.g. the
+    truth), then ``prediction`` (float64). Use as a context manager: the file appears under its
+    name only when the block succeeds.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.kind = {".csv": "csv", ".parquet": "parquet"}.get(self.path.suffix.lower())
+        if self.kind is None:
+            raise ValueError(f"{self.path}: use a .csv or .parquet file name")
+        self.n = 0
+        self._atomic = self._tmp = self._out = None
+        self._schema = None
+
+    def __enter__(self) -> PredictionWriter:
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        return self
+
+    def write(self, ids, preds, extra: dict | None = None) -> None:
+        table = pa.table({"objID": pa.array(np.asarray(ids, dtype=np.int64), pa.int64()),
+                          **{k: pa.array(np.asarray(v)) for k, v in (extra or {}).items()},
+                          "prediction": pa.array(np.asarray(preds, dtype=np.float64), pa.float64())})
+        self._open(table.schema)
+        self.n += table.num_rows
+        if self.kind == "csv":
+            cols = [c.to_pylist() for c in table.columns]
+            self._out.writelines(",".join(f"{int(v)}" if j == 0 else repr(float(v)) for j, v in enumerate(row))
+                                 + "\n" for row in zip(*cols))
+        else:
+            self._out.write_table(table.cast(self._schema))
+
+    def _open(self, schema: pa.Schema) -> None:
+        if self._out is not None:
+            return
+        self._schema = schema
+        if self.kind == "csv":
+            self._out = open(self._tmp, "w", newline="")
+            self._out.write(",".join(schema.names) + "\n")
+        else:
+            self._out = pq.ParquetWriter(self._tmp, schema)
+
+    def __exit__(self, *exc):
+        if self._out is None:  # nothing written: still a valid, empty table
+            self._open(pa.schema([("objID", pa.int64()), ("prediction", pa.float64())]))
+        self._out.close()
+        return self._atomic.__exit__(*exc)
+
+
+def write_predictions(path, ids, preds, extra: dict | None = None) -> None:
+    """One table of predictions written at once (``objID``, ``extra``..., ``prediction``)."""
+    with PredictionWriter(path) as writer:
+        writer.write(ids, preds, extra)
+
+
+def predict_chunks(chunks: Iterable, model, meta: dict, writer: PredictionWriter, skipped: list,
+                   tta: int = 1, batch_size: int = 256, device="cpu", progress=None) -> int:
+    """Predict chunks of ``(objID, path)`` rows and write them: the loop of ``galmet predict``
+    and of the workflow's ``infer`` target.
+
+    Unreadable images and non-finite outputs are left out and appended to ``skipped`` as
+    ``(objID, path, reason)``. ``progress(n_seen)`` is called after each chunk. Returns the
+    number of rows seen.
+    """
+    res = int(meta["resolution"])
+    n_seen = 0
+    for chunk in chunks:
+        chunk = list(chunk)
+        n_seen += len(chunk)
+        ids, x = read_images(chunk, res, skipped)
+        if ids:
+            preds = predict_images(model, meta, x, tta=tta, batch_size=batch_size, device=device)
+            ok = np.isfinite(preds)
+            ids_arr = np.asarray(ids, dtype=np.int64)
+            skipped.extend((int(i), None, "the model's output is not finite") for i in ids_arr[~ok])
+            writer.write(ids_arr[ok], preds[ok])
+        if progress is not None:
+            progress(n_seen)
+    return n_seen
 
 
 # ----------------------------------------------------------------------------- command line
@@ -179,62 +266,40 @@ def _check_catalog_columns(catalog: Path, names, images) -> None:
         )
 
 
-class _Writer:
-    """Streams rows to a CSV or Parquet file under a temporary name; renamed on success."""
+def _usage_error(args) -> str | None:
+    """The message for arguments that cannot work, else None."""
+    if Path(args.out).suffix.lower() not in (".csv", ".parquet"):
+        return f"--out {args.out}: use a .csv or .parquet file name"
+    if not args.images and not args.catalog:
+        return "give --images DIR, --catalog FILE, or both"
+    if args.images and not Path(args.images).is_dir():
+        return f"--images {args.images}: not a directory"
+    if args.batch_size < 1 or args.chunk_size < 1:
+        return "--batch-size and --chunk-size must be >= 1"
+    return None
 
-    def __init__(self, tmp: Path, kind: str):
-        self.tmp, self.kind = tmp, kind
-        self.n = 0
-        if kind == "csv":
-            self.fh = open(tmp, "w", newline="")
-            self.fh.write("objID,prediction\n")
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
 
-            self.schema = pa.schema([("objID", pa.int64()), ("prediction", pa.float64())])
-            self.pw = pq.ParquetWriter(tmp, self.schema)
-
-    def write(self, ids: np.ndarray, preds: np.ndarray) -> None:
-        self.n += len(ids)
-        if self.kind == "csv":
-            self.fh.writelines(f"{int(i)},{float(p)!r}\n" for i, p in zip(ids, preds))
-        else:
-            import pyarrow as pa
-
-            self.pw.write_table(pa.table({"objID": pa.array(ids, pa.int64()),
-                                          "prediction": pa.array(preds, pa.float64())}, schema=self.schema))
-
-    def close(self) -> None:
-        if self.kind == "csv":
-            self.fh.close()
-        else:
-            self.pw.close()
+def cli_tta(requested: bool | None, meta: dict) -> int:
+    """D4 elements to average: the model's own setting unless --tta/--no-tta says otherwise."""
+    default_tta = int(meta.get("tta", 8))
+    if requested is None:
+        return default_tta
+    return (default_tta if default_tta > 1 else D4_SIZE) if requested else 1
 
 
 def cli_main(args) -> int:
-    from galmet.io import atomic_path
     from galmet.logs import setup_logging
+    from galmet.modelfile import ModelFileError, load
 
     if not logging.getLogger().handlers:
         setup_logging()
-    out = Path(args.out)
-    kind = {".csv": "csv", ".parquet": "parquet"}.get(out.suffix.lower())
-    if kind is None:
-        print(f"galmet predict: --out {out}: use a .csv or .parquet file name", file=sys.stderr)
+    problem = _usage_error(args)
+    if problem:
+        print(f"galmet predict: {problem}", file=sys.stderr)
         return 2
-    if not args.images and not args.catalog:
-        print("galmet predict: give --images DIR, --catalog FILE, or both", file=sys.stderr)
-        return 2
-    images = Path(args.images) if args.images else None
-    if images is not None and not images.is_dir():
-        print(f"galmet predict: --images {images}: not a directory", file=sys.stderr)
-        return 2
-    if args.batch_size < 1 or args.chunk_size < 1:
-        print("galmet predict: --batch-size and --chunk-size must be >= 1", file=sys.stderr)
-        return 2
+    out, images = Path(args.out), Path(args.images) if args.images else None
     try:
-        model, meta = load_model(args.model, args.device)
+        model, meta = load(args.model, args.device)
         if args.catalog:
             chunks = _iter_catalog(Path(args.catalog), images, args.chunk_size)
         else:
@@ -242,60 +307,23 @@ def cli_main(args) -> int:
     except (ModelFileError, ValueError, OSError) as exc:
         print(f"galmet predict: {exc}", file=sys.stderr)
         return 2
-    default_tta = int(meta.get("tta", 8))
-    if args.tta is None:
-        tta = default_tta
-    else:
-        tta = (default_tta if default_tta > 1 else D4_SIZE) if args.tta else 1
-    res = int(meta["resolution"])
+    tta = cli_tta(args.tta, meta)
     dev = str(next(model.parameters()).device)
-    log.info("predicting %s (%s, %d px, TTA x%d) on %s", meta.get("target", "target"), meta["arch"], res, tta, dev)
-
-    skipped: list[tuple[str, str, str]] = []
-    n_seen = 0
-    log_path = out.with_name(out.name + ".log")
+    log.info("predicting %s (%s, %s px, TTA x%d) on %s", meta.get("target", "target"), meta["arch"],
+             meta["resolution"], tta, dev)
+    skipped: list = []
     try:
-        with atomic_path(out) as tmp:
-            writer = _Writer(tmp, kind)
-            try:
-                for chunk in chunks:
-                    ids, imgs = [], []
-                    for oid, path in chunk:
-                        n_seen += 1
-                        if oid is None:
-                            _skip(skipped, "", path, "file name is not <objID>.jpg with an integer objID")
-                            continue
-                        if path is None:
-                            _skip(skipped, oid, "", "no path in the catalog")
-                            continue
-                        try:
-                            img = read_jpeg(path)
-                        except ImageError as exc:
-                            _skip(skipped, oid, path, str(exc))
-                            continue
-                        ids.append(oid)
-                        imgs.append(to_resolution(img, res) if img.shape[:2] != (res, res) else img)
-                    if not ids:
-                        continue
-                    preds = predict_images(model, meta, np.stack(imgs), tta=tta,
-                                           batch_size=args.batch_size, device=dev)
-                    ok = np.isfinite(preds)
-                    for oid in np.asarray(ids)[~ok]:
-                        _skip(skipped, oid, "", "the model's output is not finite")
-                    writer.write(np.asarray(ids, dtype=np.int64)[ok], preds[ok])
-                    log.info("%d images read, %d predicted, %d skipped", n_seen, writer.n, len(skipped))
-            finally:
-                writer.close()
+        with PredictionWriter(out) as writer:
+            n_seen = predict_chunks(
+                chunks, model, meta, writer, skipped, tta=tta, batch_size=args.batch_size, device=dev,
+                progress=lambda n: log.info("%d images read, %d predicted, %d skipped", n, writer.n,
+                                            len(skipped)))
     except (ValueError, OSError) as exc:
         print(f"galmet predict: {exc}", file=sys.stderr)
         return 2
-    with atomic_path(log_path) as tmp:
-        with open(tmp, "w") as fh:
-            fh.write(f"# galmet predict: model {args.model}, TTA x{tta}; {writer.n} predicted, "
-                     f"{len(skipped)} skipped of {n_seen}\n")
-            fh.write("objID\tpath\treason\n")
-            for oid, path, reason in skipped:
-                fh.write(f"{oid}\t{path}\t{reason}\n")
+    log_path = out.with_name(out.name + ".log")
+    _write_skipped_log(log_path, f"model {args.model}, TTA x{tta}; {writer.n} predicted, "
+                       f"{len(skipped)} skipped of {n_seen}", skipped)
     log.info("wrote %d predictions to %s (%d skipped, listed in %s)", writer.n, out, len(skipped), log_path)
     if n_seen == 0:
         print("galmet predict: no images to predict (no *.jpg / empty catalog)", file=sys.stderr)
@@ -306,9 +334,16 @@ def cli_main(args) -> int:
     return 0
 
 
-def _skip(skipped: list, oid, path, reason: str) -> None:
-    log.warning("skipped %s: %s", path or oid, reason)
-    skipped.append((str(oid), str(path), reason))
+def _write_skipped_log(path: Path, headline: str, skipped: list) -> None:
+    for oid, p, reason in skipped:
+        log.warning("skipped %s: %s", p or oid, reason)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write(f"# galmet predict: {headline}\n")
+            fh.write("objID\tpath\treason\n")
+            for oid, p, reason in skipped:
+                fh.write(f"{'' if oid is None else oid}\t{p or ''}\t{reason}\n")
 
 
-__all__ = ["load_model", "predict_images", "cli_parser", "cli_main", "ModelFileError"]
+__all__ = ["predict_images", "read_images", "predict_chunks", "PredictionWriter", "write_predictions",
+           "cli_parser", "cli_main"]

@@ -11,26 +11,18 @@ Shape (later stages add entries, never change it)::
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
+from galmet.names import parse_model_name, seed_group
+
 TEST_KEYS = ("n", "rmse", "nmad", "nmad_about_zero", "median_residual")
-_NAME = re.compile(r"^(?P<arch>[a-z0-9]+)-(?P<res>\d+)px-seed(?P<seed>\d+)$")
-
-
-def parse_model_name(name: str) -> dict:
-    """``resnet18-64px-seed0`` -> ``{"arch": "resnet18", "resolution": 64, "seed": 0}``."""
-    m = _NAME.match(name)
-    if not m:
-        raise ValueError(f"model name {name!r} is not of the form <arch>-<res>px-seed<seed>")
-    return {"arch": m["arch"], "resolution": int(m["res"]), "seed": int(m["seed"])}
 
 
 def build_summary(models: list[dict], metric_paths: list, baseline_paths: list) -> dict:
-    """Gather ``models`` (dicts with ``target`` and ``name``, in the order of ``metric_paths``)
-    and the baseline JSON files into the summary structure."""
+    """Gather ``models`` (dicts with ``target``, ``name`` and ``path`` of the model file, in the
+    order of ``metric_paths``) and the baseline JSON files into the summary structure."""
     entries = []
     for model, path in zip(models, metric_paths, strict=True):
         metrics = json.loads(Path(path).read_text())
@@ -39,7 +31,7 @@ def build_summary(models: list[dict], metric_paths: list, baseline_paths: list) 
                 "name": model["name"],
                 "target": model["target"],
                 **parse_model_name(model["name"]),
-                "path": f"results/models/{model['target']}/{model['name']}/model.pt",
+                "path": str(model["path"]),
                 "test": {k: metrics[k] for k in TEST_KEYS if k in metrics},
             }
         )
@@ -54,7 +46,8 @@ def seed_spread(entries: list[dict]) -> dict:
     """Mean and standard deviation of test RMSE and NMAD over seeds, per target/arch/resolution."""
     groups: dict[str, list[dict]] = {}
     for e in entries:
-        groups.setdefault(f"{e['target']}/{e['arch']}-{e['resolution']}px", []).append(e["test"])
+        key = f"{e['target']}/{seed_group(e['arch'], e['resolution'])}"
+        groups.setdefault(key, []).append(e["test"])
     out = {}
     for key, tests in groups.items():
         rmse = np.array([t["rmse"] for t in tests], dtype=float)

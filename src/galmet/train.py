@@ -17,7 +17,7 @@ Schedule
 Data path
     ``x`` arrives as uint8 ``N x H x W x 3`` (a memory-mapped store is fine). Batches are
     gathered as uint8, moved to the device, then the random D4 element per sample
-    (:func:`galmet.imaging.d4_per_sample`, vectorised) and the normalisation are applied there.
+    (:func:`galmet.augment.d4_per_sample`, vectorised) and the normalisation are applied there.
     An NHWC array seen as NCHW is already channels_last: no layout copy is ever made. When
     the arrays fit (``data_on_device``) they are copied once to the device (to RAM on CPU);
     otherwise batches are gathered from the array, on CUDA by a prefetching thread into pinned
@@ -26,7 +26,7 @@ Data path
 Robustness
     Every random draw of epoch ``e`` (order, D4 elements, dropout) comes from a generator
     seeded by ``(seed, e)``: a run resumed at epoch ``e`` continues exactly as an uninterrupted
-    one. ``out_dir/checkpoint.pt`` is written atomically after every epoch (model, optimizer,
+    one. The checkpoint (``checkpoint.pt`` beside the model) is written atomically after every epoch (model, optimizer,
     log) and removed once ``model.pt`` is written; a rerun with the same parameters and data
     resumes after the last finished epoch (a checkpoint of other parameters or data is
     ignored and overwritten). A non-finite loss stops training with :class:`TrainingError`.
@@ -37,9 +37,13 @@ Model selection
     validation RMSE; with a validation set of a few dozen galaxies that choice is noisy and
     flatters the validation score, so use it only with a large validation split.
 
-Outputs in ``out_dir``: ``model.pt`` (``{"state_dict", "meta"}``, loadable with
-``weights_only=True``), ``train_log.csv`` (``epoch, stage, lr_early, lr_middle, lr_head,
-train_rmse, valid_rmse, seconds``), ``loss_curve.png``.
+Outputs (:class:`TrainOutputs`, paths given by the caller): the model file (written by
+:func:`galmet.modelfile.save`), the log (``epoch, stage, lr_early, lr_middle, lr_head,
+train_rmse, valid_rmse, seconds``), the loss curve (:func:`galmet.figures.loss_curve`).
+
+The recipe, step by step: :func:`setup` (device, seeded model, data, plan), :func:`resume`
+(from the checkpoint), :func:`fit` (:func:`fit_epoch` per epoch, :func:`train_one_epoch` the
+hot loop, then the checkpoint), :func:`finalise` (kept weights, TTA validation score, files).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ import os
 import queue
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +65,7 @@ import pandas as pd
 import torch
 
 from galmet import __version__
-from galmet.imaging import d4_per_sample
+from galmet.augment import d4_per_sample
 from galmet.io import atomic_path, write_table
 from galmet.model import (
     HEAD_DEFAULT,
@@ -69,6 +74,7 @@ from galmet.model import (
     build_model,
     layer_groups,
     normalisation_constants,
+    resolve_device,
     set_body_trainable,
     to_input,
     train_mode,
@@ -208,14 +214,6 @@ def _set_lrs(opt: torch.optim.SGD, base_lrs, factor: float) -> None:
 # ----------------------------------------------------------------------------- data
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(f"device={device!r} but CUDA is not available here: use 'auto' or 'cpu'")
-    return torch.device(device)
-
-
 def _fits(nbytes: int, device: torch.device, mode: str) -> bool:
     if mode == "always":
         return True
@@ -353,7 +351,63 @@ def rmse_on(model, source: ImageSource, y: np.ndarray, scale, shift, batch_size:
     return math.sqrt(float(sse) / len(source))
 
 
-# ----------------------------------------------------------------------------- checkpoints
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class TrainOutputs:
+    """Where a training run writes: the model file, the per-epoch log, the loss-curve plot
+    (optional) and the resume checkpoint (default: ``checkpoint.pt`` beside the model; it is
+    not a declared workflow output, since Snakemake deletes those when a job starts)."""
+
+    model: Path
+    log: Path
+    curve: Path | None = None
+    checkpoint: Path | None = None
+
+    def __post_init__(self):
+        self.model, self.log = Path(self.model), Path(self.log)
+        self.curve = None if self.curve is None else Path(self.curve)
+        self.checkpoint = Path(self.checkpoint) if self.checkpoint else self.model.with_name("checkpoint.pt")
+
+    @classmethod
+    def in_dir(cls, out_dir) -> TrainOutputs:
+        """``model.pt``, ``train_log.csv``, ``loss_curve.png``, ``checkpoint.pt`` in ``out_dir``."""
+        d = Path(out_dir)
+        return cls(d / "model.pt", d / "train_log.csv", d / "loss_curve.png", d / "checkpoint.pt")
+
+
+@dataclass
+class _Run:
+    """Everything fixed for the whole run: parameters, device, model, data and schedule."""
+
+    params: dict
+    seed: int
+    dev: torch.device
+    amp: bool
+    model: torch.nn.Module
+    norm: dict
+    scale: torch.Tensor
+    shift: torch.Tensor
+    train: ImageSource
+    valid: ImageSource
+    y_train: torch.Tensor
+    y_valid: np.ndarray
+    batch_size: int
+    schedule: list
+    fingerprint: str
+
+
+@dataclass
+class _Progress:
+    """What changes epoch by epoch and is saved in the checkpoint."""
+
+    rows: list = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"epoch": None, "valid_rmse": float("inf"), "state": None})
+    start_epoch: int = 0
+    opt: torch.optim.SGD | None = None
+    opt_stage: int | None = None
+    resumed_from: int | None = None
 
 
 def _fingerprint(params: dict, meta: dict, x_train, y_train, x_valid, y_valid, seed: int) -> str:
@@ -373,43 +427,92 @@ def _after_checkpoint(epoch: int) -> None:
     """Called after each checkpoint is written (a seam for tests that interrupt training)."""
 
 
-def _save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def _cpu_state(model) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def plot_loss_curve(log_df: pd.DataFrame, path: Path, title: str = "") -> None:
-    import matplotlib
+def setup(x_train, y_train, x_valid, y_valid, params: dict, meta: dict, device) -> _Run:
+    """Device, normalisation, the seeded model (head bias at the mean label), data sources and
+    the epoch plan."""
+    seed = int(meta.get("seed", 0))
+    dev = resolve_device(device if device not in (None, "auto") else params["device"])
+    if int(params["num_threads"]) > 0:
+        torch.set_num_threads(int(params["num_threads"]))
+    amp = dev.type == "cuda" and params["precision"] in ("auto", "bf16")
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if params["normalisation"] == "imagenet":
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:
+        mean, std = dataset_stats(x_train)
+    scale, shift = normalisation_constants(mean, std, dev)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    torch.manual_seed(seed)
+    head = {**HEAD_DEFAULT, **(params.get("head") or {})}
+    model = build_model(params["arch"], params["pretrained"], hidden=int(head["hidden"]),
+                        dropout=tuple(head["dropout"]))
+    with torch.no_grad():
+        model.head.fc2.bias.fill_(float(np.mean(y_train)))
+    model.to(dev)
+    if dev.type == "cuda" or params["channels_last"] is True:
+        model.to(memory_format=torch.channels_last)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(log_df["epoch"], log_df["train_rmse"], "o-", label="train (augmented, dropout)")
-    ax.plot(log_df["epoch"], log_df["valid_rmse"], "s-", label="validation")
-    s2 = log_df.loc[log_df["stage"] == 2, "epoch"]
-    if (log_df["stage"] == 1).any() and len(s2):
-        ax.axvline(s2.iloc[0] - 0.5, color="grey", ls=":", label="body unfrozen")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("RMSE")
-    ax.set_yscale("log")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
+    src_train = ImageSource(x_train, dev, _fits(x_train.nbytes + x_valid.nbytes, dev, params["data_on_device"]))
+    batch_size = min(int(params["batch_size"]), len(x_train))
+    return _Run(
+        params=params, seed=seed, dev=dev, amp=amp, model=model,
+        norm={"name": params["normalisation"], "mean": [float(v) for v in mean], "std": [float(v) for v in std]},
+        scale=scale, shift=shift, train=src_train, valid=ImageSource(x_valid, dev, src_train.resident),
+        y_train=torch.as_tensor(y_train, device=dev), y_valid=y_valid, batch_size=batch_size,
+        schedule=plan(params, math.ceil(len(x_train) / batch_size)),
+        fingerprint=_fingerprint(params, meta, x_train, y_train, x_valid, y_valid, seed),
+    )
+
+
+def resume(run: _Run, checkpoint: Path) -> _Progress:
+    """The progress saved in ``checkpoint`` when it is of this run (same parameters and data),
+    with the model's weights restored; else a fresh start."""
+    progress = _Progress()
+    if not checkpoint.exists():
+        return progress
+    try:
+        ck = torch.load(checkpoint, map_location=run.dev, weights_only=True)
+    except Exception as exc:  # a checkpoint from another version, or damaged
+        log.warning("ignoring unreadable checkpoint %s (%s); training from the start", checkpoint, exc)
+        return progress
+    if ck.get("fingerprint") != run.fingerprint:
+        log.warning("checkpoint %s is for other parameters or data: training from the start", checkpoint)
+        return progress
+    run.model.load_state_dict(ck["model"])
+    progress.rows = list(ck["log"])
+    progress.best = {"epoch": ck["best_epoch"], "valid_rmse": ck["best_valid_rmse"], "state": ck.get("best_state")}
+    progress.start_epoch = progress.resumed_from = int(ck["epoch"]) + 1
+    if progress.start_epoch < len(run.schedule) and run.schedule[progress.start_epoch]["stage"] == ck["stage"]:
+        progress.opt = make_optimizer(run.model, ck["stage"], run.params)
+        progress.opt.load_state_dict(ck["optimizer"])
+        progress.opt_stage = ck["stage"]
+    log.info("resuming %s after epoch %d of %d", checkpoint.parent, progress.start_epoch, len(run.schedule))
+    return progress
+
+
+def _save_checkpoint(run: _Run, progress: _Progress, epoch: int, stage: int, path: Path) -> None:
+    ck = {
+        "fingerprint": run.fingerprint, "epoch": epoch, "stage": stage,
+        "model": run.model.state_dict(), "optimizer": progress.opt.state_dict(), "log": progress.rows,
+        "best_epoch": progress.best["epoch"], "best_valid_rmse": progress.best["valid_rmse"],
+        "best_state": progress.best["state"],
+    }
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+        torch.save(ck, tmp)
 
 
 # ----------------------------------------------------------------------------- training
 
 
-def train_epoch(model, opt, source: ImageSource, y_t: torch.Tensor, batches, ks_all, base_lrs, factors,
-                scale, shift, amp: bool, epoch: int = 0, stage: int = 2) -> float:
+def train_one_epoch(model, opt, source: ImageSource, y_t: torch.Tensor, batches, ks_all, base_lrs, factors,
+                    scale, shift, amp: bool, epoch: int = 0, stage: int = 2) -> float:
     """One pass over ``batches`` (index arrays): the hot loop. Returns the sum of squared errors.
 
     Per batch: uint8 gather on the device, one random D4 element per image (``ks_all[i]`` for
@@ -438,23 +541,157 @@ def train_epoch(model, opt, source: ImageSource, y_t: torch.Tensor, batches, ks_
     return float(sse)
 
 
-def train_model(x_train, y_train, x_valid, y_valid, params, out_dir, meta, device="auto") -> dict:
-    """Train a model by the paper's recipe and write ``out_dir/model.pt`` (see module docstring).
+def fit_epoch(run: _Run, progress: _Progress, epoch: int) -> dict:
+    """Train epoch ``epoch`` of the plan (its own seeded draws), score validation; the log row."""
+    t0 = time.perf_counter()
+    ep = run.schedule[epoch]
+    stage = ep["stage"]
+    if progress.opt is None or progress.opt_stage != stage:
+        progress.opt = make_optimizer(run.model, stage, run.params)
+        progress.opt_stage = stage
+    set_body_trainable(run.model, stage == 2)
+    train_mode(run.model, body_frozen=stage == 1)
+
+    g = _epoch_generator(run.seed, epoch)
+    n = len(run.train)
+    order = torch.randperm(n, generator=g).numpy()
+    # one D4 element per image for this epoch
+    ks_all = torch.randint(0, 8, (n,), generator=g) if run.params["augment"] else None
+    torch.manual_seed(int(g.initial_seed()) + 1)  # dropout draws of this epoch
+    sse = train_one_epoch(run.model, progress.opt, run.train, run.y_train, split_batches(order, run.batch_size),
+                          ks_all, ep["base_lrs"], ep["factors"], run.scale, run.shift, run.amp,
+                          epoch=epoch, stage=stage)
+    train_rmse = math.sqrt(float(sse) / n)
+    if not math.isfinite(train_rmse):
+        _raise_nan(train_rmse, epoch, None, stage, progress.opt)
+    valid_rmse = rmse_on(run.model, run.valid, run.y_valid, run.scale, run.shift,
+                         int(run.params["eval_batch_size"]), run.amp)
+    lrs = dict(zip(GROUPS, ep["base_lrs"]))
+    return {
+        "epoch": epoch + 1, "stage": stage,
+        **{f"lr_{k}": lrs[k] * float(ep["factors"][0]) for k in GROUPS},
+        "train_rmse": train_rmse, "valid_rmse": valid_rmse,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def fit(run: _Run, progress: _Progress, outputs: TrainOutputs) -> None:
+    """The epochs not done yet; after each, the checkpoint and the log are written."""
+    n_epochs = len(run.schedule)
+    for epoch in range(progress.start_epoch, n_epochs):
+        row = fit_epoch(run, progress, epoch)
+        progress.rows.append(row)
+        if run.params["keep"] == "best" and row["valid_rmse"] < progress.best["valid_rmse"]:
+            progress.best = {"epoch": epoch + 1, "valid_rmse": row["valid_rmse"], "state": _cpu_state(run.model)}
+        log.info(
+            "epoch %d/%d stage %d: train RMSE %.4f, valid RMSE %.4f (%.1f s, %.0f img/s)",
+            epoch + 1, n_epochs, row["stage"], row["train_rmse"], row["valid_rmse"], row["seconds"],
+            len(run.train) / max(row["seconds"], 1e-9),
+        )
+        _save_checkpoint(run, progress, epoch, row["stage"], outputs.checkpoint)
+        write_table(pd.DataFrame(progress.rows, columns=LOG_COLUMNS), outputs.log)
+        _after_checkpoint(epoch)
+
+
+def model_meta(run: _Run, progress: _Progress, meta: dict, kept_epoch: int, n_train: int, n_valid: int) -> dict:
+    """The model file's metadata: the caller's (target, images, hashes, tta) and the run's."""
+    p = run.params
+    head = {**HEAD_DEFAULT, **(p.get("head") or {})}
+    return {
+        **meta,
+        "arch": p["arch"],
+        "pretrained": str(p["pretrained"]),
+        "head": {"type": "concat-pool, BN, dropout, linear, ReLU, BN, dropout, linear",
+                 "hidden": int(head["hidden"]), "dropout": [float(v) for v in head["dropout"]]},
+        "resolution": int(run.train.x.shape[1]),
+        "input": "uint8 N x H x W x 3, scaled to 0..1 then (x - mean) / std",
+        "normalisation": run.norm,
+        "tta": int(meta.get("tta", 8)),
+        "galmet_version": __version__,
+        "torch_version": str(torch.__version__),
+        "seed": run.seed,
+        "train_params": p,
+        "n_train": int(n_train),
+        "n_valid": int(n_valid),
+        "kept_epoch": int(kept_epoch),
+        "epochs": len(run.schedule),
+        "valid_rmse": float(progress.rows[kept_epoch - 1]["valid_rmse"]),
+    }
+
+
+def finalise(run: _Run, progress: _Progress, outputs: TrainOutputs, meta: dict) -> dict:
+    """Keep the last (or best) weights, score validation with TTA, write the model file, the
+    log and the loss curve, and remove the checkpoint."""
+    from galmet import modelfile
+    from galmet.predict import predict_images
+
+    if run.params["keep"] == "best" and progress.best["state"] is not None:
+        run.model.load_state_dict(progress.best["state"])
+        kept_epoch = progress.best["epoch"]
+    else:
+        kept_epoch = len(run.schedule)
+    full_meta = model_meta(run, progress, meta, kept_epoch, len(run.train), len(run.valid))
+    run.model.eval()
+    valid_tta = float("nan")
+    if len(run.valid):
+        pv = predict_images(run.model, full_meta, run.valid.x, tta=full_meta["tta"],
+                            batch_size=int(run.params["eval_batch_size"]), device=str(run.dev))
+        valid_tta = float(np.sqrt(np.mean((pv - run.y_valid) ** 2)))
+    full_meta["valid_rmse_tta"] = valid_tta
+    modelfile.save(outputs.model, run.model, full_meta)
+    log_df = pd.DataFrame(progress.rows, columns=LOG_COLUMNS)
+    write_table(log_df, outputs.log)
+    if outputs.curve is not None:
+        from galmet.figures import loss_curve, save_figure
+
+        title = f"{run.params['arch']} {full_meta['resolution']} px, seed {run.seed}: " \
+                f"valid RMSE {full_meta['valid_rmse']:.3f}"
+        save_figure(loss_curve(log_df, title), [outputs.curve])
+    outputs.checkpoint.unlink(missing_ok=True)
+    return {
+        "model": str(outputs.model), "log": str(outputs.log),
+        "loss_curve": None if outputs.curve is None else str(outputs.curve), "device": str(run.dev),
+        "epochs": len(run.schedule), "kept_epoch": int(kept_epoch), "resumed_from": progress.resumed_from,
+        "valid_rmse": full_meta["valid_rmse"], "valid_rmse_tta": valid_tta,
+        "train_seconds": float(sum(r["seconds"] for r in progress.rows)),
+    }
+
+
+def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="auto") -> dict:
+    """Train a model by the paper's recipe (see the module docstring) and write its files.
 
     ``x_*``: uint8 ``N x H x W x 3`` arrays (memory-mapped is fine); ``y_*``: float labels;
-    ``params``: ``config["train"]`` (missing keys take the schema defaults); ``meta``: what the
-    caller knows (target, units, cutout scale, config/catalog hash, seed, tta), stored in the
-    model file with what training adds. ``device``: ``auto`` defers to ``params["device"]``.
+    ``params``: ``config["train"]`` (missing keys take the schema defaults); ``out``: a
+    :class:`TrainOutputs`, or a directory for :meth:`TrainOutputs.in_dir`; ``meta``: what the
+    caller knows (target, units, images provenance, hashes, seed, tta), stored in the model file
+    with what training adds. ``device``: ``auto`` defers to ``params["device"]``.
     Returns a summary dict (paths, epochs, validation RMSE with and without TTA, seconds).
     """
     t_start = time.perf_counter()
+    outputs = out if isinstance(out, TrainOutputs) else TrainOutputs.in_dir(out)
     params = complete_params(params)
     _check_params(params)
     meta = dict(meta or {})
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    seed = int(meta.get("seed", 0))
+    x_train, y_train, x_valid, y_valid = _check_data(x_train, y_train, x_valid, y_valid)
 
+    run = setup(x_train, y_train, x_valid, y_valid, params, meta, device)
+    outputs.model.parent.mkdir(parents=True, exist_ok=True)
+    progress = resume(run, outputs.checkpoint)
+    log.info(
+        "training %s (pretrained=%s) at %d px on %s: %d train / %d valid images, batch %d, %d epochs "
+        "(stage 1: %d), data %s", params["arch"], params["pretrained"], x_train.shape[1], run.dev, len(x_train),
+        len(x_valid), run.batch_size, len(run.schedule), _stage1_epochs(params),
+        "resident on the device" if run.train.resident else "streamed from the array",
+    )
+    fit(run, progress, outputs)
+    result = finalise(run, progress, outputs, meta)
+    result["seconds"] = time.perf_counter() - t_start
+    log.info("wrote %s: valid RMSE %.4f (TTA x%d: %.4f), %.1f s", outputs.model, result["valid_rmse"],
+             int(meta.get("tta", 8)), result["valid_rmse_tta"], result["seconds"])
+    return result
+
+
+def _check_data(x_train, y_train, x_valid, y_valid):
     x_train = _check_images(x_train, "x_train")
     x_valid = _check_images(x_valid, "x_valid")
     y_train = _check_labels(y_train, len(x_train), "y_train")
@@ -463,203 +700,7 @@ def train_model(x_train, y_train, x_valid, y_valid, params, out_dir, meta, devic
         raise TrainingError(f"x_valid images are {x_valid.shape[1:]}, x_train {x_train.shape[1:]}: use one resolution")
     if len(x_train) < 2:
         raise TrainingError(f"only {len(x_train)} training image(s): batch norm needs at least 2")
-    res = int(x_train.shape[1])
-
-    dev = resolve_device(device if device not in (None, "auto") else params["device"])
-    if int(params["num_threads"]) > 0:
-        torch.set_num_threads(int(params["num_threads"]))
-    amp = dev.type == "cuda" and params["precision"] in ("auto", "bf16")
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-    if params["normalisation"] == "imagenet":
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-    else:
-        mean, std = dataset_stats(x_train)
-    scale, shift = normalisation_constants(mean, std, dev)
-
-    torch.manual_seed(seed)
-    head = {**HEAD_DEFAULT, **(params.get("head") or {})}
-    model = build_model(params["arch"], params["pretrained"], hidden=int(head["hidden"]),
-                        dropout=tuple(head["dropout"]))
-    with torch.no_grad():
-        model.head.fc2.bias.fill_(float(np.mean(y_train)))
-    model.to(dev)
-    if dev.type == "cuda" or params["channels_last"] is True:
-        model.to(memory_format=torch.channels_last)
-
-    mode = params["data_on_device"]
-    src_train = ImageSource(x_train, dev, _fits(x_train.nbytes + x_valid.nbytes, dev, mode))
-    src_valid = ImageSource(x_valid, dev, src_train.resident)
-    y_train_t = torch.as_tensor(y_train, device=dev)
-
-    batch_size = min(int(params["batch_size"]), len(x_train))
-    steps = math.ceil(len(x_train) / batch_size)
-    schedule = plan(params, steps)
-    n_epochs = len(schedule)
-
-    fingerprint = _fingerprint(params, meta, x_train, y_train, x_valid, y_valid, seed)
-    ckpt_path = out_dir / "checkpoint.pt"
-    rows: list[dict] = []
-    best = {"epoch": None, "valid_rmse": float("inf"), "state": None}
-    start_epoch = 0
-    opt = None
-    opt_stage = None
-    resumed_from = None
-    if ckpt_path.exists():
-        try:
-            ck = torch.load(ckpt_path, map_location=dev, weights_only=True)
-        except Exception as exc:  # a checkpoint from another version, or damaged
-            log.warning("ignoring unreadable checkpoint %s (%s); training from the start", ckpt_path, exc)
-            ck = None
-        if ck is not None and ck.get("fingerprint") != fingerprint:
-            log.warning("checkpoint %s is for other parameters or data: training from the start", ckpt_path)
-            ck = None
-        if ck is not None:
-            model.load_state_dict(ck["model"])
-            rows = list(ck["log"])
-            best = {"epoch": ck["best_epoch"], "valid_rmse": ck["best_valid_rmse"], "state": ck.get("best_state")}
-            start_epoch = int(ck["epoch"]) + 1
-            resumed_from = start_epoch
-            if start_epoch < n_epochs and schedule[start_epoch]["stage"] == ck["stage"]:
-                opt = make_optimizer(model, ck["stage"], params)
-                opt.load_state_dict(ck["optimizer"])
-                opt_stage = ck["stage"]
-            log.info("resuming %s after epoch %d of %d", out_dir, start_epoch, n_epochs)
-
-    log.info(
-        "training %s (pretrained=%s) at %d px on %s: %d train / %d valid images, batch %d, %d epochs "
-        "(stage 1: %d), data %s", params["arch"], params["pretrained"], res, dev, len(x_train),
-        len(x_valid), batch_size, n_epochs, _stage1_epochs(params),
-        "resident on the device" if src_train.resident else "streamed from the array",
-    )
-
-    for epoch in range(start_epoch, n_epochs):
-        t0 = time.perf_counter()
-        ep = schedule[epoch]
-        stage = ep["stage"]
-        if opt is None or opt_stage != stage:
-            opt = make_optimizer(model, stage, params)
-            opt_stage = stage
-        set_body_trainable(model, stage == 2)
-        train_mode(model, body_frozen=stage == 1)
-
-        g = _epoch_generator(seed, epoch)
-        order = torch.randperm(len(x_train), generator=g).numpy()
-        # one D4 element per image for this epoch
-        ks_all = torch.randint(0, 8, (len(x_train),), generator=g) if params["augment"] else None
-        torch.manual_seed(int(g.initial_seed()) + 1)  # dropout draws of this epoch
-        batches = split_batches(order, batch_size)
-        sse = train_epoch(model, opt, src_train, y_train_t, batches, ks_all, ep["base_lrs"], ep["factors"],
-                          scale, shift, amp, epoch=epoch, stage=stage)
-        train_rmse = math.sqrt(float(sse) / len(x_train))
-        if not math.isfinite(train_rmse):
-            _raise_nan(train_rmse, epoch, None, stage, opt)
-        valid_rmse = rmse_on(model, src_valid, y_valid, scale, shift, int(params["eval_batch_size"]), amp)
-        lrs = dict(zip(GROUPS, ep["base_lrs"]))
-        row = {
-            "epoch": epoch + 1, "stage": stage,
-            **{f"lr_{k}": lrs[k] * float(ep["factors"][0]) for k in GROUPS},
-            "train_rmse": train_rmse, "valid_rmse": valid_rmse,
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
-        rows.append(row)
-        if params["keep"] == "best" and valid_rmse < best["valid_rmse"]:
-            best = {"epoch": epoch + 1, "valid_rmse": valid_rmse, "state": _cpu_state(model)}
-        log.info(
-            "epoch %d/%d stage %d: train RMSE %.4f, valid RMSE %.4f (%.1f s, %.0f img/s)",
-            epoch + 1, n_epochs, stage, train_rmse, valid_rmse, row["seconds"],
-            len(x_train) / max(row["seconds"], 1e-9),
-        )
-        _save(
-            {
-                "fingerprint": fingerprint, "epoch": epoch, "stage": stage,
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "log": rows,
-                "best_epoch": best["epoch"], "best_valid_rmse": best["valid_rmse"],
-                "best_state": best["state"],
-            },
-            ckpt_path,
-        )
-        write_table(pd.DataFrame(rows, columns=LOG_COLUMNS), out_dir / "train_log.csv")
-        _after_checkpoint(epoch)
-
-    # ------------------------------------------------------------------ final model
-    if params["keep"] == "best" and best["state"] is not None:
-        model.load_state_dict(best["state"])
-        kept_epoch = best["epoch"]
-    else:
-        kept_epoch = n_epochs
-    state = _cpu_state(model)
-
-    from galmet.predict import predict_images
-
-    tta = int(meta.get("tta", 8))
-    full_meta = {
-        **meta,
-        "arch": params["arch"],
-        "pretrained": str(params["pretrained"]),
-        "head": {"type": "concat-pool, BN, dropout, linear, ReLU, BN, dropout, linear",
-                 "hidden": int(head["hidden"]), "dropout": [float(v) for v in head["dropout"]]},
-        "resolution": res,
-        "channels": "RGB = SDSS i, r, g",
-        "input": "uint8 N x H x W x 3, scaled to 0..1 then (x - mean) / std",
-        "normalisation": {"name": params["normalisation"], "mean": [float(v) for v in mean],
-                          "std": [float(v) for v in std]},
-        "tta": tta,
-        "galmet_version": __version__,
-        "torch_version": str(torch.__version__),
-        "seed": seed,
-        "train_params": params,
-        "n_train": int(len(x_train)),
-        "n_valid": int(len(x_valid)),
-        "kept_epoch": int(kept_epoch),
-        "epochs": n_epochs,
-    }
-    model.eval()
-    valid_tta = float("nan")
-    if len(x_valid):
-        pv = predict_images(model, full_meta, x_valid, tta=tta, batch_size=int(params["eval_batch_size"]),
-                            device=str(dev))
-        valid_tta = float(np.sqrt(np.mean((pv - y_valid) ** 2)))
-    kept_row = rows[kept_epoch - 1]
-    full_meta["valid_rmse"] = float(kept_row["valid_rmse"])
-    full_meta["valid_rmse_tta"] = valid_tta
-    # plain JSON types only (weights_only loading refuses anything else); NaN -> None
-    full_meta = _plain(full_meta)
-    model_path = out_dir / "model.pt"
-    _save({"state_dict": state, "meta": full_meta}, model_path)
-    log_df = pd.DataFrame(rows, columns=LOG_COLUMNS)
-    write_table(log_df, out_dir / "train_log.csv")
-    plot_loss_curve(log_df, out_dir / "loss_curve.png",
-                    f"{params['arch']} {res} px, seed {seed}: valid RMSE {full_meta['valid_rmse']:.3f}")
-    ckpt_path.unlink(missing_ok=True)
-    seconds = time.perf_counter() - t_start
-    log.info("wrote %s: valid RMSE %.4f (TTA x%d: %.4f), %.1f s", model_path, full_meta["valid_rmse"],
-             tta, valid_tta, seconds)
-    return {
-        "model": str(model_path), "log": str(out_dir / "train_log.csv"),
-        "loss_curve": str(out_dir / "loss_curve.png"), "device": str(dev),
-        "epochs": n_epochs, "kept_epoch": int(kept_epoch), "resumed_from": resumed_from,
-        "valid_rmse": full_meta["valid_rmse"], "valid_rmse_tta": valid_tta,
-        "train_seconds": float(sum(r["seconds"] for r in rows)), "seconds": seconds,
-    }
-
-
-def _plain(obj):
-    """A JSON round trip: plain dict/list/str/int/float/None only, non-finite floats as None."""
-
-    def clean(o):
-        if isinstance(o, dict):
-            return {str(k): clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        if isinstance(o, float) and not math.isfinite(o):
-            return None
-        return o
-
-    return json.loads(json.dumps(clean(json.loads(json.dumps(obj, default=str)))))
+    return x_train, y_train, x_valid, y_valid
 
 
 def _raise_nan(value, epoch, batch, stage, opt) -> None:

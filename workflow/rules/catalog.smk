@@ -1,5 +1,6 @@
 # Catalog: read the configured source, clean it (the paper's cuts, always re-applied locally),
-# and cut it into shards. The shards come out of a checkpoint whose declared output is only an
+# cut it into shards, and assign every clean galaxy to train / valid / test (rule split, from
+# the catalog alone). The shards come out of a checkpoint whose declared output is only an
 # index: Snakemake deletes a job's declared outputs before running it, so the shard files
 # themselves are written by the checkpoint but not declared, and galmet.catalog.write_shards
 # rewrites a shard file only when its rows change. An unchanged shard keeps its mtime, and
@@ -72,3 +73,27 @@ checkpoint catalog_shards:
         "../../envs/data.yaml"
     script:
         "../scripts/catalog_shards.py"
+
+
+rule split:
+    """Stable seeded train / valid / test assignment of every clean galaxy."""
+    input:
+        catalog="results/catalog/clean.parquet",
+        force_test=config["split"]["force_test_ids"] or [],
+    output:
+        split="results/split.parquet",
+    params:
+        seed=config["split"]["seed"],
+        fractions=config["split"]["fractions"],
+    log:
+        "results/logs/split.log",
+    benchmark:
+        "results/benchmarks/split.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/split.py"

@@ -1,8 +1,6 @@
 # Shared set-up: config validation, paths, and the lists of models the workflow builds.
 
-import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -21,7 +19,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
+from galmet.captions import metric_numbers, read_json, resolution_lines  # noqa: E402
 from galmet.config import ConfigError, validate_config  # noqa: E402
+from galmet.names import MODEL_PATTERN, model_name, parse_model_name  # noqa: E402
+from galmet.targets import MASS, METALLICITY, REFERENCE_TARGET, has_mzr  # noqa: E402
 
 try:
     validate_config(config)
@@ -39,14 +40,12 @@ SEEDS = [int(s) for s in config["seeds"]]
 wildcard_constraints:
     shard=r"\d+",
     res=r"\d+",
-    seed=r"\d+",
     target="|".join(TARGETS),
-    arch=r"resnet\d+",
-    model=r"resnet\d+-\d+px-seed\d+",
+    model=MODEL_PATTERN,
 
 
-def model_name(arch, res, seed):
-    return f"{arch}-{res}px-seed{seed}"
+# The trained model file: written by train, read by predict, listed in the summary.
+MODEL_FILE = "results/models/{target}/{model}/model.pt"
 
 
 def all_models():
@@ -59,6 +58,16 @@ def all_models():
 def model_outputs(pattern):
     """Expand a path pattern with {target} and {model} over every model."""
     return [pattern.format(target=t, model=m) for t, m in all_models()]
+
+
+def model_resolution(model):
+    """The input resolution (px) of a model, from its name."""
+    return parse_model_name(model)["resolution"]
+
+
+def model_part(key):
+    """Params function: one part ("arch", "resolution" or "seed") of the {model} wildcard."""
+    return lambda wildcards: parse_model_name(wildcards.model)[key]
 
 
 # ---- helpers of catalog.smk ----
@@ -118,17 +127,34 @@ def all_stores(wildcards):
 
 
 def stores(res):
-    """Input function: the store at resolution `res` (int or wildcard name) of every shard."""
+    """Input function (to unpack): the index and the store at `res` px of every shard."""
 
     def _stores(wildcards):
-        r = wildcards.res if res == "wildcard" else res
         shards = shard_ids(wildcards)
         return {
             "index": expand("results/images/{shard}/index.parquet", shard=shards),
-            "store": expand("results/images/{shard}/{res}px.npy", shard=shards, res=r),
+            "store": expand("results/images/{shard}/{res}px.npy", shard=shards, res=res),
         }
 
     return _stores
+
+
+def model_stores(wildcards):
+    """Input function (to unpack): stores at the resolution of the {model} wildcard."""
+    return stores(model_resolution(wildcards.model))(wildcards)
+
+
+def model_shard_store(wildcards):
+    """Input function: the {shard}'s store at the resolution of the {model} wildcard."""
+    return f"results/images/{wildcards.shard}/{model_resolution(wildcards.model)}px.npy"
+
+
+# ---- helpers of train.smk ----
+
+def train_params(wildcards):
+    """config `train`, with the arch and seed of the model being trained (from its name)."""
+    parts = parse_model_name(wildcards.model)
+    return {**config["train"], "arch": parts["arch"], "seed": parts["seed"]}
 
 
 # ---- helpers of baselines.smk ----
@@ -143,14 +169,38 @@ def baseline_outputs():
     )
 
 
-# ---- helpers of reference.smk ----
+# ---- figure files (reference.smk, figures.smk, mzr.smk) ----
+
+# PNG always (the report shows it), then the other configured formats.
+FIG_FORMATS = ["png", *(f for f in config["figures"]["formats"] if f != "png")]
+
+
+def fig_files(stem):
+    """The non-PNG files of a figure (PNG is the report's output)."""
+    return [f"{stem}.{fmt}" for fmt in FIG_FORMATS[1:]]
+
+
+def figure_files(stem):
+    """Every file of a figure: the PNG, then fig_files(stem)."""
+    return [f"{stem}.png", *fig_files(stem)]
+
+
+# Caption params (Snakemake evaluates them before the inputs exist too: galmet.captions copes).
+def caption_numbers(wildcards, input):
+    return metric_numbers(input.metrics)
+
+
+def caption_json(wildcards, input):
+    return read_json(input.numbers)
+
+
+def resolution_caption(wildcards, input):
+    return resolution_lines(input.metrics, input.baselines, input.published)
+
+
+# ---- helpers of reference.smk (the published predictions are of REFERENCE_TARGET only) ----
 
 REFERENCE_RES = [int(r) for r in config["reference"]["resolutions"]]
-
-
-def reference_fig_files(stem):
-    """The non-PNG files of a figure (as fig_files of figures.smk, which is included later)."""
-    return [f"{stem}.{fmt}" for fmt in config["figures"]["formats"] if fmt != "png"]
 
 
 def reference_metrics():
@@ -163,10 +213,11 @@ def reference_outputs():
     out = list(reference_metrics())
     for r in REFERENCE_RES:
         for fig in ("fig2_histograms", "fig3_scatter"):
-            stem = f"results/reference/figures/published-{r}px/{fig}"
-            out += [f"{stem}.png", *reference_fig_files(stem)]
-    if REFERENCE_RES and "oh_p50" in TARGETS:
-        out += [f"results/reference/overlap/{m}.json" for t, m in all_models() if t == "oh_p50"]
+            out += figure_files(f"results/reference/figures/published-{r}px/{fig}")
+    if REFERENCE_RES and REFERENCE_TARGET in TARGETS:
+        out += [
+            f"results/reference/overlap/{m}.json" for t, m in all_models() if t == REFERENCE_TARGET
+        ]
     return out
 
 
@@ -191,112 +242,56 @@ def overlap_reference(wildcards):
     return reference_path(res if res in REFERENCE_RES else max(REFERENCE_RES))
 
 
-# ---- helpers of figures.smk ----
-
-MASS_TARGET, Z_TARGET = "lgm_tot_p50", "oh_p50"
-# PNG always (the report shows it), then the other configured formats.
-FIG_FORMATS = ["png", *(f for f in config["figures"]["formats"] if f != "png")]
-
-
-def fig_files(stem):
-    """The non-PNG files of a figure (PNG is the report's output)."""
-    return [f"{stem}.{fmt}" for fmt in FIG_FORMATS[1:]]
+def published_beside(wildcards):
+    """Input function of Figure 3: the published predictions at the model's resolution, for
+    REFERENCE_TARGET at a resolution the reference has ([] otherwise)."""
+    res = model_resolution(wildcards.model)
+    if wildcards.target != REFERENCE_TARGET or res not in REFERENCE_RES:
+        return []
+    return reference_path(res)
 
 
-def _read_json(path):
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return {}
+def published_metrics(wildcards):
+    """Input function of Figure 4: the published metrics, for REFERENCE_TARGET only."""
+    return reference_metrics() if wildcards.target == REFERENCE_TARGET else []
 
 
-def _fmt(x, digits=3):
-    return "n/a" if x is None else f"{x:.{digits}f}"
+# ---- helpers of mzr.smk: the mass route and the MZR need both targets (galmet.targets) ----
+
+def mzr_models():
+    """The metallicity models of Figures 5 and 6; none unless stellar mass is a target too."""
+    return [m for t, m in all_models() if t == METALLICITY] if has_mzr(TARGETS) else []
 
 
-def caption_numbers(path):
-    """Numbers of a metrics JSON, formatted for a report caption ({} before it exists)."""
-    m = _read_json(path)
-    if not m:
-        return {}
-    out = {k: _fmt(m.get(k)) for k in ("rmse", "nmad", "nmad_about_zero", "median_residual")}
-    out["n"] = m.get("n", "n/a")
-    out["n_invalid"] = m.get("n_invalid", 0)
-    for k in ("frac_pred_above_9p1", "frac_true_above_9p1"):
-        v = m.get(k)
-        out[k] = "n/a" if v is None else f"{100 * v:.1f}%"
+def mzr_outputs():
+    """Figures 5 and 6 and the binned MZR table of every model of mzr_models()."""
+    out = []
+    for model in mzr_models():
+        out += figure_files(f"results/figures/mass/{model}/fig5_mass")
+        out += figure_files(f"results/figures/mzr/{model}/fig6_mzr")
+        out.append(f"results/tables/mzr/{model}.csv")
     return out
 
 
-def model_resolution(model):
-    return int(re.fullmatch(r".+-(\d+)px-seed\d+", model).group(1))
-
-
-def published_csv(res):
-    """The published predictions at `res` px, or [] when the reference has none at it."""
-    if int(res) in REFERENCE_RES:
-        return reference_path(res)
-    return []
-
+# ---- helpers of figures.smk ----
 
 def figure_outputs():
     """Every figure the config asks for, plus the published reference's (reference_outputs())."""
     out = []
     for target, model in all_models():
         for fig in ("fig1_examples", "fig2_histograms", "fig3_scatter"):
-            out.append(f"results/figures/{target}/{model}/{fig}.png")
-            out += fig_files(f"results/figures/{target}/{model}/{fig}")
+            out += figure_files(f"results/figures/{target}/{model}/{fig}")
     for target in TARGETS:
-        out.append(f"results/figures/{target}/fig4_resolution.png")
-        out += fig_files(f"results/figures/{target}/fig4_resolution")
+        out += figure_files(f"results/figures/{target}/fig4_resolution")
         out.append(f"results/tables/{target}/scatter_vs_resolution.csv")
-    if MASS_TARGET in TARGETS and Z_TARGET in TARGETS:
-        # the catalog has stellar mass: the mass route (Fig. 5) and the predicted MZR (Fig. 6)
-        for target, model in all_models():
-            if target != Z_TARGET:
-                continue
-            for stem in (
-                f"results/figures/mass/{model}/fig5_mass",
-                f"results/figures/mzr/{model}/fig6_mzr",
-            ):
-                out += [f"{stem}.png", *fig_files(stem)]
-            out.append(f"results/tables/mzr/{model}.csv")
-    out.extend(reference_outputs())
+    out += mzr_outputs()
+    out += reference_outputs()
     return out
-
-
-def resolution_caption(wildcards, input):
-    """One line per model, baseline and published file, for the Figure 4 caption."""
-    lines = []
-    for path in input.metrics:
-        m = _read_json(path)
-        name = Path(path).stem
-        lines.append(f"{name}: RMSE {_fmt(m.get('rmse'))}, NMAD {_fmt(m.get('nmad'))} dex")
-    for path in input.baselines:
-        b = _read_json(path)
-        if b.get("status") == "ok":
-            t = b["test"]
-            lines.append(
-                f"baseline {b['name']}: RMSE {_fmt(t.get('rmse'))}, NMAD {_fmt(t.get('nmad'))} dex"
-            )
-        elif b:
-            lines.append(f"baseline {b.get('name')}: skipped ({b.get('reason')})")
-    for path in input.published:
-        m = _read_json(path)
-        lines.append(
-            f"published {m.get('resolution', '?')} px: RMSE {_fmt(m.get('rmse'))}, "
-            f"NMAD {_fmt(m.get('nmad'))} dex"
-        )
-    return lines
 
 
 # ---- helpers of infer.smk ----
 
 INFER = config["infer"]
-
-
-INFER_PARTS = [f"{i:05d}" for i in range(int(INFER["shards"]))]
 
 
 def infer_required(key):

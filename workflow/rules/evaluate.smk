@@ -4,22 +4,22 @@
 rule predict:
     """Predict the test-split galaxies of one shard with test-time augmentation."""
     input:
-        model="results/models/{target}/{arch}-{res}px-seed{seed}/model.pt",
+        model=MODEL_FILE,
         index="results/images/{shard}/index.parquet",
-        store="results/images/{shard}/{res}px.npy",
+        store=model_shard_store,
         catalog="results/catalog/clean.parquet",
         split="results/split.parquet",
     output:
-        temp("results/predictions/{target}/{arch}-{res}px-seed{seed}/shard-{shard}.parquet"),
+        temp("results/predictions/{target}/{model}/shard-{shard}.parquet"),
     params:
         tta=config["predict"]["tta"],
         batch_size=config["predict"]["batch_size"],
         device=config["predict"]["device"],
         which="test",
     log:
-        "results/logs/predict/{target}/{arch}-{res}px-seed{seed}/shard-{shard}.log",
+        "results/logs/predict/{target}/{model}/shard-{shard}.log",
     benchmark:
-        "results/benchmarks/predict/{target}/{arch}-{res}px-seed{seed}/shard-{shard}.tsv"
+        "results/benchmarks/predict/{target}/{model}/shard-{shard}.tsv"
     threads: 4
     resources:
         gpu=1,
@@ -88,7 +88,10 @@ rule summary:
             labels={"table": "summary.json"},
         ),
     params:
-        models=[{"target": t, "name": m} for t, m in all_models()],
+        models=[
+            {"target": t, "name": m, "path": MODEL_FILE.format(target=t, model=m)}
+            for t, m in all_models()
+        ],
     log:
         "results/logs/summary.log",
     benchmark:

@@ -1,7 +1,7 @@
-# Figures 1-6 of SPEC section 7 (galmet.figures, galmet.mzr), each marked for the report with a
-# caption that quotes its numbers. Called by rule all:  figure_outputs() -> every figure file
-# (this run's and the published reference's).
-
+# Figures 1-6 of SPEC section 7 (galmet.figures), each marked for the report with a caption
+# that quotes its numbers (read from the metrics and mzr.smk's JSON by galmet.captions).
+# Called by rule all:  figure_outputs() -> every figure file (this run's and the published
+# reference's).
 
 
 rule figure_examples:
@@ -21,8 +21,6 @@ rule figure_examples:
     params:
         examples=config["figures"]["examples"],
         seed=config["figures"]["seed"],
-    wildcard_constraints:
-        model=r"[^/]+",
     log:
         "results/logs/figures/{target}/{model}/fig1_examples.log",
     benchmark:
@@ -52,9 +50,7 @@ rule figure_histograms:
         ),
         others=fig_files("results/figures/{target}/{model}/fig2_histograms"),
     params:
-        numbers=lambda wildcards, input: caption_numbers(input.metrics),
-    wildcard_constraints:
-        model=r"[^/]+",
+        numbers=caption_numbers,
     log:
         "results/logs/figures/{target}/{model}/fig2_histograms.log",
     benchmark:
@@ -74,9 +70,7 @@ rule figure_scatter:
     input:
         predictions="results/predictions/{target}/{model}.parquet",
         metrics="results/metrics/{target}/{model}.json",
-        published=lambda wc: (
-            published_csv(model_resolution(wc.model)) if wc.target == Z_TARGET else []
-        ),
+        published=published_beside,
     output:
         png=report(
             "results/figures/{target}/{model}/fig3_scatter.png",
@@ -88,9 +82,7 @@ rule figure_scatter:
         others=fig_files("results/figures/{target}/{model}/fig3_scatter"),
     params:
         bin_width=config["evaluate"]["bin_width"],
-        numbers=lambda wildcards, input: caption_numbers(input.metrics),
-    wildcard_constraints:
-        model=r"[^/]+",
+        numbers=caption_numbers,
     log:
         "results/logs/figures/{target}/{model}/fig3_scatter.log",
     benchmark:
@@ -114,7 +106,7 @@ rule figure_resolution:
         baselines=lambda wc: expand(
             "results/baselines/{target}/{name}.json", target=wc.target, name=BASELINE_NAMES
         ),
-        published=lambda wc: reference_metrics() if wc.target == Z_TARGET else [],
+        published=published_metrics,
     output:
         png=report(
             "results/figures/{target}/fig4_resolution.png",
@@ -148,11 +140,13 @@ rule figure_resolution:
 
 
 rule figure_mass:
-    """Figure 5: predicted against true stellar mass; Z_MZR (Tremonti) against Z_true."""
+    """Figure 5: predicted against true stellar mass; Z_MZR (Tremonti) against Z_true. The
+    caption quotes the numbers of rule mass_route."""
     input:
-        mass="results/predictions/lgm_tot_p50/{model}.parquet",
-        direct="results/predictions/oh_p50/{model}.parquet",
+        mass=f"results/predictions/{MASS}/{{model}}.parquet",
+        direct=f"results/predictions/{METALLICITY}/{{model}}.parquet",
         catalog="results/catalog/clean.parquet",
+        numbers="results/mzr/{model}/mass_route.json",
     output:
         png=report(
             "results/figures/mass/{model}/fig5_mass.png",
@@ -162,11 +156,8 @@ rule figure_mass:
             labels={"model": "{model}", "figure": "5 mass route"},
         ),
         others=fig_files("results/figures/mass/{model}/fig5_mass"),
-        numbers="results/mzr/{model}/mass_route.json",
     params:
-        numbers=lambda wildcards, output: _read_json(output.numbers),
-    wildcard_constraints:
-        model=r"[^/]+",
+        numbers=caption_json,
     log:
         "results/logs/figures/mass/{model}/fig5_mass.log",
     benchmark:
@@ -182,10 +173,12 @@ rule figure_mass:
 
 
 rule figure_mzr:
-    """Figure 6 and its table: Z_pred (and Z_true) against true stellar mass, 0.2 dex bins."""
+    """Figure 6: Z_pred (and Z_true) against true stellar mass, 0.2 dex bins. The caption
+    quotes the numbers of rule mzr."""
     input:
-        predictions=f"results/predictions/{Z_TARGET}/{{model}}.parquet",
+        predictions=f"results/predictions/{METALLICITY}/{{model}}.parquet",
         catalog="results/catalog/clean.parquet",
+        numbers="results/mzr/{model}/mzr.json",
     output:
         png=report(
             "results/figures/mzr/{model}/fig6_mzr.png",
@@ -195,18 +188,8 @@ rule figure_mzr:
             labels={"model": "{model}", "figure": "6 MZR"},
         ),
         others=fig_files("results/figures/mzr/{model}/fig6_mzr"),
-        table=report(
-            "results/tables/mzr/{model}.csv",
-            caption="../report/mzr_table.rst",
-            category="Tables",
-            subcategory="mass-metallicity relation",
-            labels={"model": "{model}", "table": "binned MZR"},
-        ),
-        numbers="results/mzr/{model}/mzr.json",
     params:
-        numbers=lambda wildcards, output: _read_json(output.numbers),
-    wildcard_constraints:
-        model=r"[^/]+",
+        numbers=caption_json,
     log:
         "results/logs/figures/mzr/{model}/fig6_mzr.log",
     benchmark:

@@ -1,5 +1,4 @@
-# Images: decode each shard's cutouts once into a uint8 store, re-bin it to every resolution,
-# and assign the train / valid / test split.
+# Images: decode each shard's cutouts once into a uint8 store and re-bin it to every resolution.
 
 
 rule pack_images:
@@ -48,30 +47,6 @@ rule rebin_images:
         "../../envs/data.yaml"
     script:
         "../scripts/rebin_images.py"
-
-
-rule split:
-    """Stable seeded train / valid / test assignment of every clean galaxy."""
-    input:
-        catalog="results/catalog/clean.parquet",
-        force_test=config["split"]["force_test_ids"] or [],
-    output:
-        split="results/split.parquet",
-    params:
-        seed=config["split"]["seed"],
-        fractions=config["split"]["fractions"],
-    log:
-        "results/logs/split.log",
-    benchmark:
-        "results/benchmarks/split.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/data.yaml"
-    script:
-        "../scripts/split.py"
 
 
 rule images:

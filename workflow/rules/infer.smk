@@ -3,6 +3,12 @@
 # catalog -> shards of contiguous rows -> one prediction job per shard (gpu=1 when
 # infer.gpu) -> results/infer/predictions.parquet (objID, prediction, model, galmet_version).
 # Per-shard outputs make a run resumable; each job streams in chunks (galmet.infer).
+# The shards are Snakemake's scatter "infer": items 1-of-N ... N-of-N, N = infer.shards (or
+# --set-scatter infer=N); scatter/gather list them in that order, which is the catalog's.
+
+
+scattergather:
+    infer=int(INFER["shards"]),
 
 
 rule infer_split:
@@ -10,7 +16,7 @@ rule infer_split:
     input:
         catalog=infer_required("catalog"),
     output:
-        expand("results/infer/shards/{part}.parquet", part=INFER_PARTS),
+        scatter.infer("results/infer/shards/{scatteritem}.parquet"),
     params:
         images_dir=INFER["images_dir"],
         cache_dir=infer_cache_dir(),
@@ -32,21 +38,19 @@ rule infer_shard:
     """Predict one shard, streaming its images in chunks of infer.chunk_size."""
     input:
         model=infer_required("model"),
-        shard="results/infer/shards/{part}.parquet",
+        shard="results/infer/shards/{scatteritem}.parquet",
     output:
-        predictions="results/infer/parts/{part}.parquet",
-        skipped="results/infer/parts/{part}.skipped.csv",
+        predictions="results/infer/parts/{scatteritem}.parquet",
+        skipped="results/infer/parts/{scatteritem}.skipped.csv",
     params:
         tta=INFER["tta"],
         batch_size=INFER["batch_size"],
         chunk_size=INFER["chunk_size"],
         device=INFER["device"],
-    wildcard_constraints:
-        part=r"\d+",
     log:
-        "results/logs/infer/shard-{part}.log",
+        "results/logs/infer/shard-{scatteritem}.log",
     benchmark:
-        "results/benchmarks/infer/shard-{part}.tsv"
+        "results/benchmarks/infer/shard-{scatteritem}.tsv"
     threads: 4
     resources:
         gpu=1 if INFER["gpu"] else 0,
@@ -62,7 +66,7 @@ rule infer:
     """One Parquet of every shard's predictions: objID, prediction, model, galmet_version."""
     input:
         model=infer_required("model"),
-        parts=expand("results/infer/parts/{part}.parquet", part=INFER_PARTS),
+        parts=gather.infer("results/infer/parts/{scatteritem}.parquet"),
     output:
         "results/infer/predictions.parquet",
     params:

@@ -37,11 +37,11 @@ rule reference_histograms:
             category="Published (Wu & Boada 2019)",
             labels={"model": "published {res} px", "figure": "2 histograms"},
         ),
-        others=reference_fig_files("results/reference/figures/published-{res}px/fig2_histograms"),
+        others=fig_files("results/reference/figures/published-{res}px/fig2_histograms"),
     params:
-        target="oh_p50",
+        target=REFERENCE_TARGET,
         title=lambda wc: f"Published predictions, {wc.res} px (Wu & Boada 2019)",
-        numbers=lambda wildcards, input: caption_numbers(input.metrics),
+        numbers=caption_numbers,
     log:
         "results/logs/reference/fig2-{res}px.log",
     benchmark:
@@ -68,12 +68,12 @@ rule reference_scatter:
             category="Published (Wu & Boada 2019)",
             labels={"model": "published {res} px", "figure": "3 predicted vs true"},
         ),
-        others=reference_fig_files("results/reference/figures/published-{res}px/fig3_scatter"),
+        others=fig_files("results/reference/figures/published-{res}px/fig3_scatter"),
     params:
-        target="oh_p50",
+        target=REFERENCE_TARGET,
         bin_width=config["evaluate"]["bin_width"],
         title=lambda wc: f"Published predictions, {wc.res} px (Wu & Boada 2019)",
-        numbers=lambda wildcards, input: caption_numbers(input.metrics),
+        numbers=caption_numbers,
     log:
         "results/logs/reference/fig3-{res}px.log",
     benchmark:
@@ -91,7 +91,7 @@ rule reference_scatter:
 rule reference_overlap:
     """This run's test predictions against the published ones on the galaxies both scored."""
     input:
-        predictions="results/predictions/oh_p50/{model}.parquet",
+        predictions=f"results/predictions/{REFERENCE_TARGET}/{{model}}.parquet",
         published=overlap_reference,
     output:
         report(
@@ -101,9 +101,7 @@ rule reference_overlap:
             labels={"model": "{model}", "figure": "overlap with the published test set"},
         ),
     params:
-        numbers=lambda wildcards, output: _read_json(output[0]),
-    wildcard_constraints:
-        model=r"[^/]+",
+        numbers=lambda wildcards, output: read_json(output[0]),  # the caption of this JSON itself
     log:
         "results/logs/reference/overlap-{model}.log",
     benchmark:

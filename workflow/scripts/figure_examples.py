@@ -3,9 +3,9 @@
 import pandas as pd
 
 from galmet.figures import fig1_examples, save_figure
-from galmet.imaging import StoreView
 from galmet.io import read_table
 from galmet.logs import setup_logging
+from galmet.stores import StoreView
 
 log = setup_logging(snakemake.log[0])
 target = snakemake.wildcards.target

@@ -1,6 +1,7 @@
 """Adapter: metrics of every model + baselines + published -> Figure 4 and its table."""
 
-from galmet.figures import fig4_resolution, resolution_results, save_figure
+from galmet.captions import resolution_results
+from galmet.figures import fig4_resolution, save_figure
 from galmet.io import write_table
 from galmet.logs import setup_logging
 

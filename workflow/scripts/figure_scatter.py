@@ -3,6 +3,7 @@
 from galmet.figures import fig3_scatter, save_figure
 from galmet.io import read_table
 from galmet.logs import setup_logging
+from galmet.targets import REFERENCE_TARGET
 
 log = setup_logging(snakemake.log[0])
 target = snakemake.params.get("target") or snakemake.wildcards.target
@@ -11,7 +12,7 @@ reference = None
 published = snakemake.input.get("published")
 if published:
     pub = read_table(published)
-    reference = (pub["oh_p50"], pub["prediction"])
+    reference = (pub[REFERENCE_TARGET], pub["prediction"])
 title = snakemake.params.get("title") or f"{snakemake.wildcards.get('model', '')} (test split)"
 fig = fig3_scatter(df[target], df["prediction"], target=target,
                    bin_width=snakemake.params.bin_width, reference=reference,

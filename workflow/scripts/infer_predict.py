@@ -4,16 +4,16 @@ import torch
 
 from galmet.infer import predict_shard
 from galmet.logs import setup_logging
-from galmet.predict import load_model
+from galmet.modelfile import load
 
 log = setup_logging(snakemake.log[0])
 params = snakemake.params
 torch.set_num_threads(max(1, snakemake.threads))
-model, meta = load_model(snakemake.input.model, device=params.device)
+model, meta = load(snakemake.input.model, device=params.device)
 device = str(next(model.parameters()).device)
 stats = predict_shard(snakemake.input.shard, model, meta, snakemake.output.predictions,
                       skipped_path=snakemake.output.skipped, tta=params.tta, batch_size=params.batch_size,
                       chunk_size=params.chunk_size, device=device)
 log.info("shard %s on %s: %d galaxies, %d predicted, %d skipped, %.1f s (%.0f images/s)",
-         snakemake.wildcards.part, device, stats["n_in"], stats["n_predicted"], stats["n_skipped"],
+         snakemake.input.shard, device, stats["n_in"], stats["n_predicted"], stats["n_skipped"],
          stats["seconds"], stats["n_in"] / max(stats["seconds"], 1e-9))

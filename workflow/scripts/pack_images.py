@@ -1,7 +1,7 @@
-"""Adapter: results/cutouts/{shard}.parquet -> uint8 store + index (galmet.imaging.pack_shard)."""
+"""Adapter: results/cutouts/{shard}.parquet -> uint8 store + index (galmet.stores.pack_shard)."""
 
-from galmet.imaging import pack_shard
 from galmet.logs import setup_logging
+from galmet.stores import pack_shard
 
 log = setup_logging(snakemake.log[0])
 pack_shard(

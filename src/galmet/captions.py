@@ -1,0 +1,126 @@
+"""The numbers the report quotes, read back from the workflow's result JSON files.
+
+Snakemake renders a caption from its rule's ``params``, and evaluates those also before the
+files exist (dry runs, building the DAG): the caption readers here give ``{}`` or ``"n/a"`` for
+a file that is missing or not yet written, never an error. :func:`resolution_results` reads the
+same files strictly, for Figure 4 and its table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from galmet.names import parse_model_name
+
+__all__ = ["read_json", "fmt", "metric_numbers", "scatter_rows", "resolution_results",
+           "resolution_lines"]
+
+THIS_RUN, PUBLISHED, BASELINE = "CNN (this run)", "CNN (published)", "baseline"
+PUBLISHED_NOTE = "Wu & Boada (2019) test set"
+SCORES = ("rmse", "nmad", "nmad_about_zero", "median_residual", "n")
+
+
+def read_json(path) -> dict:
+    """The JSON object in ``path``, or ``{}`` while it does not exist or is unreadable."""
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def fmt(x, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def metric_numbers(path) -> dict:
+    """A metrics JSON (galmet.metrics.evaluate_predictions) formatted for a caption: scatter in
+    dex to 3 decimals, fractions above 9.1 dex in percent; ``{}`` before the file exists."""
+    m = read_json(path)
+    if not m:
+        return {}
+    out = {k: fmt(m.get(k)) for k in ("rmse", "nmad", "nmad_about_zero", "median_residual")}
+    out["n"] = m.get("n", "n/a")
+    out["n_invalid"] = m.get("n_invalid", 0)
+    for k in ("frac_pred_above_9p1", "frac_true_above_9p1"):
+        v = m.get(k)
+        out[k] = "n/a" if v is None else f"{100 * v:.1f}%"
+    return out
+
+
+def _row(source, model, resolution, scores: dict, status, note) -> dict:
+    return {"source": source, "model": model, "resolution": resolution,
+            **{k: scores.get(k) for k in SCORES}, "status": status, "note": note}
+
+
+def _read_strict(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def scatter_rows(metric_paths: Iterable, baseline_paths: Iterable = (),
+                 published_paths: Iterable = (), missing_ok: bool = False) -> list[dict]:
+    """One row per model, published file and baseline: ``source, model, resolution, rmse,
+    nmad, nmad_about_zero, median_residual, n, status, note``.
+
+    ``metric_paths``: ``results/metrics/{target}/{model}.json`` (the resolution comes from the
+    model name); ``published_paths``: reference metrics with a ``resolution`` key;
+    ``baseline_paths``: baseline JSONs (a skipped one has its reason as the note). With
+    ``missing_ok`` a missing file gives empty scores (a missing baseline, no row).
+    """
+    read = read_json if missing_ok else _read_strict
+    rows = []
+    for path in metric_paths:
+        name = Path(path).stem
+        rows.append(_row(THIS_RUN, name, parse_model_name(name)["resolution"], read(path), "ok", ""))
+    for path in published_paths:
+        m = read(path)
+        res = m.get("resolution")
+        rows.append(_row(PUBLISHED, Path(path).stem, None if res is None else int(res), m, "ok",
+                         PUBLISHED_NOTE))
+    for path in baseline_paths:
+        b = read(path)
+        if b:
+            rows.append(_row(BASELINE, b.get("name"), None, b.get("test") or {}, b.get("status"),
+                             b.get("reason") or ""))
+    return rows
+
+
+def resolution_results(metric_paths: Iterable, baseline_paths: Iterable = (),
+                       published_paths: Iterable = ()):
+    """The inputs of Figure 4 from the JSON files (as :func:`scatter_rows`, which must exist).
+
+    Returns ``(cnn, baselines, published, table)``: two DataFrames of ``resolution, rmse, nmad``,
+    a list of the baselines that ran as dicts ``{name, rmse, nmad}``, and the table of every row.
+    """
+    rows = scatter_rows(metric_paths, baseline_paths, published_paths)
+    cols = ["resolution", "rmse", "nmad"]
+
+    def frame(source):
+        return pd.DataFrame([{k: r[k] for k in cols} for r in rows if r["source"] == source],
+                            columns=cols).astype(float)
+
+    baselines = [{"name": r["model"], "rmse": r["rmse"], "nmad": r["nmad"]}
+                 for r in rows if r["source"] == BASELINE and r["status"] == "ok"]
+    return frame(THIS_RUN), baselines, frame(PUBLISHED), pd.DataFrame(rows)
+
+
+def _line(r: dict) -> str:
+    scores = f"RMSE {fmt(r['rmse'])}, NMAD {fmt(r['nmad'])} dex"
+    if r["source"] == BASELINE:
+        return f"baseline {r['model']}: " + (scores if r["status"] == "ok" else f"skipped ({r['note']})")
+    if r["source"] == PUBLISHED:
+        res = "?" if r["resolution"] is None else r["resolution"]
+        return f"published {res} px: {scores}"
+    return f"{r['model']}: {scores}"
+
+
+def resolution_lines(metric_paths: Iterable, baseline_paths: Iterable = (),
+                     published_paths: Iterable = ()) -> list[str]:
+    """The Figure 4 caption: one line per model, then per baseline, then per published file."""
+    order = {THIS_RUN: 0, BASELINE: 1, PUBLISHED: 2}
+    rows = scatter_rows(metric_paths, baseline_paths, published_paths, missing_ok=True)
+    return [_line(r) for r in sorted(rows, key=lambda r: order[r["source"]])]

@@ -1,0 +1,143 @@
+"""The model file: a trained galmet model in one torch file, its only writer and reader.
+
+Format
+    ``torch.save`` of a plain dict ``{"state_dict": {name: tensor}, "meta": {...}}``, loadable
+    with ``torch.load(path, weights_only=True)`` (``meta`` holds JSON types only). ``meta``:
+
+    ``format_version``  1 (files written before the key existed read as 0)
+    ``kind``            ``single`` (one network); later formats add ``ensemble``
+    ``arch``, ``head`` (``hidden``, ``dropout``), ``pretrained``
+                        what :func:`galmet.model.build_model` needs to rebuild the network
+    ``resolution``      input size in px; images of another size are re-binned to it
+    ``normalisation``   ``name``, ``mean``, ``std`` (per channel, 0..1 units)
+    ``target``, ``target_units``, ``tta`` (D4 elements averaged by default)
+    ``images``          provenance of the training images: ``source``, ``service``,
+                        ``data_release``, ``bands`` (in RGB order), ``scale`` (arcsec/px or
+                        ``adaptive``), ``size`` ([W, H] px); ``None`` where unknown
+    and what training adds: ``seed``, ``train_params``, ``n_train``, ``n_valid``, ``epochs``,
+    ``kept_epoch``, ``valid_rmse``, ``valid_rmse_tta``, versions and hashes.
+
+The training checkpoint (``checkpoint.pt`` beside the model, :mod:`galmet.train`) is another
+file with its own format; pretrained body weights are read by :mod:`galmet.model`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import torch
+
+from galmet.io import atomic_path
+
+FORMAT_VERSION = 1
+KINDS = ("single",)
+#: meta keys without which a network cannot be rebuilt.
+REQUIRED = ("arch", "resolution", "normalisation", "head")
+#: bands in RGB order of each cutout service's colour composite.
+SERVICE_BANDS = {"skyserver": "irg"}
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, damaged, or not a galmet model; the message names the file."""
+
+
+def images_block(source: str, scale, width: int, height: int, base_url: str | None = None) -> dict:
+    """The ``images`` provenance block of cutouts configured as ``cutouts.source`` etc.
+
+    A SkyServer ``base_url`` such as ``.../dr14/SkyServerWS`` gives the data release (``DR14``).
+    ``local`` images are the user's: their service and bands are unknown (``None``) here.
+    """
+    service = source if source in SERVICE_BANDS else None
+    release = re.search(r"/dr(\d+)/", str(base_url or "").lower() + "/") if service else None
+    return {
+        "source": str(source),
+        "service": service,
+        "data_release": f"DR{release.group(1)}" if release else None,
+        "bands": SERVICE_BANDS.get(service),
+        "scale": scale if scale == "adaptive" else float(scale),
+        "size": [int(width), int(height)],
+    }
+
+
+def save(path, model: torch.nn.Module, meta: dict) -> Path:
+    """Write ``model``'s weights (on the CPU) and ``meta`` to ``path`` atomically."""
+    meta = _plain({"format_version": FORMAT_VERSION, "kind": "single", "images": None, **meta})
+    _check_meta(meta, path)
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "meta": meta}, tmp)
+    return path
+
+
+def read_meta(path) -> dict:
+    """The metadata of a model file (older files completed with this format's defaults)."""
+    return _read(path)["meta"]
+
+
+def load(path, device="cpu"):
+    """``(model in eval mode on device, meta)`` from a model file."""
+    from galmet.model import build_model, resolve_device
+
+    obj = _read(path)
+    meta = obj["meta"]
+    head = meta["head"]
+    model = build_model(meta["arch"], "none", hidden=int(head["hidden"]), dropout=tuple(head["dropout"]))
+    try:
+        model.load_state_dict(obj["state_dict"])
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: weights do not fit a {meta['arch']} with this head ({exc})") from None
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    if dev.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return model, meta
+
+
+def _read(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file (train one with the workflow, or check --model)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"{path}: not a loadable torch file ({exc})") from exc
+    if not isinstance(obj, dict) or "state_dict" not in obj or "meta" not in obj:
+        raise ModelFileError(f"{path}: not a galmet model file (expected a dict with state_dict and meta)")
+    meta = {"format_version": 0, "kind": "single", "images": None, **obj["meta"]}
+    _check_meta(meta, path)
+    return {"state_dict": obj["state_dict"], "meta": meta}
+
+
+def _check_meta(meta: dict, path) -> None:
+    if int(meta["format_version"]) > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model file format {meta['format_version']} is newer than this galmet reads "
+            f"({FORMAT_VERSION}): upgrade galmet")
+    if meta["kind"] not in KINDS:
+        raise ModelFileError(f"{path}: model kind {meta['kind']!r} is not one of {', '.join(KINDS)}")
+    for key in REQUIRED:
+        if key not in meta:
+            raise ModelFileError(f"{path}: model metadata lacks {key!r}; was it written by galmet.train?")
+
+
+def _plain(obj):
+    """A JSON round trip: plain dict/list/str/int/float/None only, non-finite floats as None
+    (``weights_only`` loading refuses anything else)."""
+
+    def clean(o):
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        return o
+
+    return json.loads(json.dumps(clean(json.loads(json.dumps(obj, default=str)))))
+
+
+__all__ = ["FORMAT_VERSION", "ModelFileError", "images_block", "save", "load", "read_meta"]

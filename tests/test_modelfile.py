@@ -1,0 +1,73 @@
+"""The model file (galmet.modelfile): one writer, one reader, a documented, versioned format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from galmet import modelfile
+from galmet.infer import write_untrained_model
+from galmet.predict import predict_images
+
+
+@pytest.fixture()
+def model_path(tmp_path):
+    return write_untrained_model(tmp_path / "model.pt", res=16)
+
+
+def test_round_trip_keeps_weights_and_fills_format_keys(model_path):
+    model, meta = modelfile.load(model_path)
+    assert meta["format_version"] == modelfile.FORMAT_VERSION and meta["kind"] == "single"
+    assert "images" in meta and meta["resolution"] == 16
+    again = modelfile.save(model_path.with_name("again.pt"), model, meta)
+    model2, meta2 = modelfile.load(again)
+    assert meta2 == meta
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
+    # plain torch can read it without unpickling code
+    assert set(torch.load(again, weights_only=True)) == {"state_dict", "meta"}
+
+
+def test_files_written_before_the_format_version_still_load(model_path, tmp_path):
+    obj = torch.load(model_path, weights_only=True)
+    old_meta = {k: v for k, v in obj["meta"].items() if k not in ("format_version", "kind", "images")}
+    old = tmp_path / "old.pt"
+    torch.save({"state_dict": obj["state_dict"], "meta": old_meta}, old)
+    model, meta = modelfile.load(old)
+    assert meta["format_version"] == 0 and meta["kind"] == "single" and meta["images"] is None
+    x = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    new_model, new_meta = modelfile.load(model_path)
+    np.testing.assert_array_equal(predict_images(model, meta, x, tta=1), predict_images(new_model, new_meta, x, tta=1))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format_version": 99}, "newer than this galmet reads"),
+    ({"kind": "forest"}, "model kind 'forest'"),
+])
+def test_unreadable_meta_is_refused_with_the_file_named(model_path, tmp_path, change, message):
+    obj = torch.load(model_path, weights_only=True)
+    bad = tmp_path / "bad.pt"
+    torch.save({"state_dict": obj["state_dict"], "meta": {**obj["meta"], **change}}, bad)
+    with pytest.raises(modelfile.ModelFileError, match=message) as err:
+        modelfile.read_meta(bad)
+    assert "bad.pt" in str(err.value)
+
+
+def test_missing_key_and_not_a_model(tmp_path, model_path):
+    obj = torch.load(model_path, weights_only=True)
+    meta = {k: v for k, v in obj["meta"].items() if k != "normalisation"}
+    torch.save({"state_dict": obj["state_dict"], "meta": meta}, tmp_path / "m.pt")
+    with pytest.raises(modelfile.ModelFileError, match="lacks 'normalisation'"):
+        modelfile.load(tmp_path / "m.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not torch")
+    with pytest.raises(modelfile.ModelFileError, match="not a loadable torch file"):
+        modelfile.read_meta(tmp_path / "junk.pt")
+
+
+def test_images_block_says_where_images_came_from():
+    sky = modelfile.images_block("skyserver", "adaptive", 128, 128,
+                                 base_url="https://skyserver.sdss.org/dr14/SkyServerWS")
+    assert sky == {"source": "skyserver", "service": "skyserver", "data_release": "DR14", "bands": "irg",
+                   "scale": "adaptive", "size": [128, 128]}
+    local = modelfile.images_block("local", 0.117, 64, 64)
+    assert local["service"] is None and local["bands"] is None and local["scale"] == pytest.approx(0.117)

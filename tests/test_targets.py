@@ -1,0 +1,55 @@
+"""galmet.targets: the registry of target columns and what the figures and the workflow read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from galmet import figures, targets
+from galmet.targets import MASS, METALLICITY, TARGETS, Target, get_target, has_mzr
+
+
+def test_registered_labels_are_the_papers():
+    z, m = TARGETS[METALLICITY], TARGETS[MASS]
+    assert z.label_true == r"$Z_{\rm true}$ = 12 + log(O/H) [dex]"
+    assert z.label_pred == r"$Z_{\rm pred}$ [dex]"
+    assert (z.symbol_true, z.symbol_pred) == (r"$Z_{\rm true}$", r"$Z_{\rm pred}$")
+    assert z.axis_text == "12 + log(O/H) [dex]" and z.threshold == 9.1
+    assert m.label_true == r"true $\log\,(M_*/M_\odot)$ [dex]"
+    assert m.label_pred == r"predicted $\log\,(M_*/M_\odot)$ [dex]"
+    assert m.label("resid") == r"$\Delta \log M_*$ (pred $-$ true) [dex]"
+    assert m.threshold is None
+    assert (z.units_long, m.units_long) == ("dex (12 + log O/H)", "log10(M*/Msun)")
+
+
+def test_unknown_column_gets_a_plain_entry():
+    t = get_target("sfr_tot_p50")
+    assert (t.label("true"), t.label("pred")) == ("true sfr_tot_p50", "predicted sfr_tot_p50")
+    assert t.label("resid") == "predicted $-$ true sfr_tot_p50"
+    assert (t.symbol_true, t.symbol_pred) == ("sfr_tot_p50 (true)", "sfr_tot_p50 (pred)")
+    assert t.axis_text == "sfr_tot_p50" and t.units_long == "" and t.noun == "sfr_tot_p50"
+    assert "sfr_tot_p50" not in TARGETS
+
+
+def test_one_entry_is_all_a_new_target_needs(monkeypatch):
+    """Registered with a quantity and a unit, the labels follow and the figures use them."""
+    entry = Target("sfr_tot_p50", r"$\log\,{\rm SFR}$", unit="dex")
+    monkeypatch.setitem(TARGETS, "sfr_tot_p50", entry)
+    assert get_target("sfr_tot_p50") is entry
+    assert entry.label_true == r"true $\log\,{\rm SFR}$ [dex]" and entry.units_long == "dex"
+    sfr = np.linspace(-1.0, 1.0, 200)
+    fig = figures.fig3_scatter(sfr, sfr + 0.05 * np.cos(40 * sfr), target="sfr_tot_p50")
+    assert fig.axes[0].get_xlabel() == entry.label_true
+    fig = figures.fig2_histograms(sfr, sfr + 0.1, target="sfr_tot_p50")
+    assert fig.axes[0].get_xlabel() == r"$\log\,{\rm SFR}$ [dex]"
+
+
+def test_which_figures_apply():
+    assert has_mzr([METALLICITY, MASS]) and has_mzr([MASS, "sfr_tot_p50", METALLICITY])
+    assert not has_mzr([METALLICITY]) and not has_mzr([MASS])
+    assert targets.REFERENCE_TARGET == METALLICITY  # the published predictions are metallicities
+
+
+def test_entries_are_frozen():
+    with pytest.raises(AttributeError):
+        TARGETS[METALLICITY].unit = "K"
