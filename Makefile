@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/python -m galmet.runlock   # a lock left by a killed run, when no Snakemake runs here
 	$(BIN)/snakemake --cores $(CORES) --resources gpu=1
 	$(BIN)/snakemake --cores 1 --report results/report.html
 	@echo "Done: results/summary.json, results/figures/, results/report.html"

@@ -11,6 +11,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/catalog.smk"
 include: "workflow/rules/cutouts.smk"
@@ -27,4 +30,6 @@ include: "workflow/rules/infer.smk"
 rule all:
     input:
         "results/summary.json",
+        # the model files the README tells users to predict with: rebuilt by a plain rerun
+        model_outputs(MODEL_FILE),
         figure_outputs(),

@@ -63,6 +63,20 @@ def test_rf_is_reproducible_with_a_seed(gz):
     assert not np.array_equal(pa["prediction"].to_numpy(), pc["prediction"].to_numpy())
 
 
+def test_grid_searched_on_a_subsample_then_refit_on_all(gz):
+    """search_max_train: every candidate is fit on the subsample, the chosen one on all."""
+    df, split = gz
+    full, _ = baselines.run_baseline("rf_ugriz", df, split, "stellar_mass", PARAMS)
+    sub, _ = baselines.run_baseline("rf_ugriz", df, split, "stellar_mass", {**PARAMS, "search_max_train": 500})
+    assert sub["n_search"] == 500 and sub["n_train"] == full["n_train"] > 500
+    assert full["n_search"] == full["n_train"]
+    chosen = {k: sub["params"][k] for k in ("n_estimators", "max_depth", "min_samples_leaf", "max_features")}
+    assert chosen in [c["params"] for c in sub["search"]]
+    # refit on every training galaxy: better than the subsample's own best, near the full search
+    assert sub["params"]["valid_rmse"] < min(c["valid_rmse"] for c in sub["search"])
+    assert sub["test"]["rmse"] < 1.1 * full["test"]["rmse"]
+
+
 def test_skipped_without_magnitudes_on_the_demo_catalog(demo_catalog):
     split = pd.DataFrame({"objID": demo_catalog["objID"], "split": assign_splits(
         demo_catalog["objID"].to_numpy(), 0, {"train": 0.6, "valid": 0.2, "test": 0.2})})

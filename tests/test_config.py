@@ -53,3 +53,47 @@ def test_targets_are_the_registered_ones(monkeypatch):
         load_config(raw)
     monkeypatch.setitem(TARGETS, "sfr_tot_p50", Target("sfr_tot_p50", "log SFR", unit="dex"))
     assert load_config(raw)["targets"] == ["oh_p50", "sfr_tot_p50"]
+
+
+def test_command_line_strings_are_coerced_to_the_schema_types():
+    """Snakemake hands --config resolutions=[32] seeds=[0,1] over as lists of strings."""
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw.update(resolutions=["32"], seeds=["0", "1"], shards="3")
+    raw["train"]["stage2"] = {"cycles": ["2"], "lrs": ["0.01", "1e-3", "0.1"]}
+    raw["cutouts"]["scale"] = "0.117"
+    raw["split"]["force_test_ids"] = "null"
+    cfg = load_config(raw)
+    assert cfg["resolutions"] == [32] and cfg["seeds"] == [0, 1] and cfg["shards"] == 3
+    assert cfg["train"]["stage2"]["lrs"] == [0.01, 0.001, 0.1] and cfg["train"]["stage2"]["cycles"] == [2]
+    assert cfg["cutouts"]["scale"] == 0.117 and cfg["split"]["force_test_ids"] is None
+    raw["resolutions"] = ["32px"]  # not a number: still named by validation
+    with pytest.raises(ConfigError, match="resolutions.0"):
+        load_config(raw)
+
+
+def test_unknown_key_gets_a_did_you_mean_hint():
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw["resolutionz"] = [16]
+    with pytest.raises(ConfigError, match=r"'resolutionz': did you mean 'resolutions'\?"):
+        load_config(raw)
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw["train"]["batchsize"] = 8
+    with pytest.raises(ConfigError, match=r"under train \('batchsize': did you mean 'batch_size'\?\)"):
+        load_config(raw)
+
+
+def test_problems_in_the_inputs_are_found_at_start(tmp_path, monkeypatch):
+    from galmet.config import check_inputs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cat.csv").write_text("objID,oh_p50\n1237648702973411999,8.9\n")
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw["catalog"]["path"] = "cat.csv"
+    raw["targets"] = ["oh_p50", "lgm_tot_p50"]
+    with pytest.raises(ConfigError, match=r"lgm_tot_p50 not in the columns of catalog.path cat.csv"):
+        check_inputs(load_config(raw))
+    raw["targets"] = ["oh_p50"]
+    check_inputs(load_config(raw))
+    raw["resolutions"] = [256]
+    with pytest.raises(ConfigError, match="256 px is larger than the cutouts"):
+        load_config(raw)

@@ -139,3 +139,14 @@ def test_cli_refuses_float_damaged_ids(tmp_path, capsys):
     assert galmet_main(["evaluate", str(csv), "--json", str(tmp_path / "m.json")]) == 2
     assert "objID" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_cli_evaluate_without_json_prints_the_numbers(tmp_path, capsys):
+    csv = tmp_path / "p.csv"
+    pd.DataFrame({"objID": [1, 2, 3, 4], "oh_p50": [8.5, 8.7, 8.9, 9.1],
+                  "prediction": [8.6, 8.7, 8.8, 9.1]}).to_csv(csv, index=False)
+    assert galmet_main(["evaluate", str(csv)]) == 0
+    out = capsys.readouterr().out
+    rmse = np.sqrt(np.mean(np.square([0.1, 0.0, -0.1, 0.0])))
+    assert f"rmse             {rmse:.4f}" in out and "n                4" in out
+    assert "binned in the true value" in out and not list(tmp_path.glob("*.json"))

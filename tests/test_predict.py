@@ -142,7 +142,7 @@ def test_cli_predict_errors(trained, image_dir, tmp_path, capsys):
 def test_three_prediction_paths_give_the_same_numbers(trained, demo_ids, tmp_path):
     """galmet predict, the infer target's shard step and the workflow's store path agree."""
     from galmet.infer import predict_shard
-    from galmet.predict import write_predictions
+    from galmet.predict import PredictionWriter
 
     model, meta = load_model(trained[0])
     ids = [int(i) for i in demo_ids[:8]]
@@ -160,8 +160,10 @@ def test_three_prediction_paths_give_the_same_numbers(trained, demo_ids, tmp_pat
     infer = pd.read_parquet(tmp_path / "infer.parquet").set_index("objID")["prediction"]
 
     store = block_average(np.stack([read_jpeg(IMAGES / f"{i}.jpg") for i in ids]), int(meta["resolution"]))
-    write_predictions(tmp_path / "split.parquet", ids, predict_images(model, meta, store, tta=int(meta["tta"])),
-                      extra={"oh_p50": np.zeros(len(ids), np.float32)})
+    with PredictionWriter(tmp_path / "split.parquet") as writer:  # as workflow/scripts/predict_split.py
+        for s in (slice(0, 5), slice(5, None)):
+            writer.write(np.asarray(ids)[s], predict_images(model, meta, store[s], tta=int(meta["tta"])),
+                         extra={"oh_p50": np.zeros(len(ids), np.float32)[s]})
     split = pd.read_parquet(tmp_path / "split.parquet")
     assert list(split.columns) == ["objID", "oh_p50", "prediction"]
     split = split.set_index("objID")["prediction"]

@@ -10,6 +10,7 @@ except under CI=true, where it fails.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -191,3 +192,31 @@ def test_broken_figure_is_detected(report, tmp_path):
     page.write_text(broken)
     shot = _content(screenshot(report["chromium"], page, tmp_path / "broken.png", tmp_path))
     assert all(_share(shot, c) <= least for c, least in SIGNATURES["fig3_scatter.png"])
+
+
+def _landing_html(html: str) -> str:
+    """The report's landing page (the workflow description), as the report's script holds it."""
+    start = html.index("var workflow_desc = ") + len("var workflow_desc = ")
+    return json.JSONDecoder().raw_decode(html[start:])[0]
+
+
+def test_landing_page_opens_on_the_results(report, tmp_path):
+    """What ran, and every model's, baseline's and published test numbers with their noise."""
+    arch = yaml.safe_load((report["dir"] / "config.yaml").read_text())["train"]["arch"]
+    metrics = json.loads((report["dir"] / "results" / "metrics" / "oh_p50" /
+                          f"{arch}-16px-seed0.json").read_text())
+    constant = json.loads((report["dir"] / "results" / "baselines" / "oh_p50" / "constant.json").read_text())
+    error = metrics["rmse"] / np.sqrt(2 * metrics["n"])
+    expected = [f"{arch}-16px-seed0", f"{metrics['rmse']:.3f}\u00a0±\u00a0{error:.3f}", f"{metrics['nmad']:.3f}",
+                f"{constant['test']['rmse']:.3f}", "published 16 px", "0.104\u00a0±\u00a00.001",
+                "rf_gri (baseline)", "skipped", "at 16 px"]
+    text = re.sub(r"[ \n]+", " ", html.unescape(re.sub(r"<[^>]+>", " ", _landing_html(report["html"]))))
+    for piece in expected:
+        assert piece in text, f"{piece!r} not on the landing page"
+    # and the browser shows them: the DOM after the report's scripts ran
+    proc = subprocess.run([report["chromium"], *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'p'}",
+                           "--virtual-time-budget=15000", "--dump-dom", report["html_path"].as_uri()],
+                          capture_output=True, text=True, timeout=180)
+    dom = html.unescape(re.sub(r"<[^>]+>", " ", proc.stdout))
+    assert "galmet: metallicity from SDSS images" in dom
+    assert f"{metrics['rmse']:.3f}\u00a0±\u00a0{error:.3f}" in dom

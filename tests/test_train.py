@@ -215,3 +215,23 @@ def test_cuda_training_and_prediction(tiny_data, tmp_path):
     # streamed (not resident) batches give a model too
     params = {**params, "data_on_device": "never"}
     assert np.isfinite(train_model(*tiny_data, params, tmp_path / "s", {"seed": 0})["valid_rmse"])
+
+
+def test_read_only_inputs_train_without_a_numpy_warning(tiny_data, tmp_path):
+    """Labels from pandas (copy-on-write) and images from a memory-mapped store are read-only;
+    torch warns once per process about such arrays, so this runs in a fresh process."""
+    np.savez(tmp_path / "data.npz", *tiny_data)
+    np.save(tmp_path / "store.npy", tiny_data[0])
+    script = textwrap.dedent(f"""
+        import numpy as np
+        import galmet.train as gt
+        d = np.load({str(tmp_path / "data.npz")!r})
+        x = np.load({str(tmp_path / "store.npy")!r}, mmap_mode="r")
+        y = d["arr_1"].copy(); y.setflags(write=False)
+        gt.train_model(x, y, d["arr_2"], d["arr_3"], {{**{TINY!r}, "stage2": {{"cycles": [1]}}}},
+                       {str(tmp_path / "out")!r}, {{"seed": 0}})
+    """)
+    proc = subprocess.run([sys.executable, "-W", "always", "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "not writable" not in proc.stderr

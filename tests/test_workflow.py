@@ -117,6 +117,28 @@ def test_rerun_has_nothing_to_do(tiny_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def test_a_missing_model_file_is_rebuilt_by_a_plain_rerun(tiny_run):
+    """An interrupted forced retrain leaves no model.pt: the default run must notice."""
+    model = tiny_run["dir"] / "results" / "models" / "oh_p50" / "resnet18-16px-seed0" / "model.pt"
+    aside = model.with_name("model.pt.aside")
+    model.rename(aside)
+    try:
+        plan = snakemake(tiny_run["dir"], "-n", "--cores", "1")
+        assert "rule train:" in plan.stdout + plan.stderr
+    finally:
+        aside.rename(model)
+
+
+def test_config_from_the_command_line(tiny_run):
+    """--config list values arrive as strings: coerced to the schema's types, then planned."""
+    proc = snakemake(tiny_run["dir"], "-n", "--cores", "1", "--config", "resolutions=[16]", "seeds=[0,1]")
+    plan = proc.stdout + proc.stderr
+    assert "results/models/oh_p50/resnet18-16px-seed1/model.pt" in plan
+    assert plan.count("rule train:") == 1  # seed 0 is trained already
+    typo = snakemake(tiny_run["dir"], "-n", "--config", "resolutionz=[16]", check=False)
+    assert typo.returncode != 0 and "did you mean 'resolutions'" in typo.stdout + typo.stderr
+
+
 def test_invalid_config_names_the_key(tmp_path):
     cfg = tiny_config(tmp_path)
     cfg["train"]["bogus_key"] = 1

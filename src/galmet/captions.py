@@ -17,7 +17,7 @@ import pandas as pd
 from galmet.names import parse_model_name
 
 __all__ = ["read_json", "fmt", "metric_numbers", "scatter_rows", "resolution_results",
-           "resolution_lines"]
+           "resolution_lines", "results_table", "rmse_error"]
 
 THIS_RUN, PUBLISHED, BASELINE = "CNN (this run)", "CNN (published)", "baseline"
 PUBLISHED_NOTE = "Wu & Boada (2019) test set"
@@ -124,3 +124,37 @@ def resolution_lines(metric_paths: Iterable, baseline_paths: Iterable = (),
     order = {THIS_RUN: 0, BASELINE: 1, PUBLISHED: 2}
     rows = scatter_rows(metric_paths, baseline_paths, published_paths, missing_ok=True)
     return [_line(r) for r in sorted(rows, key=lambda r: order[r["source"]])]
+
+
+def rmse_error(rmse, n) -> float | None:
+    """The 1-sigma sampling error of an RMSE over ``n`` galaxies, ``rmse / sqrt(2 n)`` (for
+    residuals of roughly Gaussian shape): what to expect from the test size alone."""
+    if rmse is None or not n:
+        return None
+    return float(rmse) / (2.0 * float(n)) ** 0.5
+
+
+def results_table(models: list[dict], metric_paths: Iterable, baseline_paths: Iterable = (),
+                  published_paths: Iterable = ()) -> list[dict]:
+    """The report's landing table: one row of formatted test scores per model (``models``:
+    dicts with ``target`` and ``name``, in the order of ``metric_paths``), per published file and
+    per baseline; ``{}``-safe while the files do not exist yet. RMSE carries its 1-sigma
+    sampling error (:func:`rmse_error`); a skipped baseline says so (its reason is in its JSON)."""
+    from galmet.targets import REFERENCE_TARGET
+
+    metric_paths, baseline_paths, published_paths = map(list, (metric_paths, baseline_paths, published_paths))
+    rows = scatter_rows(metric_paths, baseline_paths, published_paths, missing_ok=True)
+    targets = [m["target"] for m in models] + [REFERENCE_TARGET] * len(published_paths)
+    targets += [b.get("target", "") for b in map(read_json, baseline_paths) if b]
+    out = []
+    for r, target in zip(rows, targets, strict=True):
+        ok = r["status"] == "ok" and r["rmse"] is not None
+        model = {PUBLISHED: f"published {r['resolution']} px", BASELINE: f"{r['model']} (baseline)"}.get(
+            r["source"], str(r["model"]))
+        out.append({
+            "target": target, "model": model, "n": "" if r["n"] is None else str(r["n"]),
+            # no-break spaces: the cell stays on one line in a narrow report pane
+            "rmse": f"{fmt(r['rmse'])}\u00a0±\u00a0{fmt(rmse_error(r['rmse'], r['n']))}" if ok else "skipped",
+            "nmad": fmt(r["nmad"]) if ok else "", "median_residual": fmt(r["median_residual"]) if ok else "",
+        })
+    return out

@@ -8,7 +8,9 @@ defaults and turns schema errors into one message that names the key and the fix
 from __future__ import annotations
 
 import copy
+import difflib
 import os
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -57,10 +59,60 @@ def _describe(error: jsonschema.ValidationError) -> str:
     key = _key_path(error)
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        return f"{error.message} under {key}; allowed keys: {', '.join(allowed)}"
+        unknown = [k for k in error.instance if k not in allowed] if isinstance(error.instance, dict) else []
+        hints = [f"{k!r}: did you mean {m[0]!r}?" for k in unknown
+                 if (m := difflib.get_close_matches(k, allowed, n=1, cutoff=0.6))]
+        hint = f" ({'; '.join(hints)})" if hints else ""
+        return f"{error.message} under {key}{hint}; allowed keys: {', '.join(allowed)}"
     hint = error.schema.get("description")
     msg = f"config key {key}: {error.message}"
     return f"{msg} ({hint})" if hint else msg
+
+
+_INT = re.compile(r"[+-]?\d+")
+_NULL = {"null", "none", "~"}
+_BOOL = {"true": True, "false": False, "yes": True, "no": False}
+
+
+def coerce_to_schema(value, schema: dict):
+    """``value`` with strings turned into the types ``schema`` asks for, where they convert.
+
+    Snakemake hands ``--config key=value`` over with list items and nested values as strings
+    (``resolutions=[32]`` arrives as ``["32"]``); this makes them what a YAML file would give.
+    A string that converts to none of the schema's types is left as it is, for validation to name.
+    """
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        return {k: coerce_to_schema(v, props[k]) if k in props else v for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [coerce_to_schema(v, schema["items"]) for v in value]
+    if isinstance(value, str):
+        return _from_string(value, schema)
+    return value
+
+
+def _from_string(text: str, schema: dict):
+    for alternative in schema.get("oneOf", []) + schema.get("anyOf", []):
+        value = _from_string(text, alternative)
+        if value is not text:
+            return value
+    if "enum" in schema:
+        return next((e for e in schema["enum"] if str(e) == text), text)
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    low = text.strip().lower()
+    if "integer" in types and _INT.fullmatch(text.strip()):
+        return int(text)
+    if "number" in types:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    if "boolean" in types and low in _BOOL:
+        return _BOOL[low]
+    if "null" in types and low in _NULL:
+        return None
+    return text
 
 
 def validate_config(config: dict) -> dict:
@@ -69,7 +121,9 @@ def validate_config(config: dict) -> dict:
         config = {}
     if not isinstance(config, dict):
         raise ConfigError(f"the configuration must be a mapping of keys, got {type(config).__name__}")
-    errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: list(e.absolute_path))
+    schema = load_schema()
+    config.update(coerce_to_schema(config, schema))
+    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = "\n  - ".join(_describe(e) for e in errors)
         raise ConfigError(f"invalid configuration ({len(errors)} problem(s)):\n  - {lines}")
@@ -93,6 +147,23 @@ def _check_consistency(config: dict) -> None:
         raise ConfigError("config key catalog.path: required when catalog.source is 'table'")
     if config["cutouts"]["source"] == "local" and not config["cutouts"].get("local_dir"):
         raise ConfigError("config key cutouts.local_dir: required when cutouts.source is 'local'")
+
+
+def check_inputs(config: dict) -> None:
+    """What can be known before any job runs, from the input files themselves: the local
+    catalog table must have every target column (relative paths from the working directory)."""
+    cat = config["catalog"]
+    path = Path(cat.get("path") or "")
+    if cat["source"] != "table" or path.suffix.lower() not in (".csv", ".parquet") or not path.is_file():
+        return  # FITS and SkyServer catalogs are checked by the catalog rule
+    from galmet.io import table_columns
+
+    columns = table_columns(path)
+    missing = [t for t in config["targets"] if t not in columns]
+    if missing:
+        raise ConfigError(
+            f"config key targets: {', '.join(missing)} not in the columns of catalog.path {path} "
+            f"({', '.join(map(str, columns))}); drop it from targets or use a catalog that has it")
 
 
 def load_config(source: str | os.PathLike | dict) -> dict:

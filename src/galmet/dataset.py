@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from galmet.io import read_table
-from galmet.stores import gather
+from galmet.stores import StoreView, gather
 
 log = logging.getLogger("galmet.dataset")
 
@@ -62,6 +62,18 @@ def load_split(members: pd.DataFrame, which: str, target: str, index_paths, stor
     ids = rows["objID"].to_numpy(dtype=np.int64)
     x = gather(index_paths, store_paths, ids) if len(ids) else np.empty((0, 1, 1, 3), np.uint8)
     return LabelledSet(objid=ids, x=x, y=rows[target].to_numpy(dtype=np.float32))
+
+
+def iter_split(members: pd.DataFrame, which: str, target: str, index_paths, store_paths, chunk_size: int):
+    """The galaxies of one split in chunks of ``chunk_size`` (by objID), gathered from every
+    shard's store as :func:`load_split` does: memory bounded by the chunk, not the split. An
+    empty split gives one empty chunk (so that a writer still learns the columns)."""
+    rows = members[members["split"] == which].sort_values("objID")
+    ids = rows["objID"].to_numpy(dtype=np.int64)
+    y = rows[target].to_numpy(dtype=np.float32)
+    view = StoreView(index_paths, store_paths)
+    for s in range(0, max(len(ids), 1), int(chunk_size)):
+        yield LabelledSet(objid=ids[s:s + chunk_size], x=view.take(ids[s:s + chunk_size]), y=y[s:s + chunk_size])
 
 
 def fingerprint(*parts) -> str:

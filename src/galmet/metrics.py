@@ -237,12 +237,13 @@ def evaluate_table(df: pd.DataFrame, truth: str = "oh_p50", pred: str = "predict
 def cli_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="RMSE, NMAD (about the median and about zero), median residual and statistics "
-        "binned in the true value, of a predictions table (CSV or Parquet), written as JSON.",
+        "binned in the true value, of a predictions table (CSV or Parquet): printed, and written "
+        "as JSON with --json.",
     )
     p.add_argument("table", help="CSV or Parquet with a truth and a prediction column")
     p.add_argument("--truth", default="oh_p50", help="truth column (default: oh_p50)")
     p.add_argument("--pred", default="prediction", help="prediction column (default: prediction)")
-    p.add_argument("--json", required=True, dest="json_out", help="output JSON file")
+    p.add_argument("--json", dest="json_out", help="also write every number (binned ones too) to this JSON file")
     p.add_argument("--bin-width", type=float, default=0.1,
                    help="width of the bins of the true value, in its units (default: 0.1)")
     return p
@@ -267,18 +268,36 @@ def cli_main(args: argparse.Namespace) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"galmet evaluate: {msg}", file=sys.stderr)
         return 2
-    write_json(out, args.json_out)
+    if args.json_out:
+        write_json(out, args.json_out)
     if out["n_invalid"]:
         print(f"galmet evaluate: {out['n_invalid']} row(s) with a missing or non-numeric "
               f"{args.truth}/{args.pred} left out", file=sys.stderr)
+    print(format_metrics(out, title=f"{path} ({args.truth} against {args.pred})"))
+    if args.json_out:
+        print(f"-> {args.json_out}")
+    return 0
+
+
+def format_metrics(out: dict, title: str = "") -> str:
+    """The numbers of :func:`evaluate_predictions` as a plain-text table (dex where Z is)."""
 
     def fmt(x):
         return "nan" if x is None else f"{x:.4f}"
 
-    print(f"{path}: n={out['n']} rmse={fmt(out['rmse'])} nmad={fmt(out['nmad'])} "
-          f"nmad_about_zero={fmt(out['nmad_about_zero'])} "
-          f"median_residual={fmt(out['median_residual'])} -> {args.json_out}")
-    return 0
+    lines = [title] if title else []
+    lines += [f"  n                {out['n']}", f"  rmse             {fmt(out['rmse'])}",
+              f"  nmad             {fmt(out['nmad'])}", f"  nmad_about_zero  {fmt(out['nmad_about_zero'])}",
+              f"  median_residual  {fmt(out['median_residual'])}"]
+    binned = out.get("binned") or []
+    if binned:
+        lines.append("  binned in the true value:")
+        cols = ("lo", "hi", "n", "rmse", "nmad")
+        lines.append("    " + "  ".join(f"{k:>10}" for k in cols))
+        for row in binned:
+            cells = (f"{row['n']:>10}" if k == "n" else f"{fmt(row.get(k)):>10}" for k in cols)
+            lines.append("    " + "  ".join(cells))
+    return "\n".join(lines)
 
 
 def compare_on_overlap(this_run: pd.DataFrame, other: pd.DataFrame, truth: str = "oh_p50",

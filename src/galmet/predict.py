@@ -170,12 +170,6 @@ class PredictionWriter:
         return self._atomic.__exit__(*exc)
 
 
-def write_predictions(path, ids, preds, extra: dict | None = None) -> None:
-    """One table of predictions written at once (``objID``, ``extra``..., ``prediction``)."""
-    with PredictionWriter(path) as writer:
-        writer.write(ids, preds, extra)
-
-
 def predict_chunks(chunks: Iterable, model, meta: dict, writer: PredictionWriter, skipped: list,
                    tta: int = 1, batch_size: int = 256, device="cpu", progress=None) -> int:
     """Predict chunks of ``(objID, path)`` rows and write them: the loop of ``galmet predict``
@@ -345,5 +339,4 @@ def _write_skipped_log(path: Path, headline: str, skipped: list) -> None:
                 fh.write(f"{'' if oid is None else oid}\t{p or ''}\t{reason}\n")
 
 
-__all__ = ["predict_images", "read_images", "predict_chunks", "PredictionWriter", "write_predictions",
-           "cli_parser", "cli_main"]
+__all__ = ["predict_images", "read_images", "predict_chunks", "PredictionWriter", "cli_parser", "cli_main"]

@@ -721,7 +721,8 @@ def _check_images(x, name: str) -> np.ndarray:
 
 
 def _check_labels(y, n: int, name: str) -> np.ndarray:
-    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    # a copy: pandas' copy-on-write hands out read-only arrays, which torch warns about
+    y = np.array(y, dtype=np.float32).reshape(-1)
     if len(y) != n:
         raise TrainingError(f"{name}: {len(y)} labels for {n} images")
     bad = ~np.isfinite(y)

@@ -19,13 +19,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
-from galmet.captions import metric_numbers, read_json, resolution_lines  # noqa: E402
-from galmet.config import ConfigError, validate_config  # noqa: E402
+from galmet.captions import metric_numbers, read_json, resolution_lines, results_table  # noqa: E402
+from galmet.config import ConfigError, check_inputs, validate_config  # noqa: E402
 from galmet.names import MODEL_PATTERN, model_name, parse_model_name  # noqa: E402
 from galmet.targets import MASS, METALLICITY, REFERENCE_TARGET, has_mzr  # noqa: E402
 
 try:
     validate_config(config)
+    check_inputs(config)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
@@ -196,6 +197,12 @@ def caption_json(wildcards, input):
 
 def resolution_caption(wildcards, input):
     return resolution_lines(input.metrics, input.baselines, input.published)
+
+
+def results_caption(wildcards, input):
+    """The report's landing table (summary.rst, shown by workflow.rst)."""
+    models = [{"target": t, "name": m} for t, m in all_models()]
+    return results_table(models, input.metrics, input.baselines, input.published)
 
 
 # ---- helpers of reference.smk (the published predictions are of REFERENCE_TARGET only) ----

@@ -1,56 +1,35 @@
-# Evaluation: predict the test split with TTA (per shard), score it, and gather the summary.
+# Evaluation: predict the test split with TTA (one job per model), score it, and gather the summary.
 
 
 rule predict:
-    """Predict the test-split galaxies of one shard with test-time augmentation."""
+    """Predict the test split of one model with test-time augmentation, reading every shard's
+    store in chunks: one job per model (a job per shard paid the start-up many times over)."""
     input:
+        unpack(model_stores),
         model=MODEL_FILE,
-        index="results/images/{shard}/index.parquet",
-        store=model_shard_store,
         catalog="results/catalog/clean.parquet",
         split="results/split.parquet",
     output:
-        temp("results/predictions/{target}/{model}/shard-{shard}.parquet"),
+        "results/predictions/{target}/{model}.parquet",
     params:
         tta=config["predict"]["tta"],
         batch_size=config["predict"]["batch_size"],
+        chunk_size=config["predict"]["chunk_size"],
         device=config["predict"]["device"],
         which="test",
     log:
-        "results/logs/predict/{target}/{model}/shard-{shard}.log",
+        "results/logs/predict/{target}/{model}.log",
     benchmark:
-        "results/benchmarks/predict/{target}/{model}/shard-{shard}.tsv"
+        "results/benchmarks/predict/{target}/{model}.tsv"
     threads: 4
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=4000,
+        runtime=120,
     conda:
         "../../envs/torch.yaml"
     script:
         "../scripts/predict_split.py"
-
-
-rule gather_predictions:
-    """One table of test-split predictions per model: objID, truth, prediction."""
-    input:
-        lambda wc: expand(
-            "results/predictions/{{target}}/{{model}}/shard-{shard}.parquet", shard=shard_ids(wc)
-        ),
-    output:
-        "results/predictions/{target}/{model}.parquet",
-    log:
-        "results/logs/gather_predictions/{target}/{model}.log",
-    benchmark:
-        "results/benchmarks/gather_predictions/{target}/{model}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/science.yaml"
-    script:
-        "../scripts/gather_tables.py"
 
 
 rule evaluate:
@@ -80,6 +59,8 @@ rule summary:
     input:
         metrics=model_outputs("results/metrics/{target}/{model}.json"),
         baselines=baseline_outputs(),
+        # for the report's results table only: the published scores beside this run's
+        published=reference_metrics() if REFERENCE_TARGET in TARGETS else [],
     output:
         report(
             "results/summary.json",
@@ -92,6 +73,7 @@ rule summary:
             {"target": t, "name": m, "path": MODEL_FILE.format(target=t, model=m)}
             for t, m in all_models()
         ],
+        table=results_caption,
     log:
         "results/logs/summary.log",
     benchmark:
