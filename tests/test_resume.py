@@ -1,11 +1,12 @@
 """A real `snakemake` run interrupted mid-training resumes with the README's unchanged command.
 
 The README promises: interrupt a run at any time, and the same command resumes where it stopped.
-Here the run is interrupted twice, as a user's would be: Ctrl-C in the terminal (SIGINT to the
-whole process group), then, during the rerun, `kill -9` of the training job alone. The third
-command completes, training resumes after its last finished epoch, and the weights, the
-predictions and summary.json's metrics equal those of a run that was never interrupted.
-Nothing but the README's command is typed: `rerun-incomplete` comes from profiles/default.
+Here the run is interrupted three times, as a user's would be: Ctrl-C in the terminal (SIGINT to
+the whole process group), then, during the rerun, SIGTERM to the group (`kill`, a batch
+system), then `kill -9` of the training job alone. The fourth command completes, training
+resumes after its last finished epoch, and the weights, the predictions and summary.json's
+metrics equal those of a run that was never interrupted. Nothing but the README's command is
+typed: `rerun-incomplete` comes from profiles/default.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .conftest import DEMO, ROOT
 pytestmark = pytest.mark.slow
 
 MODEL = "resnet18-64px-seed0"
-EPOCHS = 6
+EPOCHS = 9
 
 
 def _config(workdir: Path) -> Path:
@@ -116,41 +117,56 @@ def uninterrupted(tmp_path_factory):
     return _results(workdir)
 
 
-def test_ctrl_c_then_kill_9_of_the_job_then_the_same_command_completes(uninterrupted, tmp_path):
+def _interrupt(workdir: Path, name: str, how, rerun: bool) -> int:
+    """Start the README command, wait for training to (re)start and finish an epoch (two on the
+    first run), stop it with ``how(run)``; the last epoch logged when it stopped."""
+    log = _train_log(workdir)
+    checkpoint = workdir / "results" / "models" / "oh_p50" / MODEL / "checkpoint.pt"
+    log.unlink(missing_ok=True)  # the job rewrites it when it starts: wait for the new one
+    run = _start(workdir, name)
+    if rerun:  # training must resume from the checkpoint
+        _wait(lambda: "resuming" in (log.read_text() if log.exists() else ""), run, f"{name}: training to resume")
+    _wait(lambda: len(_epochs_logged(workdir)) >= (1 if rerun else 2), run, f"{name}: an epoch")
+    seen = time.time()  # then its checkpoint, written (atomically) right after the log line
+    _wait(lambda: checkpoint.exists() and checkpoint.stat().st_mtime >= seen - 0.05, run, f"{name}: a checkpoint")
+    how(run)
+    assert run.wait(timeout=120) != 0, f"{name}: snakemake was not stopped"
+    done = max(_epochs_logged(workdir))
+    assert done < EPOCHS, f"{name}: training had finished before the interrupt"
+    return done
+
+
+def _resumed_after(workdir: Path) -> int:
+    return int(re.findall(r"resuming .* after epoch (\d+) of", _train_log(workdir).read_text())[-1])
+
+
+def test_interrupted_three_ways_the_same_command_completes_as_if_never_stopped(uninterrupted, tmp_path):
     if not Path("/proc/self/cmdline").exists():
         pytest.skip("needs Linux /proc to find the training job")
     _config(tmp_path)
     checkpoint = tmp_path / "results" / "models" / "oh_p50" / MODEL / "checkpoint.pt"
 
-    # 1. Ctrl-C (SIGINT to the process group) after epoch 2
-    run = _start(tmp_path, "ctrl-c")
-    _wait(lambda: len(_epochs_logged(tmp_path)) >= 2 and checkpoint.exists(), run, "epoch 2")
-    os.killpg(run.pid, signal.SIGINT)
-    assert run.wait(timeout=120) != 0
-    done_at_ctrl_c = max(_epochs_logged(tmp_path))
-    assert done_at_ctrl_c < EPOCHS, "training had finished before the interrupt"
-    assert checkpoint.exists()
+    def kill_training_job(run):
+        pid = _training_job_pid(tmp_path)
+        assert pid is not None, "no training job process found"
+        os.kill(pid, signal.SIGKILL)
 
-    # 2. the same command: training resumes; kill -9 of the training job one epoch later
-    run = _start(tmp_path, "kill-9")
-    _wait(lambda: "resuming" in _train_log(tmp_path).read_text() if _train_log(tmp_path).exists() else False,
-          run, "training to resume")
-    resumed = re.search(r"resuming .* after epoch (\d+) of", _train_log(tmp_path).read_text())
-    assert resumed and int(resumed.group(1)) >= done_at_ctrl_c - 1  # the last checkpointed epoch
-    before_kill = len(_epochs_logged(tmp_path))
-    _wait(lambda: len(_epochs_logged(tmp_path)) > before_kill, run, "one more epoch")
-    pid = _training_job_pid(tmp_path)
-    assert pid is not None, "no training job process found"
-    os.kill(pid, signal.SIGKILL)
-    assert run.wait(timeout=120) != 0
-    assert not (tmp_path / "results" / "models" / "oh_p50" / MODEL / "model.pt").exists()
-    done_at_kill = max(_epochs_logged(tmp_path))
+    ways = [("ctrl-c", lambda run: os.killpg(run.pid, signal.SIGINT)),  # Ctrl-C in a terminal
+            ("sigterm", lambda run: os.killpg(run.pid, signal.SIGTERM)),  # kill, a batch system
+            ("kill-9-of-the-job", kill_training_job)]
+    done = 0
+    for k, (name, how) in enumerate(ways):
+        stopped_at = _interrupt(tmp_path, name, how, rerun=k > 0)
+        assert checkpoint.exists(), f"{name}: the checkpoint is gone"
+        if k:  # each rerun resumed after the last finished epoch of the run before it
+            assert _resumed_after(tmp_path) == done, name
+        done = stopped_at
 
-    # 3. the same command again: it completes, resuming after the last finished epoch
+    # the same command once more: it completes, resuming after the last finished epoch
+    _train_log(tmp_path).unlink()
     proc = subprocess.run(_command(tmp_path), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    last = re.findall(r"resuming .* after epoch (\d+) of", _train_log(tmp_path).read_text())[-1]
-    assert done_at_kill - 1 <= int(last) <= done_at_kill
+    assert _resumed_after(tmp_path) == done >= 4  # three interrupts, each after one more epoch
     log = pd.read_csv(tmp_path / "results" / "models" / "oh_p50" / MODEL / "train_log.csv")
     assert log["epoch"].tolist() == list(range(1, EPOCHS + 1))
     assert not checkpoint.exists()
