@@ -83,3 +83,22 @@ def test_resolution_results_needs_the_files_and_model_names(results, tmp_path):
     odd.write_text("{}")
     with pytest.raises(ValueError, match="my-model"):
         captions.resolution_results([odd])
+
+
+def test_results_table_of_the_report_landing_page(results, tmp_path):
+    for path in results["baselines"]:  # baselines carry their target, as the workflow writes them
+        b = json.loads(path.read_text())
+        path.write_text(json.dumps({**b, "target": "oh_p50"}))
+    models = [{"target": "oh_p50", "name": "resnet18-32px-seed0"}]
+    rows = captions.results_table(models, results["metrics"], results["baselines"], results["reference"])
+    assert [(r["model"], r["rmse"]) for r in rows] == [
+        ("resnet18-32px-seed0", "0.123\u00a0±\u00a00.010"),  # 0.1234 / sqrt(2 * 80)
+        ("published 16 px", "0.104\u00a0±\u00a00.001"),
+        ("constant (baseline)", "0.200\u00a0±\u00a00.016"),
+        ("rf_gri (baseline)", "skipped"),
+    ]
+    assert {r["target"] for r in rows} == {"oh_p50"} and rows[0]["n"] == "80" and rows[3]["nmad"] == ""
+    assert captions.rmse_error(0.1, 50) == pytest.approx(0.01) and captions.rmse_error(None, 5) is None
+    # before any file exists (Snakemake evaluates caption params early too): no error
+    missing = [tmp_path / "resnet18-32px-seed0.json"]
+    assert captions.results_table(models, missing)[0]["rmse"] == "skipped"
