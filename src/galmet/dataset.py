@@ -56,21 +56,24 @@ def split_members(catalog_path, split_path, index_paths, target: str) -> pd.Data
     return df.reset_index(drop=True)
 
 
+def _split_ids(members: pd.DataFrame, which: str, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """objIDs (int64, sorted) and target values (float32) of one split."""
+    rows = members[members["split"] == which].sort_values("objID")
+    return rows["objID"].to_numpy(dtype=np.int64), rows[target].to_numpy(dtype=np.float32)
+
+
 def load_split(members: pd.DataFrame, which: str, target: str, index_paths, store_paths) -> LabelledSet:
     """Gather the images of one split (``train``, ``valid`` or ``test``)."""
-    rows = members[members["split"] == which].sort_values("objID")
-    ids = rows["objID"].to_numpy(dtype=np.int64)
+    ids, y = _split_ids(members, which, target)
     x = gather(index_paths, store_paths, ids) if len(ids) else np.empty((0, 1, 1, 3), np.uint8)
-    return LabelledSet(objid=ids, x=x, y=rows[target].to_numpy(dtype=np.float32))
+    return LabelledSet(objid=ids, x=x, y=y)
 
 
 def iter_split(members: pd.DataFrame, which: str, target: str, index_paths, store_paths, chunk_size: int):
     """The galaxies of one split in chunks of ``chunk_size`` (by objID), gathered from every
     shard's store as :func:`load_split` does: memory bounded by the chunk, not the split. An
     empty split gives one empty chunk (so that a writer still learns the columns)."""
-    rows = members[members["split"] == which].sort_values("objID")
-    ids = rows["objID"].to_numpy(dtype=np.int64)
-    y = rows[target].to_numpy(dtype=np.float32)
+    ids, y = _split_ids(members, which, target)
     view = StoreView(index_paths, store_paths)
     for s in range(0, max(len(ids), 1), int(chunk_size)):
         yield LabelledSet(objid=ids[s:s + chunk_size], x=view.take(ids[s:s + chunk_size]), y=y[s:s + chunk_size])

@@ -210,3 +210,8 @@ def resolve_device(device: str | None = "auto") -> torch.device:
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available here: use 'auto' or 'cpu'")
     return torch.device(device)
+
+
+def cpu_state(model: nn.Module) -> dict:
+    """A copy of the model's state_dict on the CPU (safe to keep while training goes on)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

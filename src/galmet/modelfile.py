@@ -66,7 +66,9 @@ def save(path, model: torch.nn.Module, meta: dict) -> Path:
     """Write ``model``'s weights (on the CPU) and ``meta`` to ``path`` atomically."""
     meta = _plain({"format_version": FORMAT_VERSION, "kind": "single", "images": None, **meta})
     _check_meta(meta, path)
-    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    from galmet.model import cpu_state
+
+    state = cpu_state(model)
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save({"state_dict": state, "meta": meta}, tmp)

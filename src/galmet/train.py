@@ -72,6 +72,7 @@ from galmet.model import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     build_model,
+    cpu_state,
     layer_groups,
     normalisation_constants,
     resolve_device,
@@ -374,7 +375,7 @@ class TrainOutputs:
     def in_dir(cls, out_dir) -> TrainOutputs:
         """``model.pt``, ``train_log.csv``, ``loss_curve.png``, ``checkpoint.pt`` in ``out_dir``."""
         d = Path(out_dir)
-        return cls(d / "model.pt", d / "train_log.csv", d / "loss_curve.png", d / "checkpoint.pt")
+        return cls(d / "model.pt", d / "train_log.csv", d / "loss_curve.png")
 
 
 @dataclass
@@ -425,10 +426,6 @@ def _fingerprint(params: dict, meta: dict, x_train, y_train, x_valid, y_valid, s
 
 def _after_checkpoint(epoch: int) -> None:
     """Called after each checkpoint is written (a seam for tests that interrupt training)."""
-
-
-def _cpu_state(model) -> dict:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def setup(x_train, y_train, x_valid, y_valid, params: dict, meta: dict, device) -> _Run:
@@ -582,7 +579,7 @@ def fit(run: _Run, progress: _Progress, outputs: TrainOutputs) -> None:
         row = fit_epoch(run, progress, epoch)
         progress.rows.append(row)
         if run.params["keep"] == "best" and row["valid_rmse"] < progress.best["valid_rmse"]:
-            progress.best = {"epoch": epoch + 1, "valid_rmse": row["valid_rmse"], "state": _cpu_state(run.model)}
+            progress.best = {"epoch": epoch + 1, "valid_rmse": row["valid_rmse"], "state": cpu_state(run.model)}
         log.info(
             "epoch %d/%d stage %d: train RMSE %.4f, valid RMSE %.4f (%.1f s, %.0f img/s)",
             epoch + 1, n_epochs, row["stage"], row["train_rmse"], row["valid_rmse"], row["seconds"],
