@@ -5,6 +5,8 @@ with the demo's recipe (ResNet-18 from scratch, 30 epochs, here as SGDR cycles 1
 snapshots exist), each candidate gives a mean and a spread per validation galaxy:
 
 - ``deep ensemble``: 3 seeds, each predicted with 8x TTA; mean and std over the members;
+- ``deep ensemble x TTA views``: the same 3 seeds, std over all 24 predictions (3 members x 8
+  views): by the law of total variance, the members' disagreement plus their mean TTA variance;
 - ``snapshot ensemble``: seed 0's weights at the end of each SGDR cycle (free with the schedule);
 - ``TTA spread``: seed 0's final model, std over its 8 D4 views;
 - ``MC dropout``: seed 0's final model with dropout on at test time, 16 passes.
@@ -117,6 +119,8 @@ def main(argv=None) -> int:
     model0, meta0 = members[0]
     member_preds = np.stack([predict_images(m, meta, xv, tta=8) for m, meta in members])
     rows = [score("deep ensemble (3 seeds, TTA)", member_preds, yv)]
+    all_views = np.concatenate([views(m, meta, xv) for m, meta in members])
+    rows.append(score("deep ensemble x TTA views (24)", all_views, yv))
     snap_preds = []
     for epoch in sorted(snaps):
         model0.load_state_dict(snaps[epoch])

@@ -257,3 +257,32 @@ def test_mass_figure_scripts_on_prepared_results(mass_rows, tmp_path):
     numbers = json.loads((out / "mzr.json").read_text())
     assert numbers["n"] == len(test) and numbers["pred_rmse_about_tremonti"] > 0
     assert (out / "fig6.png").stat().st_size > 10_000
+
+
+def test_uncertainty_figures_and_intervals_on_figures_3_and_6(published, mass_rows, tmp_path):
+    from galmet import conformal, uncertainty
+
+    rng = np.random.default_rng(0)
+    y, pred = published["oh_p50"].to_numpy()[:2000], published["prediction"].to_numpy()[:2000]
+    spread = 0.05 + 0.05 * rng.uniform(size=len(y))
+    scores = conformal.calibration_scores(y[:1000], pred[:1000], spread[:1000])
+    u = uncertainty.score_intervals(y[1000:], pred[1000:], spread[1000:], scores)
+    fig = figures.fig_calibration(u["calibration"], u["pit"], u["n"], title="t")
+    left, right = fig.axes
+    assert left.get_xlabel() == "nominal coverage" and right.get_xlabel() == "PIT"
+    observed = [ln for ln in left.get_lines() if ln.get_label() == "observed (test)"][0]
+    np.testing.assert_allclose(observed.get_ydata(), [r["observed"] for r in u["calibration"]])
+    assert sum(p.get_height() for p in right.containers[0]) == u["n"]
+    _png_ok(fig, tmp_path, "calibration")
+    fig = figures.fig_risk_coverage(u["risk_coverage"])
+    np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(), [r["rmse"] for r in u["risk_coverage"]])
+    _png_ok(fig, tmp_path, "risk")
+    cols = conformal.interval_columns(pred, spread, scores)
+    fig = figures.fig3_scatter(y, pred, intervals=(cols["p16"], cols["p84"]))
+    assert "68% interval (300 shown)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "68% half-width" in [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    r = mass_rows
+    z16, z84 = r["z_pred"] - 0.1, r["z_pred"] + 0.1
+    fig = figures.fig6_mzr(r["mass"], r["z_pred"], r["z_true"], intervals=(z16, z84))
+    assert any(c.get_label().startswith("68% interval") for c in fig.axes[0].containers)
+    _png_ok(fig, tmp_path, "fig6_intervals")

@@ -110,6 +110,21 @@ def test_gather_keeps_order_and_adds_model_and_version(tmp_path):
     assert set(df["galmet_version"].astype(str)) == {__version__}
 
 
+def test_gather_keeps_an_ensembles_interval_columns(tmp_path):
+    parts = []
+    for k, ids in enumerate(([3, 1], [2])):
+        p = tmp_path / f"{k}.parquet"
+        pred = np.array(ids, float)
+        pd.DataFrame({"objID": np.array(ids, np.int64), "prediction": pred, "p2p5": pred - 2, "p16": pred - 1,
+                      "p84": pred + 1, "p97p5": pred + 2}).to_parquet(p)
+        parts.append(p)
+    out = tmp_path / "all.parquet"
+    assert gather(parts, out, model="oh_p50/resnet18-16px-seeds0-1") == 3
+    df = pd.read_parquet(out)
+    assert list(df.columns) == ["objID", "prediction", "p2p5", "p16", "p84", "p97p5", "model", "galmet_version"]
+    assert (df["p97p5"] - df["prediction"]).tolist() == [2.0, 2.0, 2.0]
+
+
 def _snakemake(workdir: Path, cfg: Path, *extra: str) -> str:
     cmd = [str(Path(sys.executable).with_name("snakemake")), "infer", "--snakefile", str(ROOT / "Snakefile"),
            "--configfile", str(cfg), "--directory", str(workdir), "--cores", "2", "--resources", "gpu=1", *extra]

@@ -39,3 +39,20 @@ def test_pattern_is_the_wildcard_constraint():
 def test_seed_group_is_the_name_without_the_seed():
     assert seed_group("resnet18", 64) == "resnet18-64px"
     assert model_name("resnet18", 64, 3).startswith(seed_group("resnet18", 64) + "-")
+
+
+def test_ensemble_names_round_trip_and_match_only_the_ensemble_pattern():
+    from galmet.names import ANY_MODEL_PATTERN, ENSEMBLE_PATTERN, ensemble_name
+
+    name = ensemble_name("resnet18", 32, [0, 1, 2])
+    assert name == "resnet18-32px-seeds0-1-2"
+    assert parse_model_name(name) == {"arch": "resnet18", "resolution": 32, "seeds": [0, 1, 2]}
+    assert re.fullmatch(ENSEMBLE_PATTERN, name) and not re.fullmatch(MODEL_PATTERN, name)
+    assert not re.fullmatch(ENSEMBLE_PATTERN, "resnet18-32px-seed0")
+    for either in (name, "resnet18-32px-seed0"):
+        assert re.fullmatch(ANY_MODEL_PATTERN, either)
+    assert not re.fullmatch(ANY_MODEL_PATTERN, name + "/x")
+    with pytest.raises(ValueError, match="two or more distinct seeds"):
+        ensemble_name("resnet18", 32, [0])
+    with pytest.raises(ValueError, match="two or more distinct seeds"):
+        ensemble_name("resnet18", 32, [1, 1])

@@ -96,6 +96,8 @@ def report(tmp_path_factory):
     cfg["cutouts"]["local_dir"] = str(workdir / "images")
     cfg["resolutions"] = [16]
     cfg["seeds"] = [0]
+    cfg["ensemble"] = {"resolution": 16, "seeds": [0, 1]}
+    cfg["split"]["fractions"] = {"train": 0.3, "valid": 0.5, "test": 0.2}  # >= 19 galaxies to calibrate 95%
     cfg["train"]["batch_size"] = 16
     cfg["train"]["stage2"] = {**cfg["train"].get("stage2", {}), "cycles": [1]}
     cfg["figures"] = {"formats": ["png"]}
@@ -116,6 +118,9 @@ FIGURES = [
     "results/figures/oh_p50/fig4_resolution.png",
     "results/reference/figures/published-16px/fig2_histograms.png",
     "results/reference/figures/published-16px/fig3_scatter.png",
+    "results/figures/oh_p50/resnet18-16px-seeds0-1/calibration.png",
+    "results/figures/oh_p50/resnet18-16px-seeds0-1/risk_coverage.png",
+    "results/figures/oh_p50/resnet18-16px-seeds0-1/fig3_scatter.png",
 ]
 
 
@@ -138,6 +143,13 @@ def test_every_figure_and_table_is_in_the_report_with_its_numbers(report):
     caption4 = re.sub(r"<[^>]+>", "", results["results/figures/oh_p50/fig4_resolution.png"]["caption"])
     assert "published 16 px: RMSE 0.104, NMAD 0.080 dex" in caption4
     assert "baseline constant: RMSE" in caption4 and "baseline rf_gri: skipped" in caption4
+    unc = json.loads((report["dir"] / "results" / "uncertainty" / "oh_p50" /
+                      f"{arch}-16px-seeds0-1.json").read_text())
+    calibration = re.sub(r"\s+", " ", results[expected[6]]["caption"])
+    assert f"intervals contain {100 * unc['coverage68']:.1f}% of the truths" in calibration
+    assert f"calibrated on {unc['n_calibration']} validation galaxies" in calibration
+    assert f"{unc['rmse_confident_half']:.3f} dex" in results[expected[7]]["caption"]
+    assert "68% interval" in results[expected[8]]["caption"]
     overlap = [p for p in results if p.startswith("results/reference/overlap/")]
     assert overlap and "0 galaxies in common" in re.sub(r"<[^>]+>", "",
                                                          results[overlap[0]]["caption"])
@@ -209,7 +221,7 @@ def test_landing_page_opens_on_the_results(report, tmp_path):
     error = metrics["rmse"] / np.sqrt(2 * metrics["n"])
     expected = [f"{arch}-16px-seed0", f"{metrics['rmse']:.3f}\u00a0±\u00a0{error:.3f}", f"{metrics['nmad']:.3f}",
                 f"{constant['test']['rmse']:.3f}", "published 16 px", "0.104\u00a0±\u00a00.001",
-                "rf_gri (baseline)", "skipped", "at 16 px"]
+                "rf_gri (baseline)", "skipped", "at 16 px", f"{arch}-16px-seeds0-1", "coverage 68/95"]
     text = re.sub(r"[ \n]+", " ", html.unescape(re.sub(r"<[^>]+>", " ", _landing_html(report["html"]))))
     for piece in expected:
         assert piece in text, f"{piece!r} not on the landing page"

@@ -38,6 +38,7 @@ def _config(workdir: Path) -> Path:
     cfg["catalog"]["path"] = str(DEMO / "catalog.csv")
     cfg["cutouts"]["local_dir"] = str(DEMO / "images")
     cfg["resolutions"] = [64]
+    cfg["ensemble"] = None  # the interrupts are of the training job; one model is enough
     cfg["train"]["stage2"] = {"cycles": [EPOCHS], "lrs": [0.001, 0.001, 0.001]}
     cfg["figures"] = {"formats": ["png"]}
     cfg["reference"] = {"resolutions": []}

@@ -298,6 +298,9 @@ def tiny_config(tmp_path: Path) -> Path:
         cfg["shards"] = 2
         cfg["resolutions"] = [16]
         cfg["seeds"] = [0]
+        # an ensemble whose second member is its own GPU job; >= 19 valid galaxies to calibrate 95%
+        cfg["ensemble"] = {"resolution": 16, "seeds": [0, 1]}
+        cfg["split"]["fractions"] = {"train": 0.3, "valid": 0.5, "test": 0.2}
         train = cfg.setdefault("train", {})
         train["batch_size"] = 16
         train.setdefault("stage2", {})["cycles"] = [1]
@@ -339,6 +342,7 @@ def test_workflow_on_slurm_matches_local(slurm, probe, tmp_path):
     assert local_rules <= {"all"} | _declared_localrules(), local_rules
     per_rule = assert_all_through_sbatch(run, local_rules)
     assert "train" in per_rule, f"no train job was submitted: {sorted(per_rule)}"
+    assert len(per_rule["train"]) == 2 and "ensemble" in per_rule, per_rule  # members: independent jobs
     records = read_probe(probe_file)
     for sid in per_rule["train"]:
         assert_gpu_job(sid, records, "train", script=".train.py")

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -37,6 +38,8 @@ def tiny_config(workdir) -> dict:
     cfg["catalog"]["path"] = str(workdir / "catalog.csv")
     cfg["cutouts"]["local_dir"] = str(workdir / "images")
     cfg["resolutions"] = [16]
+    cfg["ensemble"] = {"resolution": 16, "seeds": [0, 1]}  # seed 0 reused, seed 1 trained for it
+    cfg["split"]["fractions"] = {"train": 0.3, "valid": 0.5, "test": 0.2}  # >= 19 galaxies to calibrate 95%
     cfg["shards"] = 2
     cfg["train"].update(TINY_TRAIN)
     cfg["figures"]["formats"] = ["png"]
@@ -72,7 +75,8 @@ def tiny_run(tmp_path_factory):
 
 def test_summary_has_model_and_constant_baseline(tiny_run):
     summary = json.loads((tiny_run["dir"] / "results" / "summary.json").read_text())
-    (model,) = summary["models"]
+    model, member = summary["models"]  # the study's model, then the ensemble's other member
+    assert member["name"] == "resnet18-16px-seed1"
     assert model["name"] == "resnet18-16px-seed0" and model["target"] == "oh_p50" and model["resolution"] == 16
     assert (tiny_run["dir"] / model["path"]).is_file()
     assert model["test"]["n"] > 0 and model["test"]["rmse"] > 0
@@ -94,6 +98,37 @@ def test_bad_inputs_are_counted_not_fatal(tiny_run):
     rejected = pd.concat(pd.read_csv(p) for p in sorted((d / "images").glob("*/rejected.csv")))
     bad_image_reported = int(tiny_run["notjpeg"]) in set(failures["objID"]) | set(rejected["objID"])
     assert bad_image_reported
+
+
+def test_the_ensemble_is_calibrated_scored_and_predicts_like_the_workflow(tiny_run, tmp_path):
+    d = tiny_run["dir"]
+    summary = json.loads((d / "results" / "summary.json").read_text())
+    (ens,) = summary["ensembles"]
+    assert ens["name"] == "resnet18-16px-seeds0-1" and ens["resolution"] == 16
+    assert ens["members"] == ["resnet18-16px-seed0", "resnet18-16px-seed1"]
+    test = ens["test"]
+    assert test["n"] > 0 and 0 <= test["coverage68"] <= test["coverage95"] <= 1
+    assert 0 < test["width68"] < test["width95"]
+    unc = json.loads((d / "results" / "uncertainty" / "oh_p50" / f"{ens['name']}.json").read_text())
+    assert unc["coverage68"] == test["coverage68"] and len(unc["risk_coverage"]) == 10 and unc["binned"]
+    for fig in ("calibration", "risk_coverage", "fig3_scatter"):
+        assert (d / "results" / "figures" / "oh_p50" / ens["name"] / f"{fig}.png").is_file()
+    assert not (d / "results" / "figures" / "oh_p50" / "resnet18-16px-seed1").exists()  # no member figures
+    # the ensemble file through `galmet predict`, on the test galaxies' JPEGs: the workflow's numbers
+    preds = pd.read_parquet(d / "results" / "predictions" / "oh_p50" / f"{ens['name']}.parquet")
+    images = tmp_path / "images"
+    images.mkdir()
+    for oid in preds["objID"]:
+        shutil.copy(d / "images" / f"{oid}.jpg", images / f"{oid}.jpg")
+    out = tmp_path / "cli.parquet"
+    subprocess.run([sys.executable, "-m", "galmet.cli", "predict", "--model", str(d / ens["path"]),
+                    "--images", str(images), "--out", str(out)], check=True, capture_output=True)
+    cli = pd.read_parquet(out)
+    assert list(cli.columns) == ["objID", "prediction", "p2p5", "p16", "p84", "p97p5"]
+    both = cli.merge(preds, on="objID", suffixes=("", "_wf"))
+    assert len(both) == len(preds)
+    for c in ("prediction", "p2p5", "p16", "p84", "p97p5"):
+        np.testing.assert_allclose(both[c], both[f"{c}_wf"], atol=1e-6, err_msg=c)
 
 
 def test_predictions_cover_the_test_split(tiny_run):

@@ -17,7 +17,7 @@ import pandas as pd
 from galmet.names import parse_model_name
 
 __all__ = ["read_json", "fmt", "metric_numbers", "scatter_rows", "resolution_results",
-           "resolution_lines", "results_table", "rmse_error"]
+           "resolution_lines", "results_table", "rmse_error", "coverage_cell"]
 
 THIS_RUN, PUBLISHED, BASELINE = "CNN (this run)", "CNN (published)", "baseline"
 PUBLISHED_NOTE = "Wu & Boada (2019) test set"
@@ -135,14 +135,17 @@ def rmse_error(rmse, n) -> float | None:
 
 
 def results_table(models: list[dict], metric_paths: Iterable, baseline_paths: Iterable = (),
-                  published_paths: Iterable = ()) -> list[dict]:
+                  published_paths: Iterable = (), uncertainty_paths: Iterable = ()) -> list[dict]:
     """The report's landing table: one row of formatted test scores per model (``models``:
     dicts with ``target`` and ``name``, in the order of ``metric_paths``), per published file and
     per baseline; ``{}``-safe while the files do not exist yet. RMSE carries its 1-sigma
-    sampling error (:func:`rmse_error`); a skipped baseline says so (its reason is in its JSON)."""
+    sampling error (:func:`rmse_error`); a skipped baseline says so (its reason is in its JSON).
+    A calibrated ensemble's row (its ``results/uncertainty/...`` JSON among ``uncertainty_paths``)
+    gives the test coverage of its 68% and 95% intervals."""
     from galmet.targets import REFERENCE_TARGET
 
     metric_paths, baseline_paths, published_paths = map(list, (metric_paths, baseline_paths, published_paths))
+    coverage = {Path(p).stem: read_json(p) for p in uncertainty_paths}
     rows = scatter_rows(metric_paths, baseline_paths, published_paths, missing_ok=True)
     targets = [m["target"] for m in models] + [REFERENCE_TARGET] * len(published_paths)
     targets += [b.get("target", "") for b in map(read_json, baseline_paths) if b]
@@ -156,5 +159,13 @@ def results_table(models: list[dict], metric_paths: Iterable, baseline_paths: It
             # no-break spaces: the cell stays on one line in a narrow report pane
             "rmse": f"{fmt(r['rmse'])}\u00a0±\u00a0{fmt(rmse_error(r['rmse'], r['n']))}" if ok else "skipped",
             "nmad": fmt(r["nmad"]) if ok else "", "median_residual": fmt(r["median_residual"]) if ok else "",
+            "coverage": coverage_cell(coverage.get(model, {})),
         })
     return out
+
+
+def coverage_cell(u: dict) -> str:
+    """``0.71 / 0.95`` (68% and 95% interval coverage on test) from an uncertainty JSON, or ``""``."""
+    if not u.get("coverage68") and u.get("coverage68") != 0:
+        return ""
+    return f"{u['coverage68']:.2f}\u00a0/\u00a0{u['coverage95']:.2f}"

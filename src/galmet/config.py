@@ -137,10 +137,12 @@ def _check_consistency(config: dict) -> None:
     if abs(total - 1.0) > 1e-6:
         raise ConfigError(f"config key split.fractions: train + valid + test = {total:g}, must be 1")
     width = min(config["cutouts"]["width"], config["cutouts"]["height"])
-    for res in config["resolutions"]:
-        if res > width:
+    ens = config.get("ensemble") or {}
+    checks = [("resolutions", r) for r in config["resolutions"]] + [("ensemble.resolution", ens.get("resolution"))]
+    for key, res in checks:
+        if res is not None and res > width:
             raise ConfigError(
-                f"config key resolutions: {res} px is larger than the cutouts ({width} px); "
+                f"config key {key}: {res} px is larger than the cutouts ({width} px); "
                 "raise cutouts.width/height or drop that resolution"
             )
     if config["catalog"]["source"] == "table" and not config["catalog"].get("path"):

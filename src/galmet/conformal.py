@@ -28,7 +28,7 @@ MIN_SPREAD = 1e-6
 DEFAULT_LEVELS = (0.68, 0.95)
 
 __all__ = ["ConformalError", "MIN_SPREAD", "DEFAULT_LEVELS", "calibration_scores", "score_quantile",
-           "max_level", "interval", "percentile_name", "interval_columns", "coverage"]
+           "max_level", "interval", "percentile_name", "interval_columns", "coverage", "pit"]
 
 
 class ConformalError(ValueError):
@@ -93,17 +93,31 @@ def percentile_name(q: float) -> str:
 
 
 def interval_columns(mean, spread, scores, levels=DEFAULT_LEVELS) -> dict[str, np.ndarray]:
-    """The interval bounds at each level as columns named by percentile, outermost last:
-    ``{"p16": ..., "p84": ..., "p2p5": ..., "p97p5": ...}`` for the default levels."""
-    out = {}
-    for level in sorted(levels):
+    """The interval bounds at each level as columns named by percentile, in increasing
+    percentile: ``{"p2p5": ..., "p16": ..., "p84": ..., "p97p5": ...}`` for the default levels."""
+    bounds = {}
+    for level in levels:
         lo, hi = interval(mean, spread, scores, level)
-        out[percentile_name(50 * (1 - level))] = lo
-        out[percentile_name(50 * (1 + level))] = hi
-    return out
+        bounds[50 * (1 - level)], bounds[50 * (1 + level)] = lo, hi
+    return {percentile_name(q): bounds[q] for q in sorted(bounds)}
 
 
 def coverage(y, lower, upper) -> float:
     """Fraction of galaxies whose truth lies inside ``[lower, upper]``."""
     y, lower, upper = _arrays(y, lower, upper, names=("y", "lower", "upper"))
     return float(np.mean((y >= lower) & (y <= upper))) if len(y) else float("nan")
+
+
+def pit(y, mean, spread, scores) -> np.ndarray:
+    """Probability integral transform of each truth under the calibrated predictive distribution.
+
+    The intervals ``mean ± q * spread`` define a symmetric distribution whose ``|y - mean| /
+    spread`` follows the calibration scores: ``PIT = 1/2 ± 1/2 * G(|y - mean| / spread)`` (sign
+    of ``y - mean``), with ``G(s) = rank of s among the n scores / (n + 1)``. Calibrated
+    intervals give PIT values uniform on [0, 1]: a U shape means too narrow, a hump too wide.
+    """
+    y, mean, spread = _arrays(y, mean, spread, names=("y", "mean", "spread"))
+    scores = np.sort(np.asarray(scores, dtype=np.float64))
+    s = np.abs(y - mean) / np.maximum(spread, MIN_SPREAD)
+    g = np.searchsorted(scores, s, side="right") / (len(scores) + 1)
+    return 0.5 + 0.5 * np.sign(y - mean) * g

@@ -10,7 +10,11 @@ global registry. Sizes are for a journal column (3.5 in) or page (7.2 in), fonts
 - :func:`fig4_resolution`  RMSE and NMAD against image resolution, beside the baselines
 - :func:`fig5_mass`        predicted against true stellar mass; Z_MZR against Z_true
 - :func:`fig6_mzr`         Z_pred against true stellar mass beside the empirical MZR
+- :func:`fig_calibration`  calibrated intervals: observed against nominal coverage, and the PIT
+- :func:`fig_risk_coverage` RMSE of the most confident fraction of the galaxies
 - :func:`loss_curve`       train and validation RMSE per epoch of one training run
+
+Figures 3 and 6 draw a calibrated ensemble's 68% intervals when given (``intervals``).
 - :func:`save_figure`      write PNG/PDF atomically
 """
 
@@ -57,6 +61,8 @@ __all__ = [
     "fig4_resolution",
     "fig5_mass",
     "fig6_mzr",
+    "fig_calibration",
+    "fig_risk_coverage",
     "loss_curve",
     "save_figure",
 ]
@@ -238,7 +244,8 @@ def fig2_histograms(y_true, y_pred, target: str = METALLICITY, z_high: float | N
 @_styled
 def fig3_scatter(y_true, y_pred, target: str = METALLICITY, bin_width: float = 0.1,
                  min_count: int = 5, reference: tuple | None = None,
-                 reference_label: str = "published", title: str | None = None) -> Figure:
+                 reference_label: str = "published", title: str | None = None,
+                 intervals: tuple | None = None) -> Figure:
     """Predictions against truth.
 
     Lower panel: 2-D histogram (log colour scale), running median of the prediction in bins of
@@ -246,6 +253,9 @@ def fig3_scatter(y_true, y_pred, target: str = METALLICITY, bin_width: float = 0
     residuals. Upper panel: binned RMSE and NMAD against the truth, marker area by count
     (bins with at least ``min_count`` galaxies). ``reference`` = (y_true, y_pred) of another
     set of predictions (e.g. the published ones) adds their binned RMSE to the upper panel.
+    ``intervals`` = (p16, p84) of a calibrated ensemble: 68% error bars on up to 300 galaxies
+    and, in the upper panel, the mean half-width of the intervals per bin (about the RMSE when
+    they are calibrated).
     """
     t, p = _finite_pair(y_true, y_pred)
     s = metrics.summarize(t, p)
@@ -275,6 +285,8 @@ def fig3_scatter(y_true, y_pred, target: str = METALLICITY, bin_width: float = 0
         cb = fig.colorbar(h[3], ax=ax, pad=0.01, fraction=0.05)
         cb.set_label("galaxies per pixel")
     ax.plot([lo, hi], [lo, hi], color="C3", lw=0.9, ls="--", label="one-to-one")
+    if intervals is not None:
+        _interval_bars(ax, y_true, y_pred, *intervals)
     if len(binned):
         ax.plot(binned["center"], binned["median_pred"], color="C0", lw=1.4,
                 label="running median")
@@ -285,9 +297,9 @@ def fig3_scatter(y_true, y_pred, target: str = METALLICITY, bin_width: float = 0
     ax.set_xlabel(get_target(target).label("true"))
     ax.set_ylabel(get_target(target).label("pred"))
     ax.legend(loc="upper left", frameon=False)
-    if t.size:  # below the legend, in the empty upper-left corner
-        ax.text(0.03, 0.78, _stats_text(s), transform=ax.transAxes, ha="left", va="top",
-                fontsize=6.5)
+    if t.size:  # below the legend (one entry longer with intervals), in the empty upper-left corner
+        ax.text(0.03, 0.72 if intervals is not None else 0.78, _stats_text(s), transform=ax.transAxes, ha="left",
+                va="top", fontsize=6.5)
     inset = ax.inset_axes([0.56, 0.1, 0.41, 0.24])  # the empty lower-right corner
     d = p - t
     if d.size:
@@ -306,6 +318,8 @@ def fig3_scatter(y_true, y_pred, target: str = METALLICITY, bin_width: float = 0
                     zorder=3)
         top.scatter(binned["center"], binned["nmad"], s=sizes, facecolor="none",
                     edgecolor="C1", label="NMAD", zorder=3)
+    if intervals is not None:
+        _binned_halfwidth(top, y_true, intervals, edges, min_count)
     if reference is not None:
         rt, rp = _finite_pair(*reference)
         rb = metrics.binned_statistics(rt, rp, edges=_edges([lo, hi], bin_width),
@@ -482,10 +496,12 @@ def _tremonti_band(ax, xr, label=True):
 
 @_styled
 def fig6_mzr(mass_true, z_pred, z_true, bin_width: float = mzr.MASS_BIN_WIDTH,
-             title: str | None = None) -> Figure:
+             title: str | None = None, intervals: tuple | None = None) -> Figure:
     """Left: Z_pred against true stellar mass (the predicted MZR). Right: Z_true against the
     same masses (the empirical MZR). Both with the running median in ``bin_width`` dex mass
     bins (16-84% band) and the Tremonti et al. (2004) curve with its ~0.10 dex scatter.
+    ``intervals`` = (p16, p84) of a calibrated ensemble: 68% error bars on up to 300 galaxies
+    of the left panel.
     """
     m = np.asarray(mass_true, float)
     zp, zt = np.asarray(z_pred, float), np.asarray(z_true, float)
@@ -499,6 +515,8 @@ def fig6_mzr(mass_true, z_pred, z_true, bin_width: float = mzr.MASS_BIN_WIDTH,
     zr = _range(zp[ok], zt[ok])
     panels = [(axes[0], zp[ok], "predicted MZR", _Z.label_pred),
               (axes[1], zt[ok], "empirical MZR", _Z.label_true)]
+    if intervals is not None:
+        _interval_bars(axes[0], m[ok], zp[ok], *(np.asarray(b, float)[ok] for b in intervals))
     for ax, z, name, ylabel in panels:
         _hist2d(fig, ax, m[ok], z, mr, zr)
         b = mzr.binned_mzr(m[ok], z, edges=_edges(mr, bin_width), min_count=5)
@@ -522,6 +540,83 @@ def fig6_mzr(mass_true, z_pred, z_true, bin_width: float = mzr.MASS_BIN_WIDTH,
     if title:
         fig.suptitle(title)
     fig.tight_layout(pad=0.3, w_pad=1.0)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibrated intervals (galmet.uncertainty)
+
+
+def _interval_bars(ax, x, y, lo, hi, max_n: int = 300, seed: int = 0) -> None:
+    """68% error bars of up to ``max_n`` randomly chosen galaxies (all of them when fewer)."""
+    x, y, lo, hi = (np.asarray(a, float) for a in (x, y, lo, hi))
+    ok = np.flatnonzero(np.isfinite(x) & np.isfinite(y) & np.isfinite(lo) & np.isfinite(hi))
+    if len(ok) > max_n:
+        ok = np.sort(np.random.default_rng(seed).choice(ok, max_n, replace=False))
+    ax.errorbar(x[ok], y[ok], yerr=[y[ok] - lo[ok], hi[ok] - y[ok]], fmt="o", ms=1.5, color="C2", ecolor="C2",
+                elinewidth=0.5, alpha=0.6, zorder=2, label="68% interval" + (f" ({max_n} shown)" if len(x) > max_n
+                                                                              else ""))
+
+
+def _binned_halfwidth(ax, y_true, intervals, edges, min_count: int) -> None:
+    t = np.asarray(y_true, float)
+    half = (np.asarray(intervals[1], float) - np.asarray(intervals[0], float)) / 2
+    idx = metrics.bin_index(t, edges)
+    rows = [(0.5 * (edges[b] + edges[b + 1]), half[idx == b].mean()) for b in range(len(edges) - 1)
+            if (idx == b).sum() >= min_count]
+    if rows:
+        ax.plot(*zip(*rows), color="C2", lw=1.0, label="68% half-width")
+
+
+@_styled
+def fig_calibration(curve: Sequence[dict], pit: dict, n: int, title: str | None = None) -> Figure:
+    """Left: observed against nominal coverage of the intervals (``curve``:
+    :func:`galmet.uncertainty.calibration_curve` rows) with the binomial 95% band of ``n`` test
+    galaxies. Right: the PIT histogram (:func:`galmet.uncertainty.pit_histogram`), flat when
+    calibrated, with the expected count and its Poisson 1-sigma band."""
+    fig = _figure(PAGE_WIDTH, 3.0)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    nominal = np.array([r["level"] for r in curve])
+    left.fill_between(nominal, [r["band_lo"] for r in curve], [r["band_hi"] for r in curve], color="0.85", lw=0,
+                      label=f"95% binomial band, n = {n}")
+    left.plot([0, 1], [0, 1], color="C3", lw=0.9, ls="--", label="calibrated")
+    left.plot(nominal, [r["observed"] for r in curve], "o-", color="C0", ms=3, lw=1.2, label="observed (test)")
+    left.set_xlim(0, 1)
+    left.set_ylim(0, 1)
+    left.set_xlabel("nominal coverage")
+    left.set_ylabel("observed coverage")
+    left.legend(loc="upper left", frameon=False, fontsize=6.5)
+    edges, counts = np.asarray(pit["edges"]), np.asarray(pit["counts"])
+    right.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="0.6", edgecolor="white")
+    e = pit["expected"]
+    right.axhspan(e - np.sqrt(e), e + np.sqrt(e), color="C0", alpha=0.15, lw=0)
+    right.axhline(e, color="C0", lw=1.0, label="uniform (calibrated)")
+    right.set_xlim(0, 1)
+    right.set_xlabel("PIT")
+    right.set_ylabel("test galaxies")
+    right.legend(loc="upper center", frameon=False, fontsize=6.5)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(pad=0.3, w_pad=1.5)
+    return fig
+
+
+@_styled
+def fig_risk_coverage(curve: Sequence[dict], title: str | None = None) -> Figure:
+    """RMSE of the most confident fraction of the galaxies (``curve``:
+    :func:`galmet.uncertainty.risk_coverage` rows) against that fraction, with the RMSE of all."""
+    fig = _figure(COLUMN_WIDTH, 2.8)
+    ax = fig.add_subplot(1, 1, 1)
+    f = [r["fraction"] for r in curve]
+    ax.plot(f, [r["rmse"] for r in curve], "o-", color="C0", ms=3, lw=1.2, label="most confident fraction")
+    ax.axhline(curve[-1]["rmse"], color="0.5", lw=0.9, ls="--", label="all galaxies")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("fraction of galaxies kept (smallest spread first)")
+    ax.set_ylabel("RMSE [dex]")
+    ax.legend(loc="lower right", frameon=False)
+    ax.set_title(title or "Risk against coverage")
+    fig.tight_layout(pad=0.3)
     return fig
 
 

@@ -11,7 +11,8 @@ Three steps, each a workflow rule (``workflow/rules/infer.smk``, target ``infer`
    the model's resolution, predicts and appends to a Parquet file; images that cannot be read
    are skipped and listed with the reason. One job per shard, so an interrupted run resumes at the first shard not done.
 3. :func:`gather` concatenates the shards' predictions, in catalog order, into one Parquet
-   ``objID, prediction, model, galmet_version``, a row group at a time.
+   ``objID, prediction, model, galmet_version``, a row group at a time (a calibrated ensemble's
+   interval columns ``p2p5, p16, p84, p97p5`` follow ``prediction``).
 
 Memory is bounded by the chunk sizes, never by the number of galaxies.
 """
@@ -196,26 +197,30 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
 
 def gather(part_paths, out_path, model: str, version: str | None = None) -> int:
     """Concatenate shard predictions (in the given order) into one Parquet with the model
-    name and the galmet version; a row group at a time. Returns the number of rows."""
+    name and the galmet version; a row group at a time. Columns after ``prediction`` in the
+    parts (a calibrated ensemble's intervals) are kept. Returns the number of rows."""
     if version is None:
         from galmet import __version__ as version
+    part_paths = list(part_paths)
+    names = pq.read_schema(part_paths[0]).names if part_paths else ["objID", "prediction"]
+    extra = [c for c in names if c not in ("objID", "prediction")]
+    schema = pa.schema([*OUT_SCHEMA][:2] + [(c, pa.float64()) for c in extra] + [*OUT_SCHEMA][2:])
     n = 0
     with atomic_path(out_path) as tmp:
-        with pq.ParquetWriter(tmp, OUT_SCHEMA) as writer:
+        with pq.ParquetWriter(tmp, schema) as writer:
             for part in part_paths:
                 pf = pq.ParquetFile(part)
                 for i in range(pf.num_row_groups):
-                    t = pf.read_row_group(i, columns=["objID", "prediction"])
+                    t = pf.read_row_group(i, columns=["objID", "prediction", *extra])
                     k = t.num_rows
                     if k == 0:
                         continue
                     writer.write_table(pa.table({
-                        "objID": t.column("objID").cast(pa.int64()),
-                        "prediction": t.column("prediction").cast(pa.float64()),
+                        **{c: t.column(c).cast(schema.field(c).type) for c in ["objID", "prediction", *extra]},
                         "model": pa.DictionaryArray.from_arrays(pa.array(np.zeros(k, np.int32)), [model]),
                         "galmet_version": pa.DictionaryArray.from_arrays(pa.array(np.zeros(k, np.int32)),
                                                                          [str(version)]),
-                    }, schema=OUT_SCHEMA))
+                    }, schema=schema))
                     n += k
     log.info("wrote %d predictions of %s to %s", n, model, out_path)
     return n

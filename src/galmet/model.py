@@ -56,6 +56,17 @@ class MetallicityNet(nn.Module):
         return self.head(self.body(x)).squeeze(-1)
 
 
+class Ensemble(nn.Module):
+    """Networks that see the same input; ``forward`` gives one column per member (``B x M``)."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members], dim=1)
+
+
 def make_head(in_features: int, hidden: int = 512, dropout=(0.25, 0.5)) -> nn.Sequential:
     """The paper's regression head for a body with ``in_features`` output channels."""
     p1, p2 = dropout

@@ -5,7 +5,7 @@ Format
     with ``torch.load(path, weights_only=True)`` (``meta`` holds JSON types only). ``meta``:
 
     ``format_version``  1 (files written before the key existed read as 0)
-    ``kind``            ``single`` (one network); later formats add ``ensemble``
+    ``kind``            ``single`` (one network) or ``ensemble`` (see below)
     ``arch``, ``head`` (``hidden``, ``dropout``), ``pretrained``
                         what :func:`galmet.model.build_model` needs to rebuild the network
     ``resolution``      input size in px; images of another size are re-binned to it
@@ -16,6 +16,15 @@ Format
                         ``adaptive``), ``size`` ([W, H] px); ``None`` where unknown
     and what training adds: ``seed``, ``train_params``, ``n_train``, ``n_valid``, ``epochs``,
     ``kept_epoch``, ``valid_rmse``, ``valid_rmse_tta``, versions and hashes.
+
+An ensemble (``kind: ensemble``, built by :mod:`galmet.ensemble`) holds its members' weights in
+one file: ``state_dict`` of a :class:`galmet.model.Ensemble` (keys ``members.<i>.…``); ``meta``
+has the keys above that every member shares (``arch``, ``head``, ``resolution``,
+``normalisation``, ``target``, ...), ``members`` (one dict per member: ``name``, ``seed``,
+``valid_rmse``, ...) and, once calibrated, ``calibration``: ``method``, ``split`` (the galaxies
+it used), ``n``, ``tta`` (the D4 elements its spread was measured with: prediction must use the
+same), ``spread`` (how the per-galaxy spread is computed) and ``scores`` (the sorted
+normalised calibration scores, plain floats; :mod:`galmet.conformal` turns them into intervals).
 
 The training checkpoint (``checkpoint.pt`` beside the model, :mod:`galmet.train`) is another
 file with its own format; pretrained body weights are read by :mod:`galmet.model`.
@@ -33,7 +42,7 @@ import torch
 from galmet.io import atomic_path
 
 FORMAT_VERSION = 1
-KINDS = ("single",)
+KINDS = ("single", "ensemble")
 #: meta keys without which a network cannot be rebuilt.
 REQUIRED = ("arch", "resolution", "normalisation", "head")
 #: bands in RGB order of each cutout service's colour composite.
@@ -64,7 +73,10 @@ def images_block(source: str, scale, width: int, height: int, base_url: str | No
 
 def save(path, model: torch.nn.Module, meta: dict) -> Path:
     """Write ``model``'s weights (on the CPU) and ``meta`` to ``path`` atomically."""
-    meta = _plain({"format_version": FORMAT_VERSION, "kind": "single", "images": None, **meta})
+    from galmet.model import Ensemble
+
+    kind = "ensemble" if isinstance(model, Ensemble) else "single"
+    meta = _plain({"format_version": FORMAT_VERSION, "images": None, **meta, "kind": kind})
     _check_meta(meta, path)
     from galmet.model import cpu_state
 
@@ -81,13 +93,18 @@ def read_meta(path) -> dict:
 
 
 def load(path, device="cpu"):
-    """``(model in eval mode on device, meta)`` from a model file."""
-    from galmet.model import build_model, resolve_device
+    """``(model in eval mode on device, meta)`` from a model file; an ensemble's model is a
+    :class:`galmet.model.Ensemble` (its output has one column per member)."""
+    from galmet.model import Ensemble, build_model, resolve_device
 
     obj = _read(path)
     meta = obj["meta"]
     head = meta["head"]
-    model = build_model(meta["arch"], "none", hidden=int(head["hidden"]), dropout=tuple(head["dropout"]))
+
+    def network():
+        return build_model(meta["arch"], "none", hidden=int(head["hidden"]), dropout=tuple(head["dropout"]))
+
+    model = Ensemble([network() for _ in meta["members"]]) if meta["kind"] == "ensemble" else network()
     try:
         model.load_state_dict(obj["state_dict"])
     except RuntimeError as exc:
@@ -124,6 +141,11 @@ def _check_meta(meta: dict, path) -> None:
     for key in REQUIRED:
         if key not in meta:
             raise ModelFileError(f"{path}: model metadata lacks {key!r}; was it written by galmet.train?")
+    if meta["kind"] == "ensemble" and len(meta.get("members") or []) < 2:
+        raise ModelFileError(f"{path}: an ensemble needs a 'members' list of two or more models")
+    cal = meta.get("calibration")
+    if cal is not None and not (cal.get("scores") and int(cal.get("tta", 0)) >= 1):
+        raise ModelFileError(f"{path}: its calibration has no scores or no tta; calibrate it again")
 
 
 def _plain(obj):

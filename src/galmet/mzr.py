@@ -185,8 +185,9 @@ def mass_route_rows(mass_preds: pd.DataFrame, direct_preds: pd.DataFrame,
 
 def mzr_rows(z_preds: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
     """The metallicity CNN's test galaxies with their catalog stellar mass: columns ``objID``,
-    ``oh_p50``, ``prediction`` and ``lgm_tot_p50``. ValueError when the catalog has no mass."""
+    ``oh_p50``, ``prediction`` (and ``p16, p84`` of a calibrated ensemble) and ``lgm_tot_p50``.
+    ValueError when the catalog has no mass."""
     if MASS not in catalog.columns:
         raise ValueError(f"the catalog has no {MASS} column: no stellar mass for Figure 6")
-    preds = z_preds[["objID", METALLICITY, "prediction"]]
+    preds = z_preds[["objID", METALLICITY, "prediction", *[c for c in ("p16", "p84") if c in z_preds]]]
     return preds.merge(catalog[["objID", MASS]], on="objID", how="inner")

@@ -1,17 +1,19 @@
 """Model names: the one place that builds and parses ``<arch>-<res>px-seed<seed>``.
 
 A trained model is named by its architecture, its input resolution (px) and its seed, e.g.
-``resnet18-64px-seed0``. The workflow's paths (``results/models/{target}/{model}/model.pt``,
-``results/metrics/{target}/{model}.json``, ...) carry that name as the single ``{model}``
-wildcard, constrained by :data:`MODEL_PATTERN`; rules and the package read the parts back with
-:func:`parse_model_name`.
+``resnet18-64px-seed0``; an ensemble of such models by their seeds, e.g.
+``resnet18-32px-seeds0-1-2`` (:func:`ensemble_name`). The workflow's paths
+(``results/models/{target}/{model}/model.pt``, ``results/metrics/{target}/{model}.json``, ...)
+carry either name as the single ``{model}`` wildcard, constrained by :data:`ANY_MODEL_PATTERN`;
+rules and the package read the parts back with :func:`parse_model_name`.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["MODEL_PATTERN", "model_name", "parse_model_name", "seed_group"]
+__all__ = ["MODEL_PATTERN", "ENSEMBLE_PATTERN", "ANY_MODEL_PATTERN", "model_name", "ensemble_name",
+           "parse_model_name", "seed_group"]
 
 _GROUP = "{arch}-{res}px"  # the models that differ only by seed
 _TEMPLATE = _GROUP + "-seed{seed}"
@@ -20,6 +22,13 @@ _PARTS = {"arch": r"[a-z][a-z0-9]*", "res": r"\d+", "seed": r"\d+"}
 #: Regex of a model name, without groups (Snakemake puts it inside its own named group).
 MODEL_PATTERN = _TEMPLATE.format(**_PARTS)
 _PARSE = re.compile(_TEMPLATE.format(**{k: f"(?P<{k}>{v})" for k, v in _PARTS.items()}))
+_ENSEMBLE = _GROUP + "-seeds{seeds}"
+#: Regex of an ensemble name (seeds joined by '-', at least two).
+ENSEMBLE_PATTERN = _ENSEMBLE.format(arch=_PARTS["arch"], res=_PARTS["res"], seeds=r"\d+(?:-\d+)+")
+#: Either kind: the workflow's ``{model}`` wildcard.
+ANY_MODEL_PATTERN = f"(?:{MODEL_PATTERN}|{ENSEMBLE_PATTERN})"
+_PARSE_ENSEMBLE = re.compile(_ENSEMBLE.format(arch=f"(?P<arch>{_PARTS['arch']})", res=f"(?P<res>{_PARTS['res']})",
+                                              seeds=r"(?P<seeds>\d+(?:-\d+)+)"))
 
 
 def model_name(arch: str, res: int, seed: int) -> str:
@@ -29,17 +38,31 @@ def model_name(arch: str, res: int, seed: int) -> str:
     return name
 
 
+def ensemble_name(arch: str, res: int, seeds) -> str:
+    """``("resnet18", 32, [0, 1, 2])`` -> ``"resnet18-32px-seeds0-1-2"`` (two or more distinct seeds)."""
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"an ensemble needs two or more distinct seeds, got {seeds}")
+    name = _ENSEMBLE.format(arch=arch, res=int(res), seeds="-".join(map(str, seeds)))
+    parse_model_name(name)
+    return name
+
+
 def seed_group(arch: str, res: int) -> str:
     """``("resnet18", 64)`` -> ``"resnet18-64px"``: the key of the models that differ by seed."""
     return _GROUP.format(arch=arch, res=int(res))
 
 
 def parse_model_name(name: str) -> dict:
-    """``resnet18-64px-seed0`` -> ``{"arch": "resnet18", "resolution": 64, "seed": 0}``."""
+    """``resnet18-64px-seed0`` -> ``{"arch": "resnet18", "resolution": 64, "seed": 0}``;
+    an ensemble's name gives ``seeds`` (a list) in place of ``seed``."""
     m = _PARSE.fullmatch(str(name))
-    if not m:
-        raise ValueError(
-            f"model name {name!r} is not of the form <arch>-<res>px-seed<seed> "
-            "(e.g. resnet18-64px-seed0)"
-        )
-    return {"arch": m["arch"], "resolution": int(m["res"]), "seed": int(m["seed"])}
+    if m:
+        return {"arch": m["arch"], "resolution": int(m["res"]), "seed": int(m["seed"])}
+    m = _PARSE_ENSEMBLE.fullmatch(str(name))
+    if m:
+        return {"arch": m["arch"], "resolution": int(m["res"]), "seeds": [int(s) for s in m["seeds"].split("-")]}
+    raise ValueError(
+        f"model name {name!r} is not of the form <arch>-<res>px-seed<seed> (e.g. resnet18-64px-seed0) "
+        "nor <arch>-<res>px-seeds<s1>-<s2>... (an ensemble, e.g. resnet18-32px-seeds0-1-2)"
+    )

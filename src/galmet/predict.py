@@ -15,8 +15,11 @@ With ``--images`` alone every ``DIR/*.jpg`` named ``<objID>.jpg`` is predicted; 
 ``--catalog`` (CSV/Parquet with ``objID`` and, without ``--images``, a ``path`` column; relative
 paths are taken from the current directory) the catalog's galaxies are, read in chunks so that
 memory stays flat for millions of rows. The output has the columns ``objID`` (exact int64) and
-``prediction``; CSV or Parquet by the extension of ``--out``. An image that cannot be read is
-skipped with a warning and listed, with the reason, in ``<out>.log``: never a NaN row.
+``prediction``; for a calibrated ensemble (:mod:`galmet.ensemble`) ``prediction`` is the mean of
+its members and TTA views, followed by the calibrated interval bounds ``p2p5, p16, p84, p97p5``
+(and ``--levels 0.9`` adds ``p5, p95``). CSV or Parquet by the extension of ``--out``. An image
+that cannot be read is skipped with a warning and listed, with the reason, in ``<out>.log``:
+never a NaN row.
 
 One prediction path: the command line and the workflow's ``infer`` target feed chunks of
 ``(objID, path)`` rows to :func:`predict_chunks` (read JPEGs, predict, check, write); the
@@ -55,11 +58,13 @@ def bring_to_resolution(x: np.ndarray, res: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_images(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cpu") -> np.ndarray:
-    """Predictions (float64, one per image) for uint8 ``N x H x W x 3`` images.
+def predict_views(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cpu") -> np.ndarray:
+    """Every member's output on every TTA view: float64 ``N x M x tta`` for uint8 ``N x H x W x 3``.
 
-    ``tta``: number of D4 elements averaged (1 = none, 8 = all). The model is moved to
-    ``device`` and put in eval mode. Batches of ``batch_size`` images run once per element.
+    ``M`` is 1 for a single network, the number of members for an ensemble
+    (:class:`galmet.model.Ensemble`). ``tta``: number of D4 elements (1 = none, 8 = all). The
+    model is moved to ``device`` and put in eval mode; batches of ``batch_size`` images run once
+    per element.
     """
     tta = int(tta)
     if not 1 <= tta <= D4_SIZE:
@@ -73,21 +78,76 @@ def predict_images(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cpu
     norm = meta["normalisation"]
     scale, shift = normalisation_constants(norm["mean"], norm["std"], dev)
     amp = dev.type == "cuda"
-    out = np.empty(len(x), dtype=np.float64)
+    n_members = len(model.members) if hasattr(model, "members") else 1  # galmet.model.Ensemble
+    out = np.empty((len(x), n_members, tta), dtype=np.float64)
     for s in range(0, len(x), int(batch_size)):
         chunk = bring_to_resolution(np.ascontiguousarray(x[s:s + int(batch_size)]), res)
         xb = torch.from_numpy(chunk)
         if dev.type == "cuda":
             xb = xb.pin_memory().to(dev, non_blocking=True)
         inp = to_input(xb.permute(0, 3, 1, 2), scale, shift)
-        acc = torch.zeros(len(chunk), dtype=torch.float32, device=dev)
         for k in range(tta):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                acc += model(d4(inp, k)).float()
-        out[s:s + len(chunk)] = (acc / tta).double().cpu().numpy()
+                y = model(d4(inp, k)).float()
+            out[s:s + len(chunk), :, k] = y.reshape(len(chunk), n_members).double().cpu().numpy()
     return out
 
 
+def predict_images(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cpu") -> np.ndarray:
+    """Predictions (float64, one per image) for uint8 ``N x H x W x 3`` images: the mean over the
+    ``tta`` D4 views (and over an ensemble's members) of :func:`predict_views`."""
+    return predict_views(model, meta, x_uint8_nhwc, tta, batch_size, device).mean(axis=(1, 2))
+
+
+def mean_and_spread(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, spread)`` per galaxy of ``N x M x V`` outputs: the mean and the standard deviation
+    of all ``M x V`` values (by the law of total variance, the members' disagreement plus their
+    mean TTA variance). The spread calibrated by :mod:`galmet.ensemble`."""
+    flat = views.reshape(len(views), -1)
+    return flat.mean(axis=1), flat.std(axis=1)
+
+
+def check_tta(meta: dict, tta: int) -> None:
+    """A calibrated model predicts with the TTA it was calibrated with; anything else is refused."""
+    cal = meta.get("calibration")
+    if cal is not None and int(tta) != int(cal["tta"]):
+        raise ValueError(
+            f"this model's intervals were calibrated with TTA over {cal['tta']} symmetries; predicting "
+            f"with {tta} would make them wrong: use tta={cal['tta']} (on the command line: drop --no-tta)")
+
+
+def predict_columns(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cpu", levels=None,
+                    spread=False) -> dict[str, np.ndarray]:
+    """``{"prediction": ...}`` and, for a calibrated model, ``spread`` (when asked) and the
+    interval columns at ``levels`` (default 0.68 and 0.95: ``p2p5, p16, p84, p97p5``)."""
+    from galmet.conformal import interval_columns
+
+    check_tta(meta, tta)
+    views = predict_views(model, meta, x_uint8_nhwc, tta, batch_size, device)
+    if meta.get("calibration") is None:
+        return {"prediction": views.mean(axis=(1, 2))}
+    mean, sd = mean_and_spread(views)
+    levels = interval_levels(meta, levels)
+    return {"prediction": mean, **({"spread": sd} if spread else {}),
+            **interval_columns(mean, sd, meta["calibration"]["scores"], levels)}
+
+
+def interval_levels(meta: dict, levels) -> list[float]:
+    """The interval levels of a calibrated model: 0.68, 0.95 and ``levels``, each checked against
+    its calibration set (:class:`galmet.conformal.ConformalError` names the shortfall); ``[]``
+    for a model without calibration (ValueError when ``levels`` asks for more)."""
+    from galmet.conformal import DEFAULT_LEVELS, score_quantile
+
+    levels = sorted(set(DEFAULT_LEVELS) | set(levels or ()))
+    cal = meta.get("calibration")
+    if cal is None:
+        if set(levels) != set(DEFAULT_LEVELS):
+            raise ValueError("this model has no calibration, so no intervals: --levels needs a calibrated "
+                             "ensemble (the workflow's `ensemble:` config key builds one)")
+        return []
+    for level in levels:
+        score_quantile(cal["scores"], level)  # ConformalError: too few calibration galaxies
+    return levels
 
 
 # ----------------------------------------------------------------------------- the chunk loop
@@ -122,8 +182,9 @@ class PredictionWriter:
     """Streams prediction rows to a CSV or Parquet file (by extension), atomically.
 
     Columns: ``objID`` (int64), then ``extra`` columns in the order first given (e.g. the
-    truth), then ``prediction`` (float64). Use as a context manager: the file appears under its
-    name only when the block succeeds.
+    truth), then ``prediction`` (float64), then ``after`` columns (a calibrated model's spread
+    and interval bounds, :func:`predict_columns`). Use as a context manager: the file appears
+    under its name only when the block succeeds.
     """
 
     def __init__(self, path):
@@ -134,16 +195,19 @@ class PredictionWriter:
         self.n = 0
         self._atomic = self._tmp = self._out = None
         self._schema = None
+        self.empty_after: list[str] = []  # the ``after`` columns of an empty table
 
     def __enter__(self) -> PredictionWriter:
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         return self
 
-    def write(self, ids, preds, extra: dict | None = None) -> None:
+    def write(self, ids, preds, extra: dict | None = None, after: dict | None = None) -> None:
         table = pa.table({"objID": pa.array(np.asarray(ids, dtype=np.int64), pa.int64()),
                           **{k: pa.array(np.asarray(v)) for k, v in (extra or {}).items()},
-                          "prediction": pa.array(np.asarray(preds, dtype=np.float64), pa.float64())})
+                          "prediction": pa.array(np.asarray(preds, dtype=np.float64), pa.float64()),
+                          **{k: pa.array(np.asarray(v, dtype=np.float64), pa.float64())
+                             for k, v in (after or {}).items()}})
         self._open(table.schema)
         self.n += table.num_rows
         if self.kind == "csv":
@@ -165,35 +229,46 @@ class PredictionWriter:
 
     def __exit__(self, *exc):
         if self._out is None:  # nothing written: still a valid, empty table
-            self._open(pa.schema([("objID", pa.int64()), ("prediction", pa.float64())]))
+            self._open(pa.schema([("objID", pa.int64()), ("prediction", pa.float64())]
+                                 + [(c, pa.float64()) for c in self.empty_after]))
         self._out.close()
         return self._atomic.__exit__(*exc)
 
 
 def predict_chunks(chunks: Iterable, model, meta: dict, writer: PredictionWriter, skipped: list,
-                   tta: int = 1, batch_size: int = 256, device="cpu", progress=None) -> int:
+                   tta: int = 1, batch_size: int = 256, device="cpu", progress=None, levels=None) -> int:
     """Predict chunks of ``(objID, path)`` rows and write them: the loop of ``galmet predict``
     and of the workflow's ``infer`` target.
 
     Unreadable images and non-finite outputs are left out and appended to ``skipped`` as
-    ``(objID, path, reason)``. ``progress(n_seen)`` is called after each chunk. Returns the
-    number of rows seen.
+    ``(objID, path, reason)``. ``progress(n_seen)`` is called after each chunk. A calibrated
+    model adds its interval columns at ``levels`` (:func:`predict_columns`). Returns the number
+    of rows seen.
     """
     res = int(meta["resolution"])
+    writer.empty_after = _interval_names(meta, levels)
     n_seen = 0
     for chunk in chunks:
         chunk = list(chunk)
         n_seen += len(chunk)
         ids, x = read_images(chunk, res, skipped)
         if ids:
-            preds = predict_images(model, meta, x, tta=tta, batch_size=batch_size, device=device)
-            ok = np.isfinite(preds)
+            cols = predict_columns(model, meta, x, tta, batch_size, device, levels)
+            ok = np.all([np.isfinite(v) for v in cols.values()], axis=0)
             ids_arr = np.asarray(ids, dtype=np.int64)
             skipped.extend((int(i), None, "the model's output is not finite") for i in ids_arr[~ok])
-            writer.write(ids_arr[ok], preds[ok])
+            preds = cols.pop("prediction")
+            writer.write(ids_arr[ok], preds[ok], after={k: v[ok] for k, v in cols.items()})
         if progress is not None:
             progress(n_seen)
     return n_seen
+
+
+def _interval_names(meta: dict, levels) -> list[str]:
+    from galmet.conformal import interval_columns
+
+    levels = interval_levels(meta, levels)
+    return list(interval_columns([0.0], [1.0], meta["calibration"]["scores"], levels)) if levels else []
 
 
 # ----------------------------------------------------------------------------- command line
@@ -215,6 +290,8 @@ def cli_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=4096,
                    help="images read, predicted and written at a time (default 4096)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    p.add_argument("--levels", type=float, nargs="+", default=(), metavar="L",
+                   help="a calibrated ensemble's interval levels besides 0.68 and 0.95 (e.g. 0.9 adds p5, p95)")
     return p
 
 
@@ -274,11 +351,17 @@ def _usage_error(args) -> str | None:
 
 
 def cli_tta(requested: bool | None, meta: dict) -> int:
-    """D4 elements to average: the model's own setting unless --tta/--no-tta says otherwise."""
-    default_tta = int(meta.get("tta", 8))
+    """D4 elements to average: the model's own setting unless --tta/--no-tta says otherwise; a
+    calibrated model's is the one it was calibrated with (ValueError for --no-tta)."""
+    cal = meta.get("calibration")
+    default_tta = int(cal["tta"] if cal else meta.get("tta", 8))
     if requested is None:
         return default_tta
-    return (default_tta if default_tta > 1 else D4_SIZE) if requested else 1
+    tta = (default_tta if default_tta > 1 else D4_SIZE) if requested else 1
+    if cal and tta != default_tta:
+        raise ValueError(f"--no-tta: this ensemble's intervals were calibrated with TTA over {default_tta} "
+                         "symmetries and would be wrong without it; drop --no-tta")
+    return tta
 
 
 def cli_main(args) -> int:
@@ -294,6 +377,8 @@ def cli_main(args) -> int:
     out, images = Path(args.out), Path(args.images) if args.images else None
     try:
         model, meta = load(args.model, args.device)
+        tta = cli_tta(args.tta, meta)
+        levels = interval_levels(meta, args.levels)
         if args.catalog:
             chunks = _iter_catalog(Path(args.catalog), images, args.chunk_size)
         else:
@@ -301,15 +386,15 @@ def cli_main(args) -> int:
     except (ModelFileError, ValueError, OSError) as exc:
         print(f"galmet predict: {exc}", file=sys.stderr)
         return 2
-    tta = cli_tta(args.tta, meta)
     dev = str(next(model.parameters()).device)
-    log.info("predicting %s (%s, %s px, TTA x%d) on %s", meta.get("target", "target"), meta["arch"],
-             meta["resolution"], tta, dev)
+    kind = f"ensemble of {len(meta['members'])}" if meta["kind"] == "ensemble" else meta["arch"]
+    log.info("predicting %s (%s, %s px, TTA x%d%s) on %s", meta.get("target", "target"), kind,
+             meta["resolution"], tta, f", intervals at {', '.join(map(str, levels))}" if levels else "", dev)
     skipped: list = []
     try:
         with PredictionWriter(out) as writer:
             n_seen = predict_chunks(
-                chunks, model, meta, writer, skipped, tta=tta, batch_size=args.batch_size, device=dev,
+                chunks, model, meta, writer, skipped, tta=tta, batch_size=args.batch_size, device=dev, levels=levels,
                 progress=lambda n: log.info("%d images read, %d predicted, %d skipped", n, writer.n,
                                             len(skipped)))
     except (ValueError, OSError) as exc:
@@ -339,4 +424,5 @@ def _write_skipped_log(path: Path, headline: str, skipped: list) -> None:
                 fh.write(f"{'' if oid is None else oid}\t{p or ''}\t{reason}\n")
 
 
-__all__ = ["predict_images", "read_images", "predict_chunks", "PredictionWriter", "cli_parser", "cli_main"]
+__all__ = ["predict_views", "predict_images", "mean_and_spread", "predict_columns", "check_tta", "interval_levels",
+           "read_images", "predict_chunks", "PredictionWriter", "cli_parser", "cli_main"]

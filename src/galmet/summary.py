@@ -5,7 +5,14 @@ Shape (later stages add entries, never change it)::
     {"models": [{"name", "target", "resolution", "arch", "seed", "path",
                  "test": {"n", "rmse", "nmad", "nmad_about_zero", "median_residual"}}],
      "baselines": [{"name", "target", "status", "reason", "test": {...}}],
-     "seeds": {"<target>/<arch>-<res>px": {"n_seeds", "rmse_mean", "rmse_std", "nmad_mean", "nmad_std"}}}
+     "seeds": {"<target>/<arch>-<res>px": {"n_seeds", "rmse_mean", "rmse_std", "nmad_mean", "nmad_std"}},
+     "ensembles": [{"name", "target", "resolution", "members" (model names), "path",
+                    "test": {"n", "rmse", "nmad", "median_residual", "coverage68", "coverage95",
+                             "width68", "width95"}}]}
+
+``models`` lists every single model scored, an ensemble's members included (their RMSE beside
+the ensemble's); an ensemble's coverage (fractions) and widths (dex) come from its
+``results/uncertainty/...`` JSON (:mod:`galmet.uncertainty`).
 """
 
 from __future__ import annotations
@@ -18,11 +25,16 @@ import numpy as np
 from galmet.names import parse_model_name, seed_group
 
 TEST_KEYS = ("n", "rmse", "nmad", "nmad_about_zero", "median_residual")
+ENSEMBLE_KEYS = ("n", "rmse", "nmad", "median_residual")
+INTERVAL_KEYS = ("coverage68", "coverage95", "width68", "width95")
 
 
-def build_summary(models: list[dict], metric_paths: list, baseline_paths: list) -> dict:
+def build_summary(models: list[dict], metric_paths: list, baseline_paths: list, ensembles: list[dict] = (),
+                  ensemble_metric_paths: list = (), uncertainty_paths: list = ()) -> dict:
     """Gather ``models`` (dicts with ``target``, ``name`` and ``path`` of the model file, in the
-    order of ``metric_paths``) and the baseline JSON files into the summary structure."""
+    order of ``metric_paths``), the baseline JSON files and the ``ensembles`` (dicts with
+    ``name, target, resolution, members, path``, in the order of their metric and uncertainty
+    files) into the summary structure."""
     entries = []
     for model, path in zip(models, metric_paths, strict=True):
         metrics = json.loads(Path(path).read_text())
@@ -39,7 +51,18 @@ def build_summary(models: list[dict], metric_paths: list, baseline_paths: list) 
     for path in baseline_paths:
         b = json.loads(Path(path).read_text())
         baselines.append({k: b.get(k) for k in ("name", "target", "status", "reason", "params", "test")})
-    return {"models": entries, "baselines": baselines, "seeds": seed_spread(entries)}
+    out = {"models": entries, "baselines": baselines, "seeds": seed_spread(entries)}
+    if ensembles:
+        out["ensembles"] = [
+            {**{k: e[k] for k in ("name", "target", "resolution", "members")}, "path": str(e["path"]),
+             "test": {**{k: m[k] for k in ENSEMBLE_KEYS}, **{k: u[k] for k in INTERVAL_KEYS}}}
+            for e, m, u in zip(ensembles, map(_read, ensemble_metric_paths), map(_read, uncertainty_paths),
+                               strict=True)]
+    return out
+
+
+def _read(path) -> dict:
+    return json.loads(Path(path).read_text())
 
 
 def seed_spread(entries: list[dict]) -> dict:

@@ -21,7 +21,14 @@ from snakemake.exceptions import WorkflowError  # noqa: E402
 
 from galmet.captions import metric_numbers, read_json, resolution_lines, results_table  # noqa: E402
 from galmet.config import ConfigError, check_inputs, validate_config  # noqa: E402
-from galmet.names import MODEL_PATTERN, model_name, parse_model_name  # noqa: E402
+from galmet.names import (  # noqa: E402
+    ANY_MODEL_PATTERN,
+    ENSEMBLE_PATTERN,
+    MODEL_PATTERN,
+    ensemble_name,
+    model_name,
+    parse_model_name,
+)
 from galmet.targets import MASS, METALLICITY, REFERENCE_TARGET, has_mzr  # noqa: E402
 
 try:
@@ -42,7 +49,7 @@ wildcard_constraints:
     shard=r"\d+",
     res=r"\d+",
     target="|".join(TARGETS),
-    model=MODEL_PATTERN,
+    model=ANY_MODEL_PATTERN,
 
 
 # The trained model file: written by train, read by predict, listed in the summary.
@@ -59,6 +66,38 @@ def all_models():
 def model_outputs(pattern):
     """Expand a path pattern with {target} and {model} over every model."""
     return [pattern.format(target=t, model=m) for t, m in all_models()]
+
+
+# ---- the ensemble (config `ensemble`): its members are models of the same resolution ----
+
+ENSEMBLE = config.get("ensemble")
+
+
+def ensembles():
+    """(target, ensemble name) of the configured ensemble, one per target; [] without one."""
+    if not ENSEMBLE:
+        return []
+    name = ensemble_name(ARCH, ENSEMBLE["resolution"], ENSEMBLE["seeds"])
+    return [(t, name) for t in TARGETS]
+
+
+def member_names(ensemble):
+    """The model names of an ensemble's members, from its name."""
+    parts = parse_model_name(ensemble)
+    return [model_name(parts["arch"], parts["resolution"], s) for s in parts["seeds"]]
+
+
+def ensemble_members(wildcards):
+    """Input function: the model files of the {model} ensemble's members."""
+    return [MODEL_FILE.format(target=wildcards.target, model=m) for m in member_names(wildcards.model)]
+
+
+def scored_models():
+    """(target, model) of every single model the summary scores: the study's models, then the
+    ensemble members they lack (trained and scored, no figures of their own)."""
+    models = all_models()
+    members = [(t, m) for t, e in ensembles() for m in member_names(e)]
+    return models + [tm for tm in dict.fromkeys(members) if tm not in models]
 
 
 def model_resolution(model):
@@ -115,8 +154,10 @@ def cutout_failures(wildcards):
 # ---- helpers of images.smk ----
 
 def store_resolutions():
-    """Resolutions made by re-binning: every configured one except the cutout size itself."""
-    return [r for r in RESOLUTIONS if r != CUTOUT_SIZE]
+    """Resolutions made by re-binning: every configured one (the ensemble's too) except the
+    cutout size itself."""
+    ens = [int(config["ensemble"]["resolution"])] if config.get("ensemble") else []
+    return [r for r in dict.fromkeys(RESOLUTIONS + ens) if r != CUTOUT_SIZE]
 
 
 def all_stores(wildcards):
@@ -201,8 +242,9 @@ def resolution_caption(wildcards, input):
 
 def results_caption(wildcards, input):
     """The report's landing table (summary.rst, shown by workflow.rst)."""
-    models = [{"target": t, "name": m} for t, m in all_models()]
-    return results_table(models, input.metrics, input.baselines, input.published)
+    models = [{"target": t, "name": m} for t, m in scored_models() + ensembles()]
+    metrics = list(input.metrics) + list(input.ensembles)
+    return results_table(models, metrics, input.baselines, input.published, input.uncertainty)
 
 
 # ---- helpers of reference.smk (the published predictions are of REFERENCE_TARGET only) ----
@@ -266,8 +308,10 @@ def published_metrics(wildcards):
 # ---- helpers of mzr.smk: the mass route and the MZR need both targets (galmet.targets) ----
 
 def mzr_models():
-    """The metallicity models of Figures 5 and 6; none unless stellar mass is a target too."""
-    return [m for t, m in all_models() if t == METALLICITY] if has_mzr(TARGETS) else []
+    """The metallicity models of Figures 5 and 6 (the ensemble's with its intervals); none
+    unless stellar mass is a target too."""
+    models = all_models() + ensembles()
+    return [m for t, m in models if t == METALLICITY] if has_mzr(TARGETS) else []
 
 
 def mzr_outputs():
@@ -288,6 +332,9 @@ def figure_outputs():
     for target, model in all_models():
         for fig in ("fig1_examples", "fig2_histograms", "fig3_scatter"):
             out += figure_files(f"results/figures/{target}/{model}/{fig}")
+    for target, ensemble in ensembles():
+        for fig in ("fig3_scatter", "calibration", "risk_coverage"):
+            out += figure_files(f"results/figures/{target}/{ensemble}/{fig}")
     for target in TARGETS:
         out += figure_files(f"results/figures/{target}/fig4_resolution")
         out.append(f"results/tables/{target}/scatter_vs_resolution.csv")

@@ -54,10 +54,36 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
-rule summary:
-    """results/summary.json: every model's and baseline's test metrics in one file."""
+rule uncertainty:
+    """Coverage and width of a calibrated ensemble's intervals on the test split, the PIT,
+    coverage in bins of the truth and the risk-coverage curve (galmet.uncertainty)."""
     input:
-        metrics=model_outputs("results/metrics/{target}/{model}.json"),
+        predictions="results/predictions/{target}/{model}.parquet",
+        model=MODEL_FILE,
+    output:
+        "results/uncertainty/{target}/{model}.json",
+    params:
+        bin_width=config["evaluate"]["bin_width"],
+    log:
+        "results/logs/uncertainty/{target}/{model}.log",
+    benchmark:
+        "results/benchmarks/uncertainty/{target}/{model}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/science.yaml"
+    script:
+        "../scripts/uncertainty.py"
+
+
+rule summary:
+    """results/summary.json: every model's, ensemble's and baseline's test metrics in one file."""
+    input:
+        metrics=[f"results/metrics/{t}/{m}.json" for t, m in scored_models()],
+        ensembles=[f"results/metrics/{t}/{m}.json" for t, m in ensembles()],
+        uncertainty=[f"results/uncertainty/{t}/{m}.json" for t, m in ensembles()],
         baselines=baseline_outputs(),
         # for the report's results table only: the published scores beside this run's
         published=reference_metrics() if REFERENCE_TARGET in TARGETS else [],
@@ -71,7 +97,17 @@ rule summary:
     params:
         models=[
             {"target": t, "name": m, "path": MODEL_FILE.format(target=t, model=m)}
-            for t, m in all_models()
+            for t, m in scored_models()
+        ],
+        ensembles=[
+            {
+                "target": t,
+                "name": m,
+                "resolution": model_resolution(m),
+                "members": member_names(m),
+                "path": MODEL_FILE.format(target=t, model=m),
+            }
+            for t, m in ensembles()
         ],
         table=results_caption,
     log:

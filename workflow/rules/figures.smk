@@ -83,6 +83,7 @@ rule figure_scatter:
     params:
         bin_width=config["evaluate"]["bin_width"],
         numbers=caption_numbers,
+        intervals=lambda wildcards: "seeds" in parse_model_name(wildcards.model),  # an ensemble's
     log:
         "results/logs/figures/{target}/{model}/fig3_scatter.log",
     benchmark:
@@ -202,3 +203,62 @@ rule figure_mzr:
         "../../envs/science.yaml"
     script:
         "../scripts/figure_mzr.py"
+
+
+rule figure_calibration:
+    """A calibrated ensemble's intervals on the test split: observed against nominal coverage
+    with the binomial band, and the PIT histogram (galmet.uncertainty numbers)."""
+    input:
+        numbers="results/uncertainty/{target}/{model}.json",
+    output:
+        png=report(
+            "results/figures/{target}/{model}/calibration.png",
+            caption="../report/calibration.rst",
+            category="Uncertainty",
+            subcategory="{target}",
+            labels={"model": "{model}", "figure": "calibration and PIT"},
+        ),
+        others=fig_files("results/figures/{target}/{model}/calibration"),
+    params:
+        numbers=caption_json,
+    log:
+        "results/logs/figures/{target}/{model}/calibration.log",
+    benchmark:
+        "results/benchmarks/figures/{target}/{model}/calibration.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/science.yaml"
+    script:
+        "../scripts/figure_uncertainty.py"
+
+
+rule figure_risk_coverage:
+    """RMSE of the most confident fraction of the test galaxies against that fraction."""
+    input:
+        numbers="results/uncertainty/{target}/{model}.json",
+    output:
+        png=report(
+            "results/figures/{target}/{model}/risk_coverage.png",
+            caption="../report/risk_coverage.rst",
+            category="Uncertainty",
+            subcategory="{target}",
+            labels={"model": "{model}", "figure": "risk-coverage"},
+        ),
+        others=fig_files("results/figures/{target}/{model}/risk_coverage"),
+    params:
+        numbers=caption_json,
+    log:
+        "results/logs/figures/{target}/{model}/risk_coverage.log",
+    benchmark:
+        "results/benchmarks/figures/{target}/{model}/risk_coverage.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/science.yaml"
+    script:
+        "../scripts/figure_uncertainty.py"

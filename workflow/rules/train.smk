@@ -5,6 +5,8 @@
 
 rule train:
     """Train the CNN on the train split, choosing by the valid split (never the test split)."""
+    wildcard_constraints:
+        model=MODEL_PATTERN,
     input:
         unpack(model_stores),
         catalog="results/catalog/clean.parquet",
@@ -40,3 +42,36 @@ rule train:
         "../../envs/torch.yaml"
     script:
         "../scripts/train.py"
+
+
+rule ensemble:
+    """One model file of the members named by the ensemble's name, calibrated on the valid split
+    (split conformal, galmet.ensemble): what `galmet predict --model` takes like a single model."""
+    wildcard_constraints:
+        model=ENSEMBLE_PATTERN,
+    input:
+        unpack(model_stores),
+        members=ensemble_members,
+        catalog="results/catalog/clean.parquet",
+        split="results/split.parquet",
+    output:
+        model=MODEL_FILE,
+    params:
+        names=lambda wildcards: member_names(wildcards.model),
+        tta=config["predict"]["tta"],
+        batch_size=config["predict"]["batch_size"],
+        chunk_size=config["predict"]["chunk_size"],
+        device=config["predict"]["device"],
+    log:
+        "results/logs/ensemble/{target}/{model}.log",
+    benchmark:
+        "results/benchmarks/ensemble/{target}/{model}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/ensemble.py"

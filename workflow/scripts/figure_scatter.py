@@ -16,6 +16,7 @@ if published:
 title = snakemake.params.get("title") or f"{snakemake.wildcards.get('model', '')} (test split)"
 fig = fig3_scatter(df[target], df["prediction"], target=target,
                    bin_width=snakemake.params.bin_width, reference=reference,
-                   reference_label="published, same px", title=title)
+                   reference_label="published, same px", title=title,
+                   intervals=(df["p16"], df["p84"]) if "p16" in df else None)  # a calibrated ensemble's
 save_figure(fig, [snakemake.output.png, *snakemake.output.others])
 log.info("figure 3 from %d galaxies%s", len(df), " with the published overlay" if published else "")

@@ -5,7 +5,7 @@ import torch
 from galmet.dataset import iter_split, split_members
 from galmet.logs import setup_logging
 from galmet.modelfile import load
-from galmet.predict import PredictionWriter, predict_images
+from galmet.predict import PredictionWriter, predict_columns
 
 log = setup_logging(snakemake.log[0])
 inp, params, target = snakemake.input, snakemake.params, snakemake.wildcards.target
@@ -15,8 +15,8 @@ model, meta = load(inp.model, device=params.device)
 members = split_members(inp.catalog, inp.split, inp.index, target)
 with PredictionWriter(snakemake.output[0]) as writer:
     for part in iter_split(members, params.which, target, inp.index, inp.store, params.chunk_size):
-        pred = predict_images(model, meta, part.x, tta=params.tta, batch_size=params.batch_size,
-                              device=params.device)
-        writer.write(part.objid, pred, extra={target: part.y})
+        cols = predict_columns(model, meta, part.x, tta=params.tta, batch_size=params.batch_size,
+                               device=params.device, spread=True)  # intervals too, for a calibrated ensemble
+        writer.write(part.objid, cols.pop("prediction"), extra={target: part.y}, after=cols)
         log.info("predicted %d %s galaxies so far (TTA over %d symmetries)", writer.n, params.which, params.tta)
 log.info("predicted %d %s galaxies with TTA over %d symmetries", writer.n, params.which, params.tta)

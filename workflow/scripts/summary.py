@@ -6,6 +6,7 @@ from galmet.summary import build_summary
 
 setup_logging(snakemake.log[0])
 write_json(
-    build_summary(snakemake.params.models, snakemake.input.metrics, snakemake.input.baselines),
+    build_summary(snakemake.params.models, snakemake.input.metrics, snakemake.input.baselines,
+                  snakemake.params.ensembles, snakemake.input.ensembles, snakemake.input.uncertainty),
     snakemake.output[0],
 )

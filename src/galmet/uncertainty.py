@@ -1,0 +1,133 @@
+"""Scoring calibrated intervals on the test split: coverage, width, PIT, risk-coverage.
+
+The workflow scores a calibrated ensemble's test predictions once (``results/uncertainty/
+{target}/{ensemble}.json``, :func:`score_intervals`):
+
+- ``coverage68``, ``coverage95``: fraction of test galaxies whose truth lies inside the 68% and
+  95% intervals; ``width68``, ``width95``: mean of ``p84 - p16`` and ``p97p5 - p2p5`` (dex).
+- ``band68``, ``band95``: the central 95% range of the coverage that ``n`` galaxies give by
+  chance when the true coverage is the nominal one (binomial); ``within_band68/95`` say whether
+  the measured coverage lies inside it.
+- ``calibration``: observed against nominal coverage at levels 0.1 ... 0.95 with that band;
+  ``pit``: the histogram (10 bins) of the probability integral transform
+  (:func:`galmet.conformal.pit`), flat when calibrated.
+- ``binned``: coverage in bins of the true value (conditional coverage: where the CNN is
+  systematically wrong, at the ends of the range, the intervals cover less than nominal);
+  ``undercovered`` names the bins (>= 5 galaxies) whose 68% coverage is below its band.
+- ``risk_coverage``: RMSE of the most confident fraction ``f`` of the galaxies (smallest spread
+  first), ``f = 0.1 ... 1``; ``confident_half_better``: is the RMSE at ``f = 0.5`` lower than
+  at 1?
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import binom
+
+from galmet.conformal import interval, max_level, pit
+
+__all__ = ["LEVELS", "FRACTIONS", "binomial_band", "calibration_curve", "pit_histogram", "binned_coverage",
+           "risk_coverage", "score_intervals"]
+
+#: Nominal levels of the calibration curve.
+LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.7, 0.8, 0.9, 0.95)
+#: Fractions of the most confident galaxies of the risk-coverage curve.
+FRACTIONS = tuple(round(0.1 * k, 1) for k in range(1, 11))
+
+
+def binomial_band(level: float, n: int, prob: float = 0.95) -> tuple[float, float]:
+    """The central ``prob`` range of the coverage that ``n`` galaxies give by chance at a true
+    coverage ``level`` (binomial quantiles, as fractions)."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    lo, hi = binom.ppf([(1 - prob) / 2, (1 + prob) / 2], n, level)
+    return float(lo / n), float(hi / n)
+
+
+def _inside(y, mean, spread, scores, level) -> np.ndarray:
+    lo, hi = interval(mean, spread, scores, level)
+    return (y >= lo) & (y <= hi)
+
+
+def calibration_curve(y, mean, spread, scores, levels=LEVELS) -> list[dict]:
+    """``{"level", "observed", "band_lo", "band_hi"}`` per nominal level the calibration set
+    supports (levels above ``n_cal / (n_cal + 1)`` are left out)."""
+    rows = []
+    for level in levels:
+        if level > max_level(len(scores)):
+            continue
+        lo, hi = binomial_band(level, len(y))
+        rows.append({"level": level, "observed": float(np.mean(_inside(y, mean, spread, scores, level))),
+                     "band_lo": lo, "band_hi": hi})
+    return rows
+
+
+def pit_histogram(y, mean, spread, scores, bins: int = 10) -> dict:
+    """Counts of the PIT values in ``bins`` equal bins of [0, 1], and the count expected per bin."""
+    counts, edges = np.histogram(pit(y, mean, spread, scores), bins=bins, range=(0.0, 1.0))
+    return {"edges": edges.tolist(), "counts": counts.astype(int).tolist(), "expected": len(y) / bins}
+
+
+def binned_coverage(y, mean, spread, scores, bin_width: float = 0.1) -> list[dict]:
+    """Coverage of the 68% and 95% intervals in bins of the truth ``bin_width`` wide, with the
+    median residual and the band of each bin's size."""
+    from galmet.metrics import bin_index, make_edges
+
+    edges = make_edges(y, bin_width)
+    idx = bin_index(y, edges)
+    in68, in95 = _inside(y, mean, spread, scores, 0.68), _inside(y, mean, spread, scores, 0.95)
+    rows = []
+    for b in range(len(edges) - 1):
+        sel = idx == b
+        n = int(sel.sum())
+        if n == 0:
+            continue
+        lo, hi = binomial_band(0.68, n)
+        rows.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": n,
+                     "coverage68": float(in68[sel].mean()), "coverage95": float(in95[sel].mean()),
+                     "band68_lo": lo, "band68_hi": hi,
+                     "median_residual": float(np.median(mean[sel] - y[sel]))})
+    return rows
+
+
+def risk_coverage(y, mean, spread, fractions=FRACTIONS) -> list[dict]:
+    """RMSE of the most confident fraction ``f`` of the galaxies (smallest spread first)."""
+    order = np.argsort(spread, kind="stable")
+    err2 = (mean[order] - y[order]) ** 2
+    rows = []
+    for f in fractions:
+        k = max(1, math.ceil(f * len(y) - 1e-9))
+        rows.append({"fraction": float(f), "n": int(k), "rmse": float(np.sqrt(err2[:k].mean()))})
+    return rows
+
+
+def score_intervals(y, mean, spread, scores, bin_width: float = 0.1) -> dict:
+    """Every number of the module docstring for test truths ``y``, predictions ``mean``,
+    spreads ``spread`` and the ensemble's calibration ``scores``; rows with a non-finite value
+    are left out (``n_invalid``)."""
+    y, mean, spread = (np.asarray(a, dtype=np.float64).ravel() for a in (y, mean, spread))
+    ok = np.isfinite(y) & np.isfinite(mean) & np.isfinite(spread)
+    n_invalid = int((~ok).sum())
+    y, mean, spread = y[ok], mean[ok], spread[ok]
+    if len(y) == 0:
+        raise ValueError("no test galaxy with a finite truth, prediction and spread: nothing to score")
+    out = {"n": int(len(y)), "n_invalid": n_invalid, "n_calibration": int(len(scores))}
+    for level, key in ((0.68, "68"), (0.95, "95")):
+        lo, hi = interval(mean, spread, scores, level)
+        cov = float(np.mean((y >= lo) & (y <= hi)))
+        band = binomial_band(level, len(y))
+        out.update({f"coverage{key}": cov, f"width{key}": float(np.mean(hi - lo)), f"band{key}": list(band),
+                    f"within_band{key}": bool(band[0] <= cov <= band[1])})
+    binned = binned_coverage(y, mean, spread, scores, bin_width)
+    curve = risk_coverage(y, mean, spread)
+    out.update({
+        "calibration": calibration_curve(y, mean, spread, scores), "pit": pit_histogram(y, mean, spread, scores),
+        "binned": binned,
+        "undercovered": [[r["lo"], r["hi"]] for r in binned if r["n"] >= 5 and r["coverage68"] < r["band68_lo"]],
+        "risk_coverage": curve, "rmse_all": curve[-1]["rmse"],
+        "rmse_confident_half": next(r["rmse"] for r in curve if r["fraction"] == 0.5),
+    })
+    out["confident_half_better"] = bool(out["rmse_confident_half"] < out["rmse_all"])
+    return out

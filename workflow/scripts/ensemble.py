@@ -1,0 +1,19 @@
+"""Adapter: member model files + the valid split -> one calibrated ensemble file (galmet.ensemble)."""
+
+import torch
+
+from galmet.dataset import iter_split, split_members
+from galmet.ensemble import calibrate, combine
+from galmet.logs import setup_logging
+from galmet.modelfile import load, save
+
+log = setup_logging(snakemake.log[0])
+inp, params, target = snakemake.input, snakemake.params, snakemake.wildcards.target
+torch.set_num_threads(max(1, snakemake.threads))
+
+model, meta = combine([load(p, device=params.device) for p in inp.members], params.names)
+members = split_members(inp.catalog, inp.split, inp.index, target)
+parts = iter_split(members, "valid", target, inp.index, inp.store, params.chunk_size)
+meta = calibrate(model, meta, parts, tta=params.tta, batch_size=params.batch_size, device=params.device)
+save(snakemake.output.model, model, meta)
+log.info("ensemble of %s calibrated on %d valid galaxies", ", ".join(params.names), meta["calibration"]["n"])
