@@ -166,9 +166,9 @@ def test_a_missing_model_file_is_rebuilt_by_a_plain_rerun(tiny_run):
 
 def test_config_from_the_command_line(tiny_run):
     """--config list values arrive as strings: coerced to the schema's types, then planned."""
-    proc = snakemake(tiny_run["dir"], "-n", "--cores", "1", "--config", "resolutions=[16]", "seeds=[0,1]")
+    proc = snakemake(tiny_run["dir"], "-n", "--cores", "1", "--config", "resolutions=[16]", "seeds=[0,2]")
     plan = proc.stdout + proc.stderr
-    assert "results/models/oh_p50/resnet18-16px-seed1/model.pt" in plan
+    assert "results/models/oh_p50/resnet18-16px-seed2/model.pt" in plan
     assert plan.count("rule train:") == 1  # seed 0 is trained already
     typo = snakemake(tiny_run["dir"], "-n", "--config", "resolutionz=[16]", check=False)
     assert typo.returncode != 0 and "did you mean 'resolutions'" in typo.stdout + typo.stderr
