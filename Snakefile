@@ -25,6 +25,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/mzr.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/infer.smk"
+include: "workflow/rules/saliency.smk"
 
 
 rule all:
@@ -33,3 +34,4 @@ rule all:
         # the model files the README tells users to predict with: rebuilt by a plain rerun
         model_outputs(MODEL_FILE),
         figure_outputs(),
+        saliency_outputs(),

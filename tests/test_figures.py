@@ -286,3 +286,21 @@ def test_uncertainty_figures_and_intervals_on_figures_3_and_6(published, mass_ro
     fig = figures.fig6_mzr(r["mass"], r["z_pred"], r["z_true"], intervals=(z16, z84))
     assert any(c.get_label().startswith("68% interval") for c in fig.axes[0].containers)
     _png_ok(fig, tmp_path, "fig6_intervals")
+
+
+def test_fig7_saliency_maps_beside_cutouts(demo_catalog, tmp_path, published):
+    cat = demo_catalog.head(24).reset_index(drop=True)
+    images = np.stack([np.asarray(Image.open(ROOT / "resources" / "demo" / "images" /
+                                             f"{o}.jpg").convert("RGB")) for o in cat["objID"]])
+    cat["prediction"] = cat["oh_p50"] + (published["prediction"] - published["oh_p50"])[:24]
+    maps = np.random.default_rng(0).normal(size=(24, 16, 16)).astype(np.float32)
+    fig = figures.fig7_saliency(images, maps, cat, n=3, method="gradcam layer2")
+    assert len(fig.axes) == 4 * 3 * 2
+    ylabels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert ylabels == ["lowest\npredicted", "highest\npredicted", "most\nunder-predicted", "most\nover-predicted"]
+    shown = fig.axes[1].images[0].get_array()
+    assert shown.shape == (16, 16) and shown.min() >= 0  # magnitudes
+    assert len(fig.axes[1].patches) == 1  # the central circle of the science statement
+    _png_ok(fig, tmp_path, "fig7")
+    with pytest.raises(ValueError, match="table rows"):
+        figures.fig7_saliency(images[:3], maps, cat)

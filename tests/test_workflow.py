@@ -43,6 +43,7 @@ def tiny_config(workdir) -> dict:
     cfg["shards"] = 2
     cfg["train"].update(TINY_TRAIN)
     cfg["figures"]["formats"] = ["png"]
+    cfg["saliency"]["models"] = ["resnet18-16px-seed0"]
     return cfg
 
 
@@ -142,9 +143,23 @@ def test_predictions_cover_the_test_split(tiny_run):
 
 def test_every_rule_left_a_log_and_a_benchmark(tiny_run):
     d = tiny_run["dir"] / "results"
-    for rule in ("pack_images", "rebin_images", "split", "train", "predict", "evaluate", "summary"):
+    for rule in ("pack_images", "rebin_images", "split", "train", "predict", "evaluate", "summary", "saliency"):
         assert list((d / "logs").glob(f"{rule}*")) or list((d / "logs" / rule).rglob("*.log")), rule
         assert list((d / "benchmarks").glob(f"{rule}*")), rule
+
+
+def test_saliency_maps_checks_and_figure_7(tiny_run):
+    d = tiny_run["dir"] / "results"
+    preds = pd.read_parquet(d / "predictions" / "oh_p50" / "resnet18-16px-seed0.parquet")
+    with np.load(d / "saliency" / "oh_p50" / "resnet18-16px-seed0" / "saliency.npz") as z:
+        assert sorted(z["objID"]) == sorted(preds["objID"]) and z["maps"].shape == (len(preds), 16, 16)
+        np.testing.assert_allclose(np.sort(z["prediction"]), np.sort(preds["prediction"]), atol=1e-5)
+    checks = json.loads((d / "saliency" / "oh_p50" / "resnet18-16px-seed0" / "saliency_checks.json").read_text())
+    assert checks["method"] == "gradcam" and checks["n"] == len(preds)
+    assert {"spearman_mean", "passes"} <= set(checks["randomisation"])
+    assert checks["deletion"]["steps"] == 20 and checks["deletion"]["random_orders"] >= 5
+    assert checks["science"]["verdict"] and checks["seconds"]["total"] > 0
+    assert (d / "figures" / "oh_p50" / "resnet18-16px-seed0" / "fig7_saliency.png").stat().st_size > 10_000
 
 
 def test_rerun_has_nothing_to_do(tiny_run):

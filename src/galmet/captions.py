@@ -169,3 +169,35 @@ def coverage_cell(u: dict) -> str:
     if not u.get("coverage68") and u.get("coverage68") != 0:
         return ""
     return f"{u['coverage68']:.2f}\u00a0/\u00a0{u['coverage95']:.2f}"
+
+
+def saliency_numbers(path) -> dict:
+    """The sanity checks of ``saliency_checks.json`` (galmet.explain) formatted for Figure 7's
+    caption; ``{}`` before the file exists."""
+    c = read_json(path)
+    if not c:
+        return {}
+    r, d, s = c.get("randomisation", {}), c.get("deletion", {}), c.get("science", {})
+    low, high, diff = s.get("low_third") or {}, s.get("high_third") or {}, s.get("difference") or {}
+    ci = diff.get("ci95") or [None, None]
+    return {
+        "method": c.get("method", "n/a"), "layer": c.get("layer") or "", "tta": c.get("tta", "n/a"),
+        "n": c.get("n", "n/a"), "n_checked": c.get("n_checked", "n/a"),
+        "spearman": f"{fmt(r.get('spearman_mean'))} ± {fmt(r.get('spearman_std'))}",
+        "spearman_signed": fmt(r.get("spearman_signed_mean")),
+        "passes": "passes" if r.get("passes") else "fails", "threshold": r.get("threshold", 0.3),
+        "steps": d.get("steps", "n/a"), "random_orders": d.get("random_orders", "n/a"),
+        "area": f"{fmt(d.get('area_between_mean'), 4)} ± {fmt(d.get('area_between_std'), 4)}",
+        "area_sem": fmt(d.get("area_between_sem"), 4), "area_salient": fmt(d.get("area_salient_mean"), 4),
+        "area_random": fmt(d.get("area_random_mean"), 4),
+        "fraction_positive": "n/a" if d.get("fraction_positive") is None else f"{100 * d['fraction_positive']:.0f}%",
+        "labels": s.get("labels") or ["low", "high"], "by": s.get("by", ""),
+        "share_low": f"{fmt(low.get('share_mean'))} ± {fmt(low.get('share_std'))}", "n_low": low.get("n", "n/a"),
+        "share_high": f"{fmt(high.get('share_mean'))} ± {fmt(high.get('share_std'))}", "n_high": high.get("n", "n/a"),
+        "share_flat": fmt(s.get("uniform_share")), "difference": fmt(diff.get("high_minus_low")),
+        "ci95": f"[{fmt(ci[0])}, {fmt(ci[1])}]", "verdict": s.get("verdict", "n/a"),
+        "seconds": {k: fmt(v, 1) for k, v in (c.get("seconds") or {}).items()},
+    }
+
+
+__all__ += ["saliency_numbers"]

@@ -662,3 +662,67 @@ def save_figure(fig: Figure, paths: str | os.PathLike | Iterable[str | os.PathLi
             fig.savefig(tmp, format=fmt, dpi=STYLE["savefig.dpi"], bbox_inches="tight")
         written.append(path)
     return written
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 7 (issue 12): saliency maps beside the cutouts
+
+
+SALIENCY_ROWS = [row for row in EXAMPLE_ROWS if row[0] in ("lowest_pred", "highest_pred", "most_under", "most_over")]
+
+
+@_styled
+def fig7_saliency(images, maps: np.ndarray, table: pd.DataFrame, truth: str = METALLICITY,
+                  pred: str = "prediction", n: int = 4, radius: float = 1 / 8, method: str = "",
+                  title: str | None = None) -> Figure:
+    """The categories of Figure 1 (lowest and highest predicted, most under- and over-predicted;
+    ``n`` galaxies each), each cutout with the magnitude of its saliency map beside it.
+
+    ``images`` (uint8 ``N x H x W x 3``, or a lazy sequence), ``maps`` (signed ``N x res x res``)
+    and ``table`` (``truth`` and ``pred`` columns) are aligned row by row. Each map is scaled to
+    its own maximum; the dashed circle (radius ``radius`` x res) is the central region of the
+    science statement.
+    """
+    from matplotlib.patches import Circle
+
+    maps = np.asarray(maps)
+    if len(table) != len(images) or len(table) != len(maps):
+        raise ValueError(f"{len(images)} images, {len(maps)} maps but {len(table)} table rows")
+    t = table[truth].to_numpy(dtype=np.float64)
+    p = table[pred].to_numpy(dtype=np.float64)
+    picks = select_examples(t, p, n=n)
+    info = get_target(truth)
+    ncol = 2 * max(n, 1)
+    fig = _figure(PAGE_WIDTH, PAGE_WIDTH * len(SALIENCY_ROWS) / ncol * 1.06 + 0.35)
+    grid = fig.add_gridspec(len(SALIENCY_ROWS), ncol, left=0.09, right=0.995, top=0.95, bottom=0.005,
+                            wspace=0.03, hspace=0.12)
+    for r, (key, label) in enumerate(SALIENCY_ROWS):
+        for c in range(max(n, 1)):
+            axes = [fig.add_subplot(grid[r, 2 * c + j]) for j in (0, 1)]
+            for ax in axes:
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if c == 0:
+                axes[0].set_ylabel(label.replace(" ", "\n", 1), fontsize=7)
+            if c >= picks[key].size:
+                for ax in axes:
+                    ax.set_axis_off()
+                continue
+            i = int(picks[key][c])
+            axes[0].imshow(np.asarray(images[i]), interpolation="nearest")
+            axes[0].text(0.03, 0.97, f"{info.symbol_pred} = {p[i]:.2f}", transform=axes[0].transAxes, va="top",
+                         color="white", fontsize=6)
+            axes[0].text(0.03, 0.03, f"{info.symbol_true} = {t[i]:.2f}", transform=axes[0].transAxes,
+                         va="bottom", color="yellow", fontsize=6)
+            mag = np.abs(maps[i])
+            res = mag.shape[-1]
+            axes[1].imshow(mag, cmap="inferno", vmin=0, vmax=float(mag.max()) or 1.0, interpolation="nearest")
+            axes[1].add_patch(Circle(((res - 1) / 2, (res - 1) / 2), radius * res, fill=False, color="cyan",
+                                     lw=0.6, ls="--"))
+    shape = np.shape(images[0]) if len(images) else (0,)
+    fig.suptitle(title or f"Saliency{' (' + method + ')' if method else ''}: cutouts ({shape[0]} px) and |map| "
+                 f"({maps.shape[-1] if maps.ndim == 3 else 0} px), each scaled to its maximum", fontsize=8, y=0.995)
+    return fig
+
+
+__all__ += ["fig7_saliency"]

@@ -413,12 +413,12 @@ def cli_main(args) -> int:
     return 0
 
 
-def _write_skipped_log(path: Path, headline: str, skipped: list) -> None:
+def _write_skipped_log(path: Path, headline: str, skipped: list, command: str = "galmet predict") -> None:
     for oid, p, reason in skipped:
         log.warning("skipped %s: %s", p or oid, reason)
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
-            fh.write(f"# galmet predict: {headline}\n")
+            fh.write(f"# {command}: {headline}\n")
             fh.write("objID\tpath\treason\n")
             for oid, p, reason in skipped:
                 fh.write(f"{'' if oid is None else oid}\t{p or ''}\t{reason}\n")

@@ -371,3 +371,41 @@ def infer_cache_dir():
     if c.get("source") == "local" and c.get("local_dir"):
         return c["local_dir"]
     return str(cache_dir(c.get("cache_dir", "resources/cutouts"), c["scale"], c["width"], c["height"]))
+
+
+# ---- helpers of saliency.smk ----
+
+SALIENCY = config["saliency"]
+
+
+def saliency_models():
+    """(target, model) for every model named by config saliency.models that this config trains;
+    a named model it does not train is skipped, with a warning."""
+    built = {m for _, m in all_models()}
+    missing = [m for m in SALIENCY["models"] if m not in built]
+    if missing:
+        print(f"saliency.models: {', '.join(missing)} not among the models this config trains "
+              "(targets x resolutions x seeds): no saliency maps for them", file=sys.stderr)
+    return [(t, m) for t, m in all_models() if m in SALIENCY["models"]]
+
+
+def saliency_outputs():
+    """The maps, the checks and Figure 7 of every model of saliency_models()."""
+    out = []
+    for target, model in saliency_models():
+        out += [f"results/saliency/{target}/{model}/saliency.npz",
+                f"results/saliency/{target}/{model}/saliency_checks.json"]
+        out += figure_files(f"results/figures/{target}/{model}/fig7_saliency")
+    return out
+
+
+def saliency_settings(wildcards):
+    """galmet.explain.ExplainSettings from config saliency (TTA as config predict)."""
+    keys = ("method", "layer", "ig_steps", "steps", "random_orders", "check_max", "seed", "batch_size")
+    return {**{k: SALIENCY[k] for k in keys}, "tta": config["predict"]["tta"]}
+
+
+def saliency_caption(wildcards, input):
+    from galmet.captions import saliency_numbers
+
+    return saliency_numbers(input.numbers)

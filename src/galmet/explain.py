@@ -1,0 +1,549 @@
+"""Saliency maps of a trained model, the sanity checks that make them evidence, and ``galmet explain``.
+
+Which pixels drove a prediction? :func:`saliency_maps` gives each image a *signed* map at the
+model's input resolution (``res x res``; positive where the pixels push the prediction up), made
+with captum (0.9):
+
+``gradcam``    Grad-CAM (``captum.attr.LayerGradCam``) at a body layer, ``layer2`` by default (8 x 8
+               at 64 px; ``layer4`` is 2 x 2 at 64 px and 1 x 1 below, so flat there), upsampled
+               bilinearly to the input (``LayerAttribution.interpolate``).
+``ig``         integrated gradients (``captum.attr.IntegratedGradients``) from a baseline image
+               filled with the median of the image's border (the sky), summed over colours.
+``occlusion``  ``captum.attr.Occlusion``: the change of the prediction when a square of res/8 px
+               (stride half that) is filled with the border median.
+
+The default was chosen on the validation split by the checks below and by cost
+(``benchmarks/saliency_methods.py``). With test-time augmentation the map of the TTA-averaged
+prediction is the mean of the maps of the D4 views (:func:`galmet.augment.d4`), each mapped back
+to the original orientation: a rotated image gets the rotated map. An ensemble (a model with
+``members``, whose forward gives one column per member) gets the mean of its members' maps, as its
+prediction is their mean.
+
+Checks (:func:`sanity_checks`, reported with every run)
+
+``randomisation``  (Adebayo et al. 2018) per galaxy, the Spearman rank correlation between the
+                   |maps| of the trained model and of the same architecture with every weight
+                   re-initialised; a mean below 0.3 is needed for the maps to depend on what the
+                   model learnt (reported either way).
+``deletion``       pixels replaced by the border median in ``steps`` steps (5% each for 20), most
+                   salient first, without TTA; the curve is |prediction - first prediction| (dex)
+                   against the deleted fraction, beside the same for ``random_orders`` random
+                   orders. Figure of merit: the area between the two (dex), per galaxy.
+``science``        the share of |map| within res/8 px of the centre (the central quarter of the
+                   width) for the metal-poor third against the metal-rich third, with a
+                   bootstrap interval of the difference and a plain verdict.
+
+Command line::
+
+    galmet explain --model model.pt --images DIR --out OUTDIR [--method gradcam|ig|occlusion]
+
+writes ``OUTDIR/<objID>.png`` (|map| over the cutout at the model's resolution),
+``OUTDIR/saliency.npz`` (``objID`` int64 N, ``maps`` float32 N x res x res, ``prediction`` float64
+N), ``OUTDIR/saliency_checks.json`` and ``OUTDIR/skipped.log`` (unreadable images, skipped with a
+warning as ``galmet predict`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from galmet.augment import D4_SIZE, d4, d4_inverse
+from galmet.io import atomic_path, write_json
+from galmet.model import normalisation_constants, resolve_device, to_input
+from galmet.predict import bring_to_resolution, predict_images
+
+log = logging.getLogger("galmet.explain")
+
+METHODS = ("gradcam", "ig", "occlusion")
+DEFAULT_METHOD = "gradcam"
+DEFAULT_LAYER = "layer2"
+#: the randomisation check passes when the mean rank correlation is below this.
+SPEARMAN_PASS = 0.3
+#: radius of the central region of the science statement, as a fraction of the width.
+CENTRAL_RADIUS = 1 / 8
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """How maps are made and checked (config ``saliency``, ``galmet explain``'s options)."""
+
+    method: str = DEFAULT_METHOD
+    layer: str = DEFAULT_LAYER  # gradcam only
+    tta: int = 8  # D4 views averaged (1 = none)
+    ig_steps: int = 16  # ig only
+    steps: int = 20  # deletion steps (20 of 5%)
+    random_orders: int = 5  # deletion: random orders to compare with
+    check_max: int | None = 1000  # randomisation and deletion on at most this many galaxies
+    seed: int = 0
+    batch_size: int = 64
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"saliency method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if not 1 <= int(self.tta) <= D4_SIZE:
+            raise ValueError(f"tta={self.tta}: give the number of D4 symmetries to average, 1 to 8")
+        if self.steps < 1 or self.random_orders < 1 or self.batch_size < 1 or self.ig_steps < 2:
+            raise ValueError("steps, random_orders and batch_size must be >= 1, ig_steps >= 2")
+
+
+def members(model) -> list[torch.nn.Module]:
+    """The single networks of a model: an ensemble's ``members``, else the model itself."""
+    return list(model.members) if hasattr(model, "members") else [model]
+
+
+# ----------------------------------------------------------------------------- maps
+
+
+def model_inputs(meta: dict, x_uint8_nhwc: np.ndarray, device) -> torch.Tensor:
+    """uint8 ``N x H x W x 3`` images -> the model's normalised ``N x 3 x res x res`` float input."""
+    x = bring_to_resolution(np.ascontiguousarray(x_uint8_nhwc), int(meta["resolution"]))
+    scale, shift = normalisation_constants(meta["normalisation"]["mean"], meta["normalisation"]["std"], device)
+    return to_input(torch.from_numpy(x).to(device).permute(0, 3, 1, 2), scale, shift).contiguous()
+
+
+def border_fill(inp: torch.Tensor) -> torch.Tensor:
+    """Per image and channel, the median of the outermost ring of pixels (the sky): ``N x C x 1 x 1``."""
+    ring = torch.cat([inp[..., 0, :], inp[..., -1, :], inp[..., 1:-1, 0], inp[..., 1:-1, -1]], dim=-1)
+    return ring.median(dim=-1).values[..., None, None]
+
+
+def _layer(net: torch.nn.Module, name: str) -> torch.nn.Module:
+    modules = dict(net.named_modules())
+    for key in (name, f"body.{name}"):
+        if key in modules:
+            return modules[key]
+    raise ValueError(f"saliency layer {name!r}: the network has no such module (layer1 ... layer4 of a ResNet)")
+
+
+def attribute(net: torch.nn.Module, inp: torch.Tensor, settings: ExplainSettings) -> torch.Tensor:
+    """Signed ``N x H x W`` maps of one network for a normalised batch ``N x C x H x W`` (no TTA)."""
+    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion
+
+    h, w = inp.shape[-2:]
+    if settings.method == "gradcam":
+        cam = LayerGradCam(net, _layer(net, settings.layer)).attribute(inp)
+        return LayerAttribution.interpolate(cam, (h, w), "bilinear")[:, 0]
+    fill = border_fill(inp)
+    if settings.method == "ig":
+        ig = IntegratedGradients(net).attribute(inp, baselines=fill.expand_as(inp).contiguous(),
+                                                n_steps=settings.ig_steps, internal_batch_size=settings.batch_size)
+        return ig.sum(dim=1)
+    win = max(1, h // 8)
+    occ = Occlusion(net).attribute(inp, sliding_window_shapes=(inp.shape[1], win, win),
+                                   strides=(inp.shape[1], max(1, win // 2), max(1, win // 2)),
+                                   baselines=fill, perturbations_per_eval=max(1, settings.batch_size // len(inp)))
+    return occ.mean(dim=1)
+
+
+def _tta_maps(nets, inp: torch.Tensor, settings: ExplainSettings) -> torch.Tensor:
+    """Mean over members and D4 views of the maps, each view's map turned back by the inverse element."""
+    acc = torch.zeros((inp.shape[0], *inp.shape[-2:]), dtype=torch.float32, device=inp.device)
+    for net in nets:
+        for k in range(int(settings.tta)):
+            acc += d4(attribute(net, d4(inp, k), settings).detach().float(), d4_inverse(k))
+    return acc / (int(settings.tta) * len(nets))
+
+
+def saliency_maps(model, meta: dict, x_uint8_nhwc: np.ndarray, settings: ExplainSettings | None = None,
+                  device="cpu") -> np.ndarray:
+    """Signed saliency maps (float32 ``N x res x res``) of the TTA-averaged prediction of ``model``
+    (a network or an ensemble with ``members``) for uint8 ``N x H x W x 3`` images."""
+    settings = settings or ExplainSettings()
+    dev = resolve_device(device)
+    nets = members(model)
+    for net in nets:
+        net.to(dev).eval()
+    res = int(meta["resolution"])
+    out = np.empty((len(x_uint8_nhwc), res, res), dtype=np.float32)
+    for s in range(0, len(out), settings.batch_size):
+        inp = model_inputs(meta, x_uint8_nhwc[s:s + settings.batch_size], dev)
+        out[s:s + len(inp)] = _tta_maps(nets, inp, settings).cpu().numpy()
+    return out
+
+
+def predictions(model, meta: dict, x_uint8_nhwc: np.ndarray, tta: int = 8, device="cpu") -> np.ndarray:
+    """The model's TTA-averaged predictions (float64); an ensemble's is the mean of its members'."""
+    return np.mean([predict_images(net, meta, x_uint8_nhwc, tta=tta, device=device) for net in members(model)],
+                   axis=0)
+
+
+# ----------------------------------------------------------------------------- the checks
+
+
+def randomised(model, seed: int = 0):
+    """A CPU copy of ``model`` with every parameter and buffer re-initialised (each member of an
+    ensemble), as the architecture initialises them: the reference of the randomisation check."""
+    clone = copy.deepcopy(model).to("cpu")
+    covered = set()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in clone.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+                covered.update(id(p) for p in module.parameters(recurse=False))
+            if hasattr(module, "reset_running_stats"):
+                module.reset_running_stats()
+    left = [name for name, p in clone.named_parameters() if id(p) not in covered]
+    if left:
+        raise ValueError(f"cannot re-initialise {', '.join(left[:5])}: no module of theirs has reset_parameters")
+    return clone.eval()
+
+
+def rowwise_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of each row of ``a`` with the same row of ``b`` (NaN for a flat row)."""
+    import pandas as pd  # average ranks of ties, as scipy.stats.rankdata (scipy is not in envs/torch.yaml)
+
+    ra, rb = (pd.DataFrame(np.asarray(m, dtype=np.float64).reshape(len(m), -1)).rank(axis=1).to_numpy()
+              for m in (a, b))
+    ra, rb = ra - ra.mean(axis=1, keepdims=True), rb - rb.mean(axis=1, keepdims=True)
+    den = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (ra * rb).sum(axis=1) / den, np.nan)
+
+
+def _mean_std(values) -> tuple[float | None, float | None]:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return (float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0) if v.size else (None, None)
+
+
+def randomisation_check(model, meta: dict, x: np.ndarray, maps: np.ndarray, settings: ExplainSettings,
+                        device="cpu") -> dict:
+    """Rank correlation of the maps of ``model`` with those of its re-initialised copy (per galaxy)."""
+    random_maps = saliency_maps(randomised(model, settings.seed), meta, x, settings, device)
+    rho = rowwise_spearman(np.abs(maps), np.abs(random_maps))
+    signed = rowwise_spearman(maps, random_maps)
+    mean, std = _mean_std(rho)
+    signed_mean, signed_std = _mean_std(signed)
+    return {"spearman_mean": mean, "spearman_std": std, "spearman_signed_mean": signed_mean,
+            "spearman_signed_std": signed_std, "threshold": SPEARMAN_PASS,
+            "passes": bool(mean is not None and mean < SPEARMAN_PASS), "n": int(np.isfinite(rho).sum()),
+            "maps": "magnitudes (spearman_*) and signed maps (spearman_signed_*)", "seed": settings.seed}
+
+
+@torch.no_grad()
+def _deletion_predictions(nets, inp, fill, rank, n_del) -> torch.Tensor:
+    """Predictions (mean over members, no TTA) of ``G`` images at each deletion step: ``G x T``."""
+    g, c, h, w = inp.shape
+    mask = (rank[:, None, :] < n_del[None, :, None]).reshape(g, len(n_del), 1, h, w)
+    steps = torch.where(mask, fill[:, None], inp[:, None]).reshape(-1, c, h, w)
+    return torch.stack([net(steps).float() for net in nets]).mean(dim=0).reshape(g, len(n_del))
+
+
+def _ranks(order: np.ndarray) -> np.ndarray:
+    """For orders of pixel indices (one row a galaxy), the step at which each pixel goes."""
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1)
+    return rank
+
+
+def deletion_curves(model, meta: dict, x: np.ndarray, maps: np.ndarray, settings: ExplainSettings,
+                    device="cpu") -> tuple[np.ndarray, np.ndarray]:
+    """|change of the prediction| (``N x (steps + 1)``) as pixels are filled with the border median,
+    most salient (largest |map|) first, and the same for ``random_orders`` random orders
+    (``N x orders x (steps + 1)``). No TTA; an ensemble's prediction is its members' mean."""
+    dev = resolve_device(device)
+    nets = members(model)
+    for net in nets:
+        net.to(dev).eval()
+    n, res = len(x), int(meta["resolution"])
+    pixels = res * res
+    t = settings.steps + 1
+    n_del = torch.as_tensor(np.rint(np.arange(t) * pixels / settings.steps).astype(np.int64), device=dev)
+    rng = np.random.default_rng(settings.seed)
+    salient = np.empty((n, t))
+    random = np.empty((n, settings.random_orders, t))
+    chunk = max(1, settings.batch_size * 4 // t)
+    for s in range(0, n, chunk):
+        inp = model_inputs(meta, x[s:s + chunk], dev)
+        g = len(inp)
+        fill = border_fill(inp)
+        orders = [np.argsort(-np.abs(maps[s:s + g]).reshape(g, -1), axis=1, kind="stable")]
+        orders += [rng.permuted(np.tile(np.arange(pixels), (g, 1)), axis=1) for _ in range(settings.random_orders)]
+        for o, order in enumerate(orders):
+            pred = _deletion_predictions(nets, inp, fill, torch.as_tensor(_ranks(order), device=dev), n_del)
+            curve = (pred - pred[:, :1]).abs().cpu().numpy()
+            if o == 0:
+                salient[s:s + g] = curve
+            else:
+                random[s:s + g, o - 1] = curve
+    return salient, random
+
+
+def deletion_summary(salient: np.ndarray, random: np.ndarray, steps: int) -> dict:
+    """The deletion test's numbers: mean curves and the area between them (dex), per galaxy."""
+    area = np.trapezoid(salient - random.mean(axis=1), dx=1.0 / steps, axis=1)
+    mean, std = _mean_std(area)
+    return {
+        "steps": int(steps), "random_orders": int(random.shape[1]), "n": int(len(area)),
+        "fraction_deleted": [round(i / steps, 6) for i in range(steps + 1)],
+        "curve_salient": [float(v) for v in salient.mean(axis=0)],
+        "curve_random": [float(v) for v in random.mean(axis=(0, 1))],
+        "area_salient_mean": _mean_std(np.trapezoid(salient, dx=1.0 / steps, axis=1))[0],
+        "area_random_mean": _mean_std(np.trapezoid(random.mean(axis=1), dx=1.0 / steps, axis=1))[0],
+        "area_between_mean": mean, "area_between_std": std,
+        "area_between_sem": None if std is None else std / np.sqrt(max(1, len(area))),
+        "fraction_positive": float(np.mean(area > 0)) if len(area) else None,
+        "units": "dex x fraction of pixels deleted; |prediction - prediction of the intact image|",
+    }
+
+
+def central_mask(res: int, radius: float = CENTRAL_RADIUS) -> np.ndarray:
+    """Pixels within ``radius * res`` of the image's centre (``res x res`` booleans)."""
+    yy, xx = np.mgrid[:res, :res]
+    c = (res - 1) / 2
+    return np.hypot(yy - c, xx - c) <= radius * res
+
+
+def central_share(maps: np.ndarray, radius: float = CENTRAL_RADIUS) -> np.ndarray:
+    """Per map, the share of its magnitude within ``radius * res`` of the centre (NaN for a zero map)."""
+    mag = np.abs(np.asarray(maps, dtype=np.float64))
+    total = mag.sum(axis=(1, 2))
+    inner = (mag * central_mask(mag.shape[-1], radius)).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, inner / total, np.nan)
+
+
+def _group(share: np.ndarray, values: np.ndarray) -> dict:
+    mean, std = _mean_std(share)
+    return {"n": int(len(share)), "share_mean": mean, "share_std": std,
+            "share_sem": None if std is None else std / np.sqrt(max(1, len(share))),
+            "value_range": [float(values.min()), float(values.max())] if len(values) else None}
+
+
+def _difference(poor: np.ndarray, rich: np.ndarray, seed: int, n_boot: int = 2000) -> dict:
+    """High third minus low third of the mean central share: a bootstrap 95% interval and the
+    two-sided p value of a permutation test (labels shuffled ``n_boot`` times)."""
+    rng = np.random.default_rng(seed)
+    diff = float(rich.mean() - poor.mean())
+    boot = (rng.choice(rich, (n_boot, len(rich))).mean(axis=1) - rng.choice(poor, (n_boot, len(poor))).mean(axis=1))
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    both = np.concatenate([rich, poor])
+    perm = rng.permuted(np.tile(both, (n_boot, 1)), axis=1)
+    null = perm[:, :len(rich)].mean(axis=1) - perm[:, len(rich):].mean(axis=1)
+    p = (1 + np.sum(np.abs(null) >= abs(diff))) / (1 + n_boot)
+    return {"high_minus_low": diff, "ci95": [float(lo), float(hi)], "permutation_p": float(p)}
+
+
+def _verdict(out: dict, min_group: int) -> str:
+    low, high = out["low_third"], out["high_third"]
+    lw, hw = out["labels"]
+    nums = (f"central share {high['share_mean']:.3f} ± {high['share_std']:.3f} (std; N = {high['n']}) for the "
+            f"{hw} third against {low['share_mean']:.3f} ± {low['share_std']:.3f} (N = {low['n']}) for the {lw} "
+            f"third (a flat map gives {out['uniform_share']:.3f})")
+    d = out["difference"]
+    diff = f"difference {d['high_minus_low']:+.3f}, 95% bootstrap interval [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+    if min(low["n"], high["n"]) < min_group:
+        return f"cannot tell: too few galaxies per third (fewer than {min_group}); {nums}"
+    if d["ci95"][0] <= 0 <= d["ci95"][1]:
+        return f"cannot tell at this sample size: {nums}; {diff} includes zero"
+    more = "more" if d["high_minus_low"] > 0 else "less"
+    return (f"the {hw} third's saliency is {more} concentrated in the centre than the {lw} third's: {nums}; "
+            f"{diff}, permutation p = {d['permutation_p']:.2g}")
+
+
+def science_numbers(maps: np.ndarray, values, by: str = "true", labels=("metal-poor", "metal-rich"),
+                    seed: int = 0, min_group: int = 10) -> dict:
+    """The central share of |map| (within res/8 of the centre) for the lowest third of ``values``
+    against the highest third, with their spread, the difference and a plain verdict."""
+    share = central_share(maps)
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(share) & np.isfinite(v)
+    share, v = share[ok], v[ok]
+    res = int(np.shape(maps)[-1]) if np.ndim(maps) == 3 else 0
+    out = {"by": by, "labels": list(labels), "radius_px": CENTRAL_RADIUS * res, "n": int(ok.sum()),
+           "uniform_share": float(central_mask(res).mean()) if res else None}
+    if len(v) < 6:
+        out["verdict"] = f"cannot tell: {len(v)} galaxies with a map and a value"
+        return out
+    lo, hi = np.quantile(v, [1 / 3, 2 / 3])
+    poor, rich = v <= lo, v >= hi
+    out["low_third"], out["high_third"] = _group(share[poor], v[poor]), _group(share[rich], v[rich])
+    out["difference"] = _difference(share[poor], share[rich], seed)
+    out["verdict"] = _verdict(out, min_group)
+    return out
+
+
+def _check_subset(n: int, settings: ExplainSettings) -> np.ndarray:
+    """Indices of the galaxies the randomisation and deletion checks run on (seeded, sorted)."""
+    if settings.check_max is None or n <= settings.check_max:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(settings.seed).choice(n, settings.check_max, replace=False))
+
+
+def sanity_checks(model, meta: dict, x: np.ndarray, maps: np.ndarray, settings: ExplainSettings, values,
+                  by: str = "true", labels=("metal-poor", "metal-rich"), device="cpu") -> dict:
+    """The randomisation and deletion checks (on at most ``settings.check_max`` galaxies) and the
+    science numbers (on all), with the seconds each took."""
+    idx = _check_subset(len(x), settings)
+    seconds = {}
+    t0 = time.perf_counter()
+    randomisation = randomisation_check(model, meta, x[idx], maps[idx], settings, device)
+    seconds["randomisation"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    deletion = deletion_summary(*deletion_curves(model, meta, x[idx], maps[idx], settings, device), settings.steps)
+    seconds["deletion"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    science = science_numbers(maps, values, by=by, labels=labels, seed=settings.seed)
+    seconds["science"] = time.perf_counter() - t0
+    return {"n_checked": int(len(idx)), "randomisation": randomisation, "deletion": deletion, "science": science,
+            "seconds": seconds}
+
+
+def explain(model, meta: dict, x: np.ndarray, settings: ExplainSettings | None = None, values=None,
+            by: str = "true", labels=("metal-poor", "metal-rich"), device="cpu"):
+    """Maps, TTA-averaged predictions and the checks JSON of uint8 images ``x``: ``(maps, predictions,
+    checks)``. The science statement splits by ``values`` (e.g. the truth) or, without, by the
+    predictions (``by="predicted"``)."""
+    settings = settings or ExplainSettings()
+    t0 = time.perf_counter()
+    maps = saliency_maps(model, meta, x, settings, device)
+    t_maps = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    preds = predictions(model, meta, x, tta=settings.tta, device=device)
+    t_pred = time.perf_counter() - t0
+    if values is None:
+        values, by = preds, "predicted"
+    checks = sanity_checks(model, meta, x, maps, settings, values, by=by, labels=labels, device=device)
+    seconds = {"maps": t_maps, "predictions": t_pred, **checks.pop("seconds")}
+    seconds = {k: round(v, 2) for k, v in {**seconds, "total": sum(seconds.values())}.items()}
+    head = {"method": settings.method, "layer": settings.layer if settings.method == "gradcam" else None,
+            "tta": int(settings.tta), "resolution": int(meta["resolution"]), "n": int(len(x)),
+            "kind": meta.get("kind", "single"), "members": len(members(model)), "settings": asdict(settings)}
+    return maps, preds, _json_safe({**head, **checks, "seconds": seconds})
+
+
+def _json_safe(obj):
+    """Non-finite floats as None (the JSON writer refuses NaN)."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write_maps(path, objid, maps: np.ndarray, preds) -> None:
+    """``saliency.npz``: ``objID`` (int64 N), ``maps`` (float32 N x res x res), ``prediction`` (float64 N)."""
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, objID=np.asarray(objid, dtype=np.int64), maps=np.asarray(maps, dtype=np.float32),
+                            prediction=np.asarray(preds, dtype=np.float64))
+
+
+def read_maps(path) -> dict[str, np.ndarray]:
+    """The arrays of a ``saliency.npz``."""
+    with np.load(path) as z:
+        return {k: z[k] for k in ("objID", "maps", "prediction")}
+
+
+def overlay(image: np.ndarray, saliency: np.ndarray, size: int = 256, alpha: float = 0.7) -> np.ndarray:
+    """The cutout (``res x res x 3`` uint8, as the model saw it) with |map| over it in the inferno
+    colour map, opaque where the map is strongest; ``size x size x 3`` uint8 (nearest upscaling)."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    mag = np.abs(np.asarray(saliency, dtype=np.float64))
+    mag = mag / mag.max() if mag.max() > 0 else mag
+    a = alpha * mag[..., None]
+    mixed = (1 - a) * np.asarray(image, dtype=np.float64) / 255.0 + a * colormaps["inferno"](mag)[..., :3]
+    out = Image.fromarray(np.clip(np.rint(255 * mixed), 0, 255).astype(np.uint8))
+    return np.asarray(out.resize((size, size), resample=Image.Resampling.NEAREST))
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def cli_parser() -> argparse.ArgumentParser:
+    d = ExplainSettings()
+    p = argparse.ArgumentParser(
+        description="Saliency maps of a trained galmet model (or ensemble) for <objID>.jpg cutouts, with the "
+        "randomisation and deletion sanity checks: OUT/<objID>.png, OUT/saliency.npz, OUT/saliency_checks.json; "
+        "unreadable images are skipped and listed in OUT/skipped.log.")
+    p.add_argument("--model", required=True, help="model.pt written by the workflow's training")
+    p.add_argument("--images", required=True, help="directory of <objID>.jpg")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--method", choices=METHODS, default=d.method, help=f"attribution method (default {d.method})")
+    p.add_argument("--layer", default=d.layer, help=f"Grad-CAM layer (default {d.layer})")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="maps of the prediction averaged over the D4 symmetries (default: the model's TTA setting)")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"deletion-test steps (default {d.steps})")
+    p.add_argument("--random-orders", type=int, default=d.random_orders,
+                   help=f"random deletion orders to compare with (default {d.random_orders})")
+    p.add_argument("--check-max", type=int, default=d.check_max,
+                   help=f"run the checks on at most this many images (default {d.check_max})")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the re-initialisation and random orders")
+    p.add_argument("--no-png", action="store_true", help="write no per-image PNG")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per batch (default {d.batch_size})")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    return p
+
+
+def cli_main(args) -> int:
+    from galmet.logs import setup_logging
+    from galmet.modelfile import ModelFileError, load
+    from galmet.predict import _iter_directory, _write_skipped_log, cli_tta, read_images
+
+    if not logging.getLogger().handlers:
+        setup_logging()
+    images, out = Path(args.images), Path(args.out)
+    if not images.is_dir():
+        print(f"galmet explain: --images {images}: not a directory", file=sys.stderr)
+        return 2
+    try:
+        model, meta = load(args.model, args.device)
+        settings = ExplainSettings(method=args.method, layer=args.layer, tta=cli_tta(args.tta, meta),
+                                   steps=args.steps, random_orders=args.random_orders, check_max=args.check_max,
+                                   seed=args.seed, batch_size=args.batch_size)
+    except (ModelFileError, ValueError, OSError) as exc:
+        print(f"galmet explain: {exc}", file=sys.stderr)
+        return 2
+    skipped: list = []
+    rows = [row for chunk in _iter_directory(images, 4096) for row in chunk]
+    ids, x = read_images(rows, int(meta["resolution"]), skipped)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_skipped_log(out / "skipped.log", f"model {args.model}; {len(ids)} explained, {len(skipped)} skipped "
+                       f"of {len(rows)}", skipped, command="galmet explain")
+    if not ids:
+        print(f"galmet explain: no image to explain in {images} (see {out / 'skipped.log'})", file=sys.stderr)
+        return 1
+    dev = str(next(model.parameters()).device)
+    log.info("explaining %d images with %s (TTA x%d) on %s", len(ids), settings.method, settings.tta, dev)
+    maps, preds, checks = explain(model, meta, x, settings, device=dev)
+    write_maps(out / "saliency.npz", ids, maps, preds)
+    write_json({"model": str(args.model), **checks}, out / "saliency_checks.json")
+    if not args.no_png:
+        for oid, img, m in zip(ids, x, maps):
+            _write_png(out / f"{oid}.png", overlay(img, m))
+    r, dl = checks["randomisation"], checks["deletion"]
+    log.info("randomisation: Spearman %.3f ± %.3f (%s); deletion area %.4f ± %.4f dex; %s",
+             r["spearman_mean"] or np.nan, r["spearman_std"] or np.nan, "passes" if r["passes"] else "FAILS",
+             dl["area_between_mean"] or np.nan, dl["area_between_std"] or np.nan, checks["science"]["verdict"])
+    return 0
+
+
+__all__ = ["ExplainSettings", "METHODS", "members", "saliency_maps", "predictions", "attribute", "randomised",
+           "rowwise_spearman", "randomisation_check", "deletion_curves", "deletion_summary", "central_share",
+           "science_numbers", "sanity_checks", "explain", "write_maps", "read_maps", "overlay", "cli_parser",
+           "cli_main"]

@@ -1,0 +1,29 @@
+"""Adapter: a model + the test split's images -> saliency maps and their sanity checks (galmet.explain)."""
+
+import torch
+
+from galmet.dataset import load_split, split_members
+from galmet.explain import ExplainSettings, explain, write_maps
+from galmet.io import write_json
+from galmet.logs import setup_logging
+from galmet.modelfile import load
+from galmet.targets import METALLICITY, get_target
+
+log = setup_logging(snakemake.log[0])
+inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards
+torch.set_num_threads(max(1, snakemake.threads))
+
+model, meta = load(inp.model, device=params.device)
+test = load_split(split_members(inp.catalog, inp.split, inp.index, wc.target), "test", wc.target, inp.index, inp.store)
+noun = get_target(wc.target).noun
+labels = ("metal-poor", "metal-rich") if wc.target == METALLICITY else (f"low-{noun}", f"high-{noun}")
+settings = ExplainSettings(**params.settings)
+maps, preds, checks = explain(model, meta, test.x, settings, values=test.y, by="true", labels=labels,
+                              device=params.device)
+write_maps(snakemake.output.maps, test.objid, maps, preds)
+write_json({"model": wc.model, "target": wc.target, **checks}, snakemake.output.checks)
+r, d = checks["randomisation"], checks["deletion"]
+log.info("%s maps of %d test galaxies; randomisation Spearman %s ± %s (%s); deletion area %s ± %s dex; seconds %s",
+         settings.method, len(test), r["spearman_mean"], r["spearman_std"], "passes" if r["passes"] else "FAILS",
+         d["area_between_mean"], d["area_between_std"], checks["seconds"])
+log.info("science: %s", checks["science"]["verdict"])
