@@ -232,6 +232,7 @@ def test_cli_explains_a_directory_and_skips_a_bad_file(model_file, cutouts, tmp_
     text = template.render(snakemake=SimpleNamespace(params=SimpleNamespace(numbers=numbers),
                                                      wildcards=SimpleNamespace(model="m", target="oh_p50")))
     assert numbers["spearman"] in text and numbers["area"] in text and numbers["verdict"] in text
+    assert "|" not in text  # reStructuredText would read |...| as a substitution
     empty = tmp_path / "empty"
     empty.mkdir()
     rc = galmet_main(["explain", "--model", str(model_file), "--images", str(empty), "--out", str(tmp_path / "e")])

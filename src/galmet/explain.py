@@ -231,12 +231,18 @@ def randomisation_check(model, meta: dict, x: np.ndarray, maps: np.ndarray, sett
 
 
 @torch.no_grad()
+def _mean_prediction(nets, images: torch.Tensor) -> torch.Tensor:
+    """The prediction of ``nets`` (mean over members, no TTA); channels_last, ~30% faster on a CPU."""
+    images = images.contiguous(memory_format=torch.channels_last)
+    return torch.stack([net(images).float() for net in nets]).mean(dim=0)
+
+
 def _deletion_predictions(nets, inp, fill, rank, n_del) -> torch.Tensor:
-    """Predictions (mean over members, no TTA) of ``G`` images at each deletion step: ``G x T``."""
+    """Predictions of ``G`` images at the deletion steps ``n_del`` (pixels gone): ``G x T``."""
     g, c, h, w = inp.shape
     mask = (rank[:, None, :] < n_del[None, :, None]).reshape(g, len(n_del), 1, h, w)
     steps = torch.where(mask, fill[:, None], inp[:, None]).reshape(-1, c, h, w)
-    return torch.stack([net(steps).float() for net in nets]).mean(dim=0).reshape(g, len(n_del))
+    return _mean_prediction(nets, steps).reshape(g, len(n_del))
 
 
 def _ranks(order: np.ndarray) -> np.ndarray:
@@ -254,29 +260,29 @@ def deletion_curves(model, meta: dict, x: np.ndarray, maps: np.ndarray, settings
     dev = resolve_device(device)
     nets = members(model)
     for net in nets:
-        net.to(dev).eval()
+        net.to(dev, memory_format=torch.channels_last).eval()
     n, res = len(x), int(meta["resolution"])
     pixels = res * res
-    t = settings.steps + 1
-    n_del = torch.as_tensor(np.rint(np.arange(t) * pixels / settings.steps).astype(np.int64), device=dev)
+    n_del = np.rint(np.arange(settings.steps + 1) * pixels / settings.steps).astype(np.int64)
+    inner = torch.as_tensor(n_del[1:-1], device=dev)  # the intact and the empty image: once for all orders
     rng = np.random.default_rng(settings.seed)
-    salient = np.empty((n, t))
-    random = np.empty((n, settings.random_orders, t))
-    chunk = max(1, settings.batch_size * 4 // t)
+    curves = np.empty((n, 1 + settings.random_orders, len(n_del)))
+    chunk = max(1, settings.batch_size * 4 // max(1, len(inner)))
     for s in range(0, n, chunk):
         inp = model_inputs(meta, x[s:s + chunk], dev)
         g = len(inp)
         fill = border_fill(inp)
+        intact = _mean_prediction(nets, inp)
+        empty = _mean_prediction(nets, fill.expand_as(inp))
         orders = [np.argsort(-np.abs(maps[s:s + g]).reshape(g, -1), axis=1, kind="stable")]
         orders += [rng.permuted(np.tile(np.arange(pixels), (g, 1)), axis=1) for _ in range(settings.random_orders)]
         for o, order in enumerate(orders):
-            pred = _deletion_predictions(nets, inp, fill, torch.as_tensor(_ranks(order), device=dev), n_del)
-            curve = (pred - pred[:, :1]).abs().cpu().numpy()
-            if o == 0:
-                salient[s:s + g] = curve
-            else:
-                random[s:s + g, o - 1] = curve
-    return salient, random
+            pred = torch.empty((g, 0), device=dev)  # no inner step when steps == 1
+            if len(inner):
+                pred = _deletion_predictions(nets, inp, fill, torch.as_tensor(_ranks(order), device=dev), inner)
+            pred = torch.cat([intact[:, None], pred, empty[:, None]], dim=1)
+            curves[s:s + g, o] = (pred - intact[:, None]).abs().cpu().numpy()
+    return curves[:, 0], curves[:, 1:]
 
 
 def deletion_summary(salient: np.ndarray, random: np.ndarray, steps: int) -> dict:
@@ -344,8 +350,9 @@ def _verdict(out: dict, min_group: int) -> str:
     diff = f"difference {d['high_minus_low']:+.3f}, 95% bootstrap interval [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
     if min(low["n"], high["n"]) < min_group:
         return f"cannot tell: too few galaxies per third (fewer than {min_group}); {nums}"
-    if d["ci95"][0] <= 0 <= d["ci95"][1]:
-        return f"cannot tell at this sample size: {nums}; {diff} includes zero"
+    if d["ci95"][0] <= 0 <= d["ci95"][1] or d["permutation_p"] >= 0.05:
+        return (f"cannot tell at this sample size: {nums}; {diff}, permutation p = {d['permutation_p']:.2g} "
+                "(a difference needs an interval without zero and p < 0.05)")
     more = "more" if d["high_minus_low"] > 0 else "less"
     return (f"the {hw} third's saliency is {more} concentrated in the centre than the {lw} third's: {nums}; "
             f"{diff}, permutation p = {d['permutation_p']:.2g}")
