@@ -63,7 +63,8 @@ def cutouts(demo_catalog):
 def test_maps_have_the_input_resolution_and_are_finite(net, cutouts, method):
     _, x = cutouts
     settings = ex.ExplainSettings(method=method, tta=2, ig_steps=4)
-    maps = ex.saliency_maps(net, META, x[:3], settings)
+    with torch.no_grad():  # as a caller's inference code might be
+        maps = ex.saliency_maps(net, META, x[:3], settings)
     assert maps.shape == (3, RES, RES) and maps.dtype == np.float32
     assert np.isfinite(maps).all() and np.abs(maps).max() > 0
     # images already at the model's resolution give the same maps (brought there as predict does)

@@ -147,9 +147,10 @@ def attribute(net: torch.nn.Module, inp: torch.Tensor, settings: ExplainSettings
 def _tta_maps(nets, inp: torch.Tensor, settings: ExplainSettings) -> torch.Tensor:
     """Mean over members and D4 views of the maps, each view's map turned back by the inverse element."""
     acc = torch.zeros((inp.shape[0], *inp.shape[-2:]), dtype=torch.float32, device=inp.device)
-    for net in nets:
-        for k in range(int(settings.tta)):
-            acc += d4(attribute(net, d4(inp, k), settings).detach().float(), d4_inverse(k))
+    with torch.enable_grad():  # gradients also when called under torch.no_grad()
+        for net in nets:
+            for k in range(int(settings.tta)):
+                acc += d4(attribute(net, d4(inp, k), settings).detach().float(), d4_inverse(k))
     return acc / (int(settings.tta) * len(nets))
 
 
