@@ -162,3 +162,17 @@ def test_members_that_cannot_form_an_ensemble_are_named(members, tmp_path):
     nan = LabelledSet(np.arange(2), np.zeros((2, RES, RES, 3), np.uint8), np.array([np.nan, np.nan]))
     with pytest.raises(ValueError, match="empty calibration set"):
         calibrate(model, meta, [nan])
+
+
+def test_explain_an_ensemble_gives_the_mean_of_its_members_maps(demo, members, ensemble):
+    """galmet.explain on the real ensemble file: one map per galaxy, the mean of the members'."""
+    from galmet.explain import ExplainSettings, predictions, saliency_maps
+
+    _, x, _ = demo
+    settings = ExplainSettings(tta=2, batch_size=8)
+    model, meta = modelfile.load(ensemble)
+    maps = saliency_maps(model, meta, x[:6], settings)
+    assert maps.shape == (6, RES, RES) and np.isfinite(maps).all()
+    singles = [saliency_maps(*modelfile.load(p), x[:6], settings) for p in members]
+    np.testing.assert_allclose(maps, np.mean(singles, axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(predictions(model, meta, x[:6]), predict_images(model, meta, x[:6], tta=8))

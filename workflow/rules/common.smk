@@ -379,14 +379,16 @@ SALIENCY = config["saliency"]
 
 
 def saliency_models():
-    """(target, model) for every model named by config saliency.models that this config trains;
-    a named model it does not train is skipped, with a warning."""
-    built = {m for _, m in all_models()}
+    """(target, model) for every model named by config saliency.models that this config trains
+    (the study's models and the ensemble); a named model it does not train is skipped, with a
+    warning."""
+    models = all_models() + ensembles()
+    built = {m for _, m in models}
     missing = [m for m in SALIENCY["models"] if m not in built]
     if missing:
         print(f"saliency.models: {', '.join(missing)} not among the models this config trains "
-              "(targets x resolutions x seeds): no saliency maps for them", file=sys.stderr)
-    return [(t, m) for t, m in all_models() if m in SALIENCY["models"]]
+              "(targets x resolutions x seeds, and the ensemble): no saliency maps for them", file=sys.stderr)
+    return [(t, m) for t, m in models if m in SALIENCY["models"]]
 
 
 def saliency_outputs():
