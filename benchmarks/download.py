@@ -1,13 +1,14 @@
-"""Benchmark of the acquisition stage (issue 3).
+"""Benchmark of the acquisition stage (issues 3 and 13).
 
-1. Cutouts per second against the fake SkyServer (tests/fakesky.py, in its own process, every
-   answer delayed by --latency, 50 ms by default) at concurrency 1 and 16, interleaved repeats,
-   medians, and their ratio (goal >= 10x).
+1. Cutouts per second against the fake SkyServer, or with ``--source legacysurvey`` the fake
+   Legacy Surveys viewer (tests/fakesky.py, in its own process, every answer delayed by
+   --latency, 50 ms by default) at concurrency 1 and 16, interleaved repeats, medians, and
+   their ratio (goal >= 10x).
 2. Time to plan the paper's DAG, ``snakemake -n --configfile configs/paper.yaml``, on a
    made-up 142,000-row catalog already sharded (goal < 30 s): the real catalog and shard files
    are made in a scratch directory, then Snakemake plans every job after them.
 
-    .venv/bin/python benchmarks/download.py [--n 48] [--repeats 3] [--skip-plan]
+    .venv/bin/python benchmarks/download.py [--source legacysurvey] [--n 48] [--repeats 3] [--skip-plan]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from galmet.catalog import write_shards  # noqa: E402
 from galmet.cutouts import download_cutouts  # noqa: E402
 from galmet.io import write_json, write_table  # noqa: E402
-from galmet.skyserver import SkyServerClient  # noqa: E402
+from galmet.provider import CutoutClient, get_provider  # noqa: E402
 
 
 def start_fake_sky(tmp: Path, n: int, latency: float):
@@ -48,13 +49,14 @@ def start_fake_sky(tmp: Path, n: int, latency: float):
             proc.kill()
             raise RuntimeError("the fake SkyServer did not start")
         time.sleep(0.05)
-    return proc, port_file.read_text().strip() + "/dr14/SkyServerWS"
+    return proc, port_file.read_text().strip()
 
 
-def download_rate(base_url: str, catalog: pd.DataFrame, concurrency: int, tmp: Path) -> float:
+def download_rate(source: str, url: str, catalog: pd.DataFrame, concurrency: int, tmp: Path) -> float:
     out = Path(tempfile.mkdtemp(dir=tmp))
-    client = SkyServerClient(base_url, timeout_s=10, max_attempts=3, backoff_s=0.05,
-                             max_requests_per_second=None, pool_size=concurrency)
+    base_url = url + ("/dr14/SkyServerWS" if source == "skyserver" else "/viewer")
+    client = CutoutClient(get_provider(source, base_url=base_url), timeout_s=10, max_attempts=3,
+                          backoff_s=0.05, max_requests_per_second=None, pool_size=concurrency)
     t0 = time.perf_counter()
     res = download_cutouts(catalog, out, client, scale="adaptive", concurrency=concurrency,
                            progress=False)
@@ -64,7 +66,7 @@ def download_rate(base_url: str, catalog: pd.DataFrame, concurrency: int, tmp: P
     return len(catalog) / dt
 
 
-def bench_download(n: int, repeats: int, latency: float) -> dict:
+def bench_download(n: int, repeats: int, latency: float, source: str = "skyserver") -> dict:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         proc, url = start_fake_sky(tmp, n, latency)
@@ -73,12 +75,12 @@ def bench_download(n: int, repeats: int, latency: float) -> dict:
             rates = {1: [], 16: []}
             for _ in range(repeats):
                 for c in (1, 16):
-                    rates[c].append(download_rate(url, cat, c, tmp))
+                    rates[c].append(download_rate(source, url, cat, c, tmp))
         finally:
             proc.terminate()
             proc.wait()
     med = {c: statistics.median(v) for c, v in rates.items()}
-    return {"images": n, "repeats": repeats, "latency_s": latency,
+    return {"source": source, "images": n, "repeats": repeats, "latency_s": latency,
             "cutouts_per_s": {str(c): round(m, 2) for c, m in med.items()},
             "all_runs": {str(c): [round(x, 2) for x in v] for c, v in rates.items()},
             "ratio_16_vs_1": round(med[16] / med[1], 2), "goal_ratio": 10}
@@ -137,6 +139,8 @@ def bench_plan(rows: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", choices=["skyserver", "legacysurvey"], default="skyserver",
+                    help="which fake service to download from (default skyserver)")
     ap.add_argument("--n", type=int, default=48, help="cutouts per run (default 48)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--latency", type=float, default=0.05)
@@ -144,7 +148,7 @@ def main() -> None:
     ap.add_argument("--skip-plan", action="store_true")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    result = {"download": bench_download(args.n, args.repeats, args.latency)}
+    result = {"download": bench_download(args.n, args.repeats, args.latency, args.source)}
     print(json.dumps(result["download"], indent=2), flush=True)
     if not args.skip_plan:
         result["plan"] = bench_plan(args.rows)

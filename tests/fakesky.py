@@ -1,8 +1,11 @@
-"""A fake SDSS SkyServer for tests and benchmarks, on 127.0.0.1.
+"""A fake SDSS SkyServer and a fake Legacy Surveys viewer for tests and benchmarks, on 127.0.0.1.
 
 Serves ``.../ImgCutout/getjpeg?ra=&dec=&scale=&width=&height=`` with the real JPEGs of the
-bundled sample placed at made-up coordinates, and ``.../SearchTools/SqlSearch?cmd=&format=csv``
-with a CSV of a given table (``TOP n`` and ``objID > k`` of the SQL honoured, for paging).
+bundled sample placed at made-up coordinates, ``.../SearchTools/SqlSearch?cmd=&format=csv``
+with a CSV of a given table (``TOP n`` and ``objID > k`` of the SQL honoured, for paging), and,
+as the viewer, ``<url>/viewer/cutout.jpg?ra=&dec=&layer=&pixscale=&size=`` with other JPEGs of
+the same galaxies (:meth:`FakeSky.viewer_image`: the colour channels reversed, so that the two
+services' images differ byte for byte).
 
 Faults are injected per objID: ``sky.faults[objID] = ["500", "429"]`` serves those answers to
 the first requests and then the good image; ``sky.faults[objID] = "404"`` serves it forever.
@@ -10,7 +13,9 @@ Fault names: ``500``, ``503``, ``429`` (with ``Retry-After: sky.retry_after``), 
 (answers after ``sky.slow_s`` seconds), ``html`` (status 200, an HTML error page), ``empty``
 (status 200, 0 bytes), ``truncated`` (the first half of the JPEG), ``blank`` (a uniform JPEG),
 ``wrong_size`` (a 64x64 JPEG), ``drop`` (closes the connection without an answer), ``404``.
-Positions that match no galaxy get a blank image, as outside the survey footprint.
+Positions that match no galaxy get a blank (black) image, as outside the survey footprint.
+Faults apply to both services; requests are counted per service (``jpeg_requests``,
+``viewer_requests``).
 
 Run standalone (benchmarks, subprocess tests)::
 
@@ -67,6 +72,9 @@ class FakeSky:
         self.lock = threading.Lock()
         self.jpeg_requests: Counter = Counter()
         self.scales: dict = {}  # objID -> last requested arcsec/px
+        self.viewer_requests: Counter = Counter()
+        self.viewer_queries: dict = {}  # objID -> last viewer query (layer, pixscale, size)
+        self._viewer_images: dict[int, bytes] = {}
         self.sql_queries: list[str] = []
         self.user_agents: set[str] = set()
         self.blank = _jpeg((0, 0, 0))
@@ -114,9 +122,28 @@ class FakeSky:
     def __exit__(self, *exc):
         self.stop()
 
+    @property
+    def viewer_url(self) -> str:
+        return self.url + "/viewer"
+
     def total_jpeg_requests(self) -> int:
         with self.lock:
             return sum(self.jpeg_requests.values())
+
+    def total_viewer_requests(self) -> int:
+        with self.lock:
+            return sum(self.viewer_requests.values())
+
+    def viewer_image(self, oid: int) -> bytes:
+        """The viewer's JPEG of a galaxy: its SkyServer image with the channels reversed."""
+        with self.lock:
+            if oid not in self._viewer_images:
+                with Image.open(io.BytesIO(self.images[oid])) as im:
+                    rgb = im.convert("RGB")
+                buf = io.BytesIO()
+                Image.merge("RGB", rgb.split()[::-1]).save(buf, format="JPEG", quality=90)
+                self._viewer_images[oid] = buf.getvalue()
+            return self._viewer_images[oid]
 
     # -- handlers ---------------------------------------------------------------------------------
     def _send(self, h, status: int, body: bytes, ctype: str, headers: dict | None = None):
@@ -137,6 +164,8 @@ class FakeSky:
             time.sleep(self.latency_s)
         if url.path.endswith("/getjpeg"):
             return self._getjpeg(h, q)
+        if url.path.endswith("/cutout.jpg"):
+            return self._viewer(h, q)
         if url.path.endswith(("/SqlSearch", "/x_results.aspx")):
             return self._sql(h, q)
         self._send(h, 404, b"<html>not found</html>", "text/html")
@@ -148,16 +177,32 @@ class FakeSky:
         except (KeyError, ValueError):
             return self._send(h, 400, b"bad parameters", "text/plain")
         oid = self.where.get(key)
-        fault = None
         with self.lock:
             self.jpeg_requests[oid] += 1
             self.scales[oid] = float(q["scale"])
-            f = self.faults.get(oid)
-            if isinstance(f, str):
-                fault = f
-            elif f:
-                fault = f.pop(0)
-        good = self.images.get(oid, self.blank)
+            fault = self._next_fault(oid)
+        return self._serve(h, fault, self.images.get(oid, self.blank))
+
+    def _viewer(self, h, q):
+        try:
+            key = (round(float(q["ra"]), 5), round(float(q["dec"]), 5))
+            query = {"layer": q["layer"], "pixscale": float(q["pixscale"]), "size": int(q["size"])}
+        except (KeyError, ValueError):
+            return self._send(h, 400, b"bad parameters", "text/plain")
+        oid = self.where.get(key)
+        with self.lock:
+            self.viewer_requests[oid] += 1
+            self.viewer_queries[oid] = query
+            fault = self._next_fault(oid)
+        return self._serve(h, fault, self.viewer_image(oid) if oid in self.images else self.blank)
+
+    def _next_fault(self, oid):
+        f = self.faults.get(oid)
+        if isinstance(f, str):
+            return f
+        return f.pop(0) if f else None
+
+    def _serve(self, h, fault, good: bytes):
         if fault is None:
             return self._send(h, 200, good, "image/jpeg")
         if fault in ("500", "503"):

@@ -21,6 +21,8 @@ from galmet.cutouts import (
     download_cutouts,
     pixel_scales,
 )
+from galmet.provenance import read_manifest
+from galmet.provider import CutoutClient, get_provider
 from galmet.skyserver import SkyServerClient
 from tests.conftest import DEMO, ROOT
 from tests.fakesky import FakeSky, made_up_catalog
@@ -38,45 +40,68 @@ def good_files(d: Path) -> dict[int, bytes]:
     return {int(p.stem): p.read_bytes() for p in d.glob("*.jpg")}
 
 
-def test_faults_retries_manifest_and_cache(tmp_path, sky, sample):
+def client_for(source: str, sky, **kw) -> CutoutClient:
+    """A fast client of the fake service ``source`` (the fake SkyServer or the fake viewer)."""
+    url = sky.base_url if source == "skyserver" else sky.viewer_url
+    return CutoutClient(get_provider(source, base_url=url), **{**FAST, **kw})
+
+
+def served(source: str, sky, images: dict, oid: int) -> bytes:
+    """The bytes the fake service gives for a galaxy."""
+    return images[oid] if source == "skyserver" else sky.viewer_image(oid)
+
+
+@pytest.mark.parametrize("source", ["skyserver", "legacysurvey"])
+def test_faults_retries_manifest_and_cache(tmp_path, sky, sample, source):
     cat, images = sample
     ids = cat.objID.tolist()
+    # SkyServer retries a uniform image; for the viewer it means "outside the footprint": permanent
+    uniform = "blank" if source == "skyserver" else "no_coverage"
     recoverable = {ids[0]: ["500", "500"], ids[1]: ["429"], ids[2]: ["html"], ids[3]: ["empty"],
-                   ids[4]: ["truncated"], ids[5]: ["blank"], ids[6]: ["slow"], ids[7]: ["drop"],
-                   ids[8]: ["wrong_size", "503"]}
+                   ids[4]: ["truncated"], ids[6]: ["slow"], ids[7]: ["drop"],
+                   ids[8]: ["wrong_size", "503"], **({ids[5]: ["blank"]} if uniform == "blank" else {})}
     permanent = {ids[10]: "404", ids[11]: "500", ids[12]: "html", ids[13]: "blank",
                  ids[14]: "truncated", ids[15]: "empty", ids[16]: "wrong_size", ids[17]: "429"}
     sky.retry_after = "0"
     for k, v in {**recoverable, **permanent}.items():
         sky.faults[k] = list(v) if isinstance(v, list) else v
+    outside = 1237648702973411999  # a position the fake survey does not cover: a black image
+    cat = pd.concat([cat, pd.DataFrame({"objID": [outside], "ra": [359.5], "dec": [-89.5],
+                                        "petroR90_r": [5.0]})], ignore_index=True)
     out = tmp_path / "cache"
-    res = download_cutouts(cat, out, SkyServerClient(sky.base_url, **FAST), scale=0.117,
-                           concurrency=6, progress=False)
+    res = download_cutouts(cat, out, client_for(source, sky), scale=0.117, concurrency=6, progress=False)
 
-    expect = {"404": "http_404", "500": "http_5xx", "html": "not_jpeg", "blank": "blank",
+    expect = {"404": "http_404", "500": "http_5xx", "html": "not_jpeg", "blank": uniform,
               "truncated": "truncated", "empty": "empty", "wrong_size": "wrong_size",
               "429": "http_429"}
     fails = res.failures.set_index("objID")
-    assert fails["reason"].to_dict() == {k: expect[v] for k, v in permanent.items()}
+    assert fails["reason"].to_dict() == {**{k: expect[v] for k, v in permanent.items()}, outside: uniform}
     assert fails.loc[ids[10], "attempts"] == 1  # 404: permanent, not retried
     assert fails.loc[ids[11], "attempts"] == 4
+    assert fails.loc[outside, "attempts"] == (4 if uniform == "blank" else 1)
     # every recoverable fault ends as the byte-exact image; nothing bad is cached
     cached = good_files(out)
     assert set(cached) == set(ids) - set(permanent)
-    assert all(cached[k] == images[k] for k in cached)
+    assert all(cached[k] == served(source, sky, images, k) for k in cached)
     assert set(res.manifest.objID) == set(cached)
     assert res.manifest.objID.dtype == "int64"
     assert all(Path(p).is_file() for p in res.manifest.path)
     assert not list(out.glob(".*"))  # no temporary files left
+    assert read_manifest(out)["provider"] == source
 
-    # rerun: not one request for a cached galaxy; only the failures are tried again
-    before = sky.total_jpeg_requests()
+    # rerun: not one request for a cached galaxy, nor for one known to be outside the survey;
+    # only the other failures are tried again
+    before = sky.total_jpeg_requests() + sky.total_viewer_requests()
     sky.faults.clear()
-    res2 = download_cutouts(cat, out, SkyServerClient(sky.base_url, **FAST), scale=0.117,
-                            concurrency=4, progress=False)
-    assert sky.total_jpeg_requests() - before == len(permanent)
-    assert res2.cached == len(ids) - len(permanent) and len(res2.failures) == 0
-    assert len(res2.manifest) == len(ids)
+    res2 = download_cutouts(cat, out, client_for(source, sky), scale=0.117, concurrency=4, progress=False)
+    no_coverage = {k for k, r in fails["reason"].items() if r == "no_coverage"}
+    retried_outside = 4 if uniform == "blank" else 0  # SkyServer asks 4 times, again
+    assert sky.total_jpeg_requests() + sky.total_viewer_requests() - before == len(
+        set(permanent) - no_coverage) + retried_outside
+    assert res2.cached == len(ids) - len(permanent)
+    assert res2.failures.to_dict("records") == [{"objID": k, "reason": "no_coverage", "attempts": 0}
+                                                for k in sorted(no_coverage)] + (
+        [] if no_coverage else [{"objID": outside, "reason": "blank", "attempts": 4}])
 
 
 def test_adaptive_scale_and_bad_rows(tmp_path, sky, sample):
@@ -135,15 +160,18 @@ def _cli(*args):
     return [sys.executable, "-m", "galmet.cli", "download-cutouts", *map(str, args)]
 
 
-def test_cli_resume_after_kill(tmp_path, sample):
+@pytest.mark.parametrize("source", ["skyserver", "legacysurvey"])
+def test_cli_resume_after_kill(tmp_path, sample, source):
     """kill -9 mid-download, rerun: only the missing cutouts are requested, none is corrupt."""
     cat, images = sample
     cat.to_csv(tmp_path / "cat.csv", index=False)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     with FakeSky(cat, images, latency_s=0.08) as sky:
+        service = ["--source", source, "--base-url", sky.base_url if source == "skyserver" else sky.viewer_url]
+        requests = sky.jpeg_requests if source == "skyserver" else sky.viewer_requests
         proc = subprocess.Popen(
-            _cli("--catalog", tmp_path / "cat.csv", "--out", out, "--base-url", sky.base_url,
+            _cli("--catalog", tmp_path / "cat.csv", "--out", out, *service,
                  "--concurrency", 2, "--no-progress", "--max-rate", 0),
             env=env, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
@@ -154,19 +182,19 @@ def test_cli_resume_after_kill(tmp_path, sample):
         time.sleep(0.3)  # let the server finish counting the dead process's last requests
         have = good_files(out)
         assert 8 <= len(have) < len(cat), "the kill must land mid-download"
-        assert all(have[k] == images[k] for k in have)  # nothing corrupt under a final name
-        sent = dict(sky.jpeg_requests)
+        assert all(have[k] == served(source, sky, images, k) for k in have)  # nothing corrupt
+        sent = dict(requests)
 
         rc = cli.main(["download-cutouts", "--catalog", str(tmp_path / "cat.csv"), "--out",
-                       str(out), "--base-url", sky.base_url, "--concurrency", "4",
-                       "--no-progress", "--max-rate", "0"])
+                       str(out), *service, "--concurrency", "4", "--no-progress", "--max-rate", "0"])
         assert rc == 0
-        new = {k: sky.jpeg_requests[k] - sent.get(k, 0) for k in sky.jpeg_requests}
+        new = {k: requests[k] - sent.get(k, 0) for k in requests}
         assert all(new.get(k, 0) == 0 for k in have)  # cached ones: zero requests
         assert sum(new.values()) == len(cat) - len(have)
-    final = good_files(out)
-    assert final == {int(k): images[int(k)] for k in cat.objID}
+        final = good_files(out)
+        assert final == {int(k): served(source, sky, images, int(k)) for k in cat.objID}
     assert pd.read_csv(out / "failures.csv").empty
+    assert read_manifest(out)["provider"] == source
 
 
 def test_cli_exit_codes_and_failures_csv(tmp_path, sky, sample, capsys):

@@ -15,6 +15,7 @@ import yaml
 from galmet import __version__
 from galmet.imaging import read_jpeg, to_resolution
 from galmet.infer import InferError, gather, predict_shard, split_catalog, write_untrained_model
+from galmet.modelfile import images_block
 from galmet.modelfile import load as load_model
 from galmet.predict import predict_images
 from tests.conftest import DEMO, ROOT
@@ -133,16 +134,20 @@ def _snakemake(workdir: Path, cfg: Path, *extra: str) -> str:
     return p.stdout + p.stderr
 
 
-def test_snakemake_infer_target_is_sharded_and_resumable(tmp_path, demo_catalog, model_file):
+def test_snakemake_infer_target_is_sharded_and_resumable(tmp_path, demo_catalog):
     ids = _ids(demo_catalog, 30)
     cat = tmp_path / "survey.csv"
     pd.DataFrame({"objID": [str(i) for i in ids]}).to_csv(cat, index=False)
+    # a model that says it was trained on Legacy Surveys images, applied to the SDSS demo images:
+    # allowed by the config, so each shard's log carries the warning
+    model_file = write_untrained_model(tmp_path / "m" / "oh_p50" / "resnet18-16px-seed0" / "model.pt", res=RES,
+                                       images=images_block("legacysurvey", 0.262, 128, 128))
     cfg = tmp_path / "infer.yaml"
     cfg.write_text(yaml.safe_dump({
         "catalog": {"source": "table", "path": str(DEMO / "catalog.csv")},
         "cutouts": {"source": "local", "local_dir": str(DEMO / "images")},
         "infer": {"model": str(model_file), "catalog": str(cat), "images_dir": str(DEMO / "images"),
-                  "shards": 3, "chunk_size": 7, "batch_size": 8},
+                  "shards": 3, "chunk_size": 7, "batch_size": 8, "allow_survey_mismatch": True},
     }))
     wd = tmp_path / "wd"
     wd.mkdir()
@@ -153,6 +158,8 @@ def test_snakemake_infer_target_is_sharded_and_resumable(tmp_path, demo_catalog,
     assert np.isfinite(df["prediction"]).all()
     assert set(df["model"].astype(str)) == {"untrained/resnet18-16px-seed0"}  # meta target / model dir
     assert log.count("rule infer_shard:") == 3
+    shard_log = (wd / "results" / "logs" / "infer" / "shard-1-of-3.log").read_text()
+    assert "survey mismatch allowed (infer.allow_survey_mismatch: true)" in shard_log
 
     # resumable: a run that died before shard 1 and the gathering were done redoes only those
     first = df["prediction"].to_numpy()

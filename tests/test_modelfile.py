@@ -9,6 +9,7 @@ import torch
 from galmet import modelfile
 from galmet.infer import write_untrained_model
 from galmet.predict import predict_images
+from tests.conftest import DEMO
 
 
 @pytest.fixture()
@@ -67,7 +68,16 @@ def test_missing_key_and_not_a_model(tmp_path, model_path):
 def test_images_block_says_where_images_came_from():
     sky = modelfile.images_block("skyserver", "adaptive", 128, 128,
                                  base_url="https://skyserver.sdss.org/dr14/SkyServerWS")
-    assert sky == {"source": "skyserver", "service": "skyserver", "data_release": "DR14", "bands": "irg",
-                   "scale": "adaptive", "size": [128, 128]}
+    assert sky == {"source": "skyserver", "provider": "skyserver", "survey": "SDSS", "layer": None,
+                   "data_release": "DR14", "bands": "irg", "scale": "adaptive",
+                   "scale_rule": "2 * petroR90_r / 0.396 arcsec across the width", "size": [128, 128]}
+    ls = modelfile.images_block("legacysurvey", 0.262, 64, 64)
+    assert (ls["provider"], ls["layer"], ls["data_release"], ls["bands"], ls["scale"]) == (
+        "legacysurvey", "ls-dr10-grz", "DR10", "zrg", 0.262)
     local = modelfile.images_block("local", 0.117, 64, 64)
-    assert local["service"] is None and local["bands"] is None and local["scale"] == pytest.approx(0.117)
+    assert local["provider"] is None and local["bands"] is None and local["scale"] == pytest.approx(0.117)
+    # local images with a cutouts.json (the bundled demo) are what it says
+    demo = modelfile.images_block("local", "adaptive", 128, 128, local_dir=str(DEMO / "images"))
+    assert {k: demo[k] for k in ("source", "provider", "data_release", "bands", "scale", "size")} == {
+        "source": "local", "provider": "skyserver", "data_release": "DR14", "bands": "irg",
+        "scale": "adaptive", "size": [128, 128]}

@@ -16,7 +16,7 @@ SUBCOMMANDS = {
     "predict": ("galmet.predict", "predict with a trained model on a directory of <objID>.jpg cutouts"),
     "explain": ("galmet.explain", "saliency maps of a trained model on <objID>.jpg cutouts, with their sanity checks"),
     "evaluate": ("galmet.metrics", "RMSE, NMAD, median residual and binned statistics of a predictions table"),
-    "download-cutouts": ("galmet.cutouts", "download SDSS ImgCutout JPEGs for a catalog, with retries and a cache"),
+    "download-cutouts": ("galmet.cutouts", "download SkyServer or Legacy Surveys cutouts, retried and cached"),
 }
 
 

@@ -149,6 +149,22 @@ def _check_consistency(config: dict) -> None:
         raise ConfigError("config key catalog.path: required when catalog.source is 'table'")
     if config["cutouts"]["source"] == "local" and not config["cutouts"].get("local_dir"):
         raise ConfigError("config key cutouts.local_dir: required when cutouts.source is 'local'")
+    _check_cutout_service(config["cutouts"])
+
+
+def _check_cutout_service(c: dict) -> None:
+    """The service's own limits (size, square, layers) on the cutouts section."""
+    if c["source"] == "local":
+        return
+    from galmet.provider import get_provider
+
+    provider = get_provider(c["source"], base_url=c.get("base_url"))
+    if c.get("layer") and not provider.layers:
+        raise ConfigError(f"config key cutouts.layer: {c['source']} has no layers; drop the key")
+    try:
+        provider.check_size(c["width"], c["height"])
+    except ValueError as exc:
+        raise ConfigError(f"config keys cutouts.width/height: {exc}") from None
 
 
 def check_inputs(config: dict) -> None:

@@ -1,25 +1,34 @@
-"""Cutout acquisition: parallel, resumable SkyServer downloads into a persistent cache, or a
-local directory of ``<objID>.jpg``; and the ``galmet download-cutouts`` command.
+"""Cutout acquisition: parallel, resumable downloads from any cutout provider (SkyServer
+ImgCutout, the Legacy Surveys viewer, ...: :mod:`galmet.provider`) into a persistent cache, or
+a local directory of ``<objID>.jpg``; and the ``galmet download-cutouts`` command.
 
-Cache layout: ``<cache_root>/<scale>-<W>x<H>/<objID>.jpg`` (``<scale>`` is ``adaptive`` or the
-fixed arcsec/px, e.g. ``0.117``). A file appears there only after its response was validated
-(:func:`galmet.skyserver.validate_jpeg`) and is renamed into place atomically, so a run killed
+Cache layout: one directory per provider, layer and geometry, never shared:
+``<cache_root>/<scale>-<W>x<H>/`` for SkyServer (the layout of the first caches, kept) and
+``<cache_root>/<provider>-<layer>-<scale>-<W>x<H>/`` for the others (e.g.
+``legacysurvey-ls-dr10-grz-adaptive-128x128``); ``<scale>`` is ``adaptive`` or the fixed
+arcsec/px, e.g. ``0.117``. Each holds ``<objID>.jpg`` and ``cutouts.json``, the manifest of what
+its images are (:mod:`galmet.provenance`): a directory whose manifest says otherwise is refused,
+so two kinds of images never mix. A file appears there only after its response was validated
+(:func:`galmet.provider.validate_jpeg`) and is renamed into place atomically, so a run killed
 at any moment (``kill -9`` included) leaves no corrupt ``<objID>.jpg``; the next run requests
 only the galaxies without one. Temporary files are ``.<objID>.jpg.*.<pid>.part``; those of dead
 processes are removed at the start of the next run.
 
 Failures are recorded, never silently dropped: a table ``objID,reason,attempts`` with the
-reasons of :mod:`galmet.skyserver` (``http_404``, ``http_4xx``, ``http_429``, ``http_5xx``,
+reasons of :mod:`galmet.provider` (``http_404``, ``http_4xx``, ``http_429``, ``http_5xx``,
 ``timeout``, ``connection``, ``empty``, ``not_jpeg``, ``truncated``, ``wrong_size``,
-``blank``) plus three that make no request (``attempts`` 0):
+``blank``, ``no_coverage``) plus three that make no request (``attempts`` 0):
 
 - ``missing``: source ``local`` and no ``<objID>.jpg`` (or an empty one) in the directory;
 - ``bad_position``: ra/dec missing or out of range;
 - ``no_scale``: adaptive scale and petroR90_r missing or not positive.
 
+``no_coverage`` (the service has no image there) is remembered in the cache as an empty
+``<objID>.no_coverage`` and recorded again, with 0 attempts, without a request.
+
 Scale: fixed (arcsec per pixel) or ``adaptive``, where the field of view is
 ``2 * petroR90_r / 0.396`` arcsec across (as the images Wu & Boada released), so
-``scale = 2 * petroR90_r / 0.396 / width``.
+``scale = 2 * petroR90_r / 0.396 / width``, whatever the provider.
 """
 
 from __future__ import annotations
@@ -39,11 +48,16 @@ import pandas as pd
 from tqdm import tqdm
 
 from galmet.io import atomic_path, read_table, write_table
-from galmet.skyserver import (
-    DEFAULT_BASE_URL,
+from galmet.provenance import ensure_manifest
+from galmet.provider import (
     NO_ANSWER,
+    PROVIDERS,
+    REASONS,
+    REMEMBERED,
+    CutoutClient,
     CutoutError,
-    SkyServerClient,
+    Provider,
+    get_provider,
 )
 
 log = logging.getLogger("galmet.cutouts")
@@ -64,9 +78,19 @@ def scale_label(scale: str | float) -> str:
     return f"{float(scale):g}"
 
 
-def cache_dir(root: str | os.PathLike, scale: str | float, width: int, height: int) -> Path:
-    """``<root>/<scale>-<W>x<H>``: one cache per image geometry."""
-    return Path(root) / f"{scale_label(scale)}-{int(width)}x{int(height)}"
+def cache_dir(root: str | os.PathLike, scale: str | float, width: int, height: int,
+              source: str = "skyserver", layer: str | None = None) -> Path:
+    """The cache of one provider, layer and geometry: ``<root>/<scale>-<W>x<H>`` for SkyServer,
+    ``<root>/<provider>-<layer>-<scale>-<W>x<H>`` for the others."""
+    label = scale_label(scale)
+    return Path(root) / get_provider(source, layer=layer).cache_name(label, width, height)
+
+
+def config_cache_dir(cfg: dict) -> Path:
+    """The cache directory of the ``cutouts`` config section (a download source)."""
+    return cache_dir(cfg.get("cache_dir") or "resources/cutouts", cfg.get("scale", "adaptive"),
+                     cfg.get("width", 128), cfg.get("height", 128), cfg.get("source", "skyserver"),
+                     cfg.get("layer"))
 
 
 def pixel_scales(catalog: pd.DataFrame, scale: str | float, width: int) -> np.ndarray:
@@ -147,36 +171,12 @@ class DownloadResult:
     reasons: dict = field(default_factory=dict)
 
 
-def download_cutouts(
-    catalog: pd.DataFrame,
-    out_dir: str | os.PathLike,
-    client: SkyServerClient,
-    width: int = 128,
-    height: int = 128,
-    scale: str | float = "adaptive",
-    concurrency: int = 8,
-    progress: bool = True,
-) -> DownloadResult:
-    """Make sure ``out_dir/<objID>.jpg`` exists for every catalog row that the service can give.
-
-    Galaxies whose file is already there are not requested. The rest are fetched by
-    ``concurrency`` threads through ``client`` (which retries and validates); each good JPEG is
-    written atomically. Returns the manifest of every good cutout of the catalog (cached or new)
-    and the failures of this run.
-    """
-    if not 64 <= int(width) <= 2048 or not 64 <= int(height) <= 2048:
-        raise ValueError(f"width and height must be 64 to 2048 px (the service's limits), "
-                         f"got {width}x{height}; smaller images are made by re-binning")
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(out)
-    cat = catalog.drop_duplicates("objID").reset_index(drop=True)
+def _plan(cat: pd.DataFrame, out: Path, scale, width: int):
+    """Per row: ``(ra, dec, scales, ids, good, failures, todo)``: what is cached, what fails
+    without a request, and the row indices to request."""
     scales = pixel_scales(cat, scale, width)
     ra, dec, bad_pos, no_scale = _check_input_rows(cat, scales if scale == "adaptive" else None)
     ids = cat["objID"].to_numpy("int64")
-
     good: dict[int, str] = {}
     failures: list[tuple[int, str, int]] = []
     todo: list[int] = []
@@ -188,8 +188,43 @@ def download_cutouts(
             failures.append((int(oid), "no_scale", 0))
         elif path.is_file() and path.stat().st_size > 0:
             good[int(oid)] = str(path)
+        elif known := next((r for r in REMEMBERED if (out / f"{oid}.{r}").exists()), None):
+            failures.append((int(oid), known, 0))
         else:
             todo.append(i)
+    return ra, dec, scales, ids, good, failures, todo
+
+
+def download_cutouts(
+    catalog: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    client: CutoutClient,
+    width: int = 128,
+    height: int = 128,
+    scale: str | float = "adaptive",
+    concurrency: int | None = None,
+    progress: bool = True,
+) -> DownloadResult:
+    """Make sure ``out_dir/<objID>.jpg`` exists for every catalog row that the service can give.
+
+    Galaxies whose file is already there are not requested. The rest are fetched by
+    ``concurrency`` threads (default: the provider's) through ``client`` (which retries and
+    validates); each good JPEG is written atomically. ``out_dir/cutouts.json`` says what the
+    images are; a directory that holds another kind is refused (:class:`CutoutDirMismatch`).
+    Returns the manifest of every good cutout of the catalog (cached or new) and the failures
+    of this run.
+    """
+    provider: Provider = client.provider
+    provider.check_size(width, height)
+    concurrency = provider.default_concurrency if concurrency is None else int(concurrency)
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ensure_manifest(out, provider.info(scale, width, height))
+    clean_stale_temps(out)
+    cat = catalog.drop_duplicates("objID").reset_index(drop=True)
+    ra, dec, scales, ids, good, failures, todo = _plan(cat, out, scale, width)
     cached = len(good)
     sent0, answers0 = client.requests_sent, client.answers
     suffix = f".{os.getpid()}.part"
@@ -203,12 +238,12 @@ def download_cutouts(
         return oid, str(path)
 
     if todo:
-        log.info("%d cutouts cached in %s, %d to download with %d connections",
-                 cached, out, len(todo), concurrency)
+        log.info("%d cutouts cached in %s, %d to download from %s with %d connections",
+                 cached, out, len(todo), provider.name, concurrency)
     bar = tqdm(total=len(todo), desc="cutouts", unit="img", disable=not progress or not todo,
                mininterval=1.0, file=sys.stderr)
     window = max(4 * concurrency, 16)
-    with cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="getjpeg") as pool:
+    with cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="cutout") as pool:
         pending: dict[cf.Future, int] = {}
         it = iter(todo)
         exhausted = False
@@ -230,6 +265,8 @@ def download_cutouts(
                     good[oid] = path
                 except CutoutError as exc:
                     failures.append((int(ids[i]), exc.reason, exc.attempts))
+                    if exc.reason in REMEMBERED:
+                        (out / f"{ids[i]}.{exc.reason}").touch()
                     log.debug("objID %d: %s after %d attempt(s)", ids[i], exc, exc.attempts)
                 bar.update(1)
     bar.close()
@@ -269,16 +306,20 @@ def collect_local(catalog: pd.DataFrame, local_dir: str | os.PathLike) -> Downlo
     return DownloadResult(_manifest_frame(good), fails, cached=len(good), reasons=reasons)
 
 
-def client_from_config(cfg: dict) -> SkyServerClient:
-    """A SkyServerClient from the ``cutouts`` config section."""
-    return SkyServerClient(
-        base_url=cfg.get("base_url", DEFAULT_BASE_URL),
+def client_from_config(cfg: dict) -> CutoutClient:
+    """A CutoutClient of the provider of the ``cutouts`` config section (``source``, ``layer``,
+    ``base_url``; null network settings take the provider's defaults)."""
+    provider = get_provider(cfg.get("source", "skyserver"), layer=cfg.get("layer"),
+                            base_url=cfg.get("base_url"))
+    rate = cfg.get("max_requests_per_second")
+    return CutoutClient(
+        provider,
         timeout_s=cfg.get("timeout_s", 30.0),
         max_attempts=cfg.get("max_attempts", 5),
         backoff_s=cfg.get("backoff_s", 1.0),
         backoff_max_s=cfg.get("backoff_max_s", 60.0),
-        max_requests_per_second=cfg.get("max_requests_per_second") or None,
-        pool_size=max(int(cfg.get("concurrency", 8)), 1),
+        max_requests_per_second="default" if rate is None else (rate or None),
+        pool_size=max(int(cfg.get("concurrency") or provider.default_concurrency), 1),
     )
 
 
@@ -287,11 +328,13 @@ def cutouts_for_shard(shard: str | os.PathLike, manifest_out: str | os.PathLike,
                       progress: bool = False) -> DownloadResult:
     """Workflow step: a catalog shard -> manifest (objID, path) + failures CSV, written atomically.
 
-    ``cfg`` is the ``cutouts`` config section (source, local_dir, cache_dir, scale, width,
-    height, base_url, concurrency, timeouts...).
+    ``cfg`` is the ``cutouts`` config section (source, layer, local_dir, cache_dir, scale,
+    width, height, base_url, concurrency, timeouts...). Downloads go to
+    :func:`config_cache_dir`, which gets its ``cutouts.json``.
     """
     catalog = read_table(shard)
-    if cfg.get("source", "local") == "local":
+    source = cfg.get("source", "local")
+    if source == "local":
         result = collect_local(catalog, cfg["local_dir"])
     else:
         missing = [c for c in ("objID", "ra", "dec") if c not in catalog]
@@ -300,16 +343,13 @@ def cutouts_for_shard(shard: str | os.PathLike, manifest_out: str | os.PathLike,
         if missing:
             raise KeyError(
                 f"{shard}: the catalog lacks column(s) {', '.join(missing)} needed to request "
-                "SkyServer cutouts; use a catalog source that provides them, a fixed "
+                f"{source} cutouts; use a catalog source that provides them, a fixed "
                 "cutouts.scale (for petroR90_r), or cutouts.source: local"
             )
         result = download_cutouts(
-            catalog,
-            cache_dir(cfg.get("cache_dir", "resources/cutouts"), cfg.get("scale", "adaptive"),
-                      cfg.get("width", 128), cfg.get("height", 128)),
-            client_from_config(cfg),
+            catalog, config_cache_dir(cfg), client_from_config(cfg),
             width=cfg.get("width", 128), height=cfg.get("height", 128),
-            scale=cfg.get("scale", "adaptive"), concurrency=int(cfg.get("concurrency", 8)),
+            scale=cfg.get("scale", "adaptive"), concurrency=cfg.get("concurrency"),
             progress=progress,
         )
     if len(result.failures):
@@ -340,9 +380,8 @@ def _size_arg(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer number of pixels, got {text!r}") from None
-    if not 64 <= value <= 2048:
-        raise argparse.ArgumentTypeError(
-            f"{value} px is outside the service's 64..2048; request 64 or more and re-bin locally")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of pixels, got {text!r}")
     return value
 
 
@@ -357,51 +396,78 @@ def _positive_int(text: str) -> int:
 
 
 def cli_parser() -> argparse.ArgumentParser:
+    from galmet.legacysurvey import LegacySurvey
+    from galmet.skyserver import SkyServer
+
     p = argparse.ArgumentParser(
         prog="galmet download-cutouts",
         description=(
-            "Download SDSS ImgCutout JPEGs for every galaxy of a catalog into DIR/<objID>.jpg, "
-            "with retries, validation and resume; failures go to DIR/failures.csv "
-            "(objID,reason,attempts; rewritten each run). Exit 0 when the run finished, even "
-            "with recorded failures; 1 when it could not run (unreadable catalog, unwritable "
-            "DIR, no request reached the server); 2 for bad arguments."
+            "Download cutout JPEGs (SDSS SkyServer ImgCutout, or the Legacy Surveys viewer) for "
+            "every galaxy of a catalog into DIR/<objID>.jpg, with retries, validation and resume; "
+            "DIR/cutouts.json says what the images are (a DIR holding another kind is refused); "
+            "failures go to DIR/failures.csv (objID,reason,attempts; rewritten each run). Exit 0 "
+            "when the run finished, even with recorded failures; 1 when it could not run "
+            "(unreadable catalog, unwritable DIR, no request reached the server); 2 for bad "
+            "arguments."
         ),
-        epilog="Failure reasons: " + ", ".join(sorted(
-            ["http_404", "http_4xx", "http_429", "http_5xx", "timeout", "connection", "empty",
-             "not_jpeg", "truncated", "wrong_size", "blank", "bad_position", "no_scale"])),
+        epilog="Failure reasons: " + ", ".join(sorted(REASONS | {"bad_position", "no_scale"})),
     )
     p.add_argument("--catalog", required=True,
                    help="CSV or Parquet with objID, ra, dec (+ petroR90_r for --scale adaptive)")
     p.add_argument("--out", required=True, help="directory for <objID>.jpg and failures.csv")
-    p.add_argument("--base-url", required=True,
-                   help=f"SkyServerWS root, e.g. {DEFAULT_BASE_URL} (a URL ending in /getjpeg "
-                        "is used as is)")
-    p.add_argument("--width", type=_size_arg, default=128, help="pixels, 64..2048 (default 128)")
-    p.add_argument("--height", type=_size_arg, default=128, help="pixels, 64..2048 (default 128)")
+    p.add_argument("--source", choices=list(PROVIDERS), default="skyserver",
+                   help="cutout service (default skyserver)")
+    p.add_argument("--layer", help=f"image layer of --source legacysurvey (default "
+                   f"{LegacySurvey.default_layer}; also {', '.join(list(LegacySurvey.layers)[1:])})")
+    p.add_argument("--base-url", help=f"service root: SkyServerWS ({SkyServer.default_base_url}; a URL "
+                   f"ending in /getjpeg is used as is) or the viewer ({LegacySurvey.default_base_url}); "
+                   "default: the service's own")
+    p.add_argument("--width", type=_size_arg, default=128,
+                   help="pixels (default 128; SkyServer 64..2048, Legacy Surveys up to 512 and square)")
+    p.add_argument("--height", type=_size_arg, default=128, help="pixels (default 128)")
     p.add_argument("--scale", type=_scale_arg, default="adaptive",
                    help="arcsec per pixel, or 'adaptive' (2*petroR90_r/0.396 arcsec across; default)")
-    p.add_argument("--concurrency", type=_positive_int, default=8,
-                   help="parallel connections (default 8)")
+    p.add_argument("--concurrency", type=_positive_int, default=None,
+                   help=f"parallel connections (default: skyserver {SkyServer.default_concurrency}, "
+                        f"legacysurvey {LegacySurvey.default_concurrency})")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
     p.add_argument("--max-attempts", type=_positive_int, default=5,
                    help="requests per galaxy before it is recorded as failed (default 5)")
     p.add_argument("--backoff", type=float, default=1.0,
                    help="base of the exponential backoff in seconds (default 1)")
-    p.add_argument("--max-rate", type=float, default=20.0,
-                   help="requests per second at most, 0 for no cap (default 20)")
+    p.add_argument("--max-rate", type=float, default=None,
+                   help=f"requests per second at most, 0 for no cap (default: skyserver "
+                        f"{SkyServer.default_rate:g}, legacysurvey {LegacySurvey.default_rate:g})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
-def cli_main(args: argparse.Namespace) -> int:
-    from galmet.logs import setup_logging
+def _cli_client(args) -> CutoutClient:
+    """The client the arguments ask for; a bad combination exits 2 through the parser."""
+    try:
+        provider = get_provider(args.source, layer=args.layer, base_url=args.base_url)
+        provider.check_size(args.width, args.height)
+    except ValueError as exc:
+        cli_parser().error(str(exc))
+    if provider.layers and provider.layer not in provider.layers:
+        log.warning("layer %s is not one galmet knows the bands of (%s): cutouts.json will say "
+                    "bands unknown", provider.layer, ", ".join(provider.layers))
+    rate = args.max_rate
+    return CutoutClient(
+        provider, timeout_s=args.timeout, max_attempts=args.max_attempts,
+        backoff_s=args.backoff, backoff_max_s=max(60.0, args.backoff),
+        max_requests_per_second="default" if rate is None else (rate or None),
+        pool_size=args.concurrency or provider.default_concurrency,
+    )
 
-    setup_logging()
+
+def _cli_catalog(args):
+    """The catalog, or None after printing why it cannot be used."""
     try:
         catalog = read_table(args.catalog)
     except Exception as exc:  # noqa: BLE001 - any unreadable catalog is reported the same way
         print(f"galmet download-cutouts: cannot read catalog {args.catalog}: {exc}", file=sys.stderr)
-        return 1
+        return None
     need = ["objID", "ra", "dec"] + (["petroR90_r"] if args.scale == "adaptive" else [])
     missing = [c for c in need if c not in catalog.columns]
     if missing:
@@ -409,6 +475,18 @@ def cli_main(args: argparse.Namespace) -> int:
               f"{', '.join(missing)} (has {', '.join(map(str, catalog.columns))}); "
               + ("with --scale adaptive it needs petroR90_r, or pass a fixed --scale"
                  if "petroR90_r" in missing else "add them"), file=sys.stderr)
+        return None
+    return catalog
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    from galmet.logs import setup_logging
+    from galmet.provenance import CutoutDirMismatch
+
+    setup_logging()
+    client = _cli_client(args)
+    catalog = _cli_catalog(args)
+    if catalog is None:
         return 1
     out = Path(args.out)
     try:
@@ -419,14 +497,13 @@ def cli_main(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"galmet download-cutouts: cannot write to {out}: {exc}", file=sys.stderr)
         return 1
-    client = SkyServerClient(
-        base_url=args.base_url, timeout_s=args.timeout, max_attempts=args.max_attempts,
-        backoff_s=args.backoff, backoff_max_s=max(60.0, args.backoff),
-        max_requests_per_second=args.max_rate or None, pool_size=args.concurrency,
-    )
-    result = download_cutouts(catalog, out, client, width=args.width, height=args.height,
-                              scale=args.scale, concurrency=args.concurrency,
-                              progress=not args.no_progress)
+    try:
+        result = download_cutouts(catalog, out, client, width=args.width, height=args.height,
+                                  scale=args.scale, concurrency=args.concurrency,
+                                  progress=not args.no_progress)
+    except CutoutDirMismatch as exc:
+        print(f"galmet download-cutouts: {exc}", file=sys.stderr)
+        return 2
     write_table(result.failures, out / "failures.csv")
     print(f"{len(result.manifest)} good cutouts in {out} ({result.cached} already there, "
           f"{result.fetched} downloaded); {len(result.failures)} failed "

@@ -162,18 +162,37 @@ def model_label(model_path: str | os.PathLike, meta: dict, name: str | None = No
     return f"{target}/{model_path.parent.name}"
 
 
+def shard_dirs(shard_path) -> list[str]:
+    """The distinct folders of a shard's image paths."""
+    import pyarrow.compute as pc
+
+    paths = pq.read_table(shard_path, columns=["path"]).column("path")
+    return [d or "." for d in pc.unique(pc.replace_substring_regex(paths, r"/?[^/]*$", "")).to_pylist()
+            if d is not None]
+
+
 def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int = 1,
-                  batch_size: int = 256, chunk_size: int = 1024, device="cpu") -> dict:
+                  batch_size: int = 256, chunk_size: int = 1024, device="cpu",
+                  allow_survey_mismatch: bool = False, model_path=None) -> dict:
     """Predict every galaxy of one shard; write ``objID, prediction`` (Parquet) atomically.
 
-    ``model, meta``: from :func:`galmet.modelfile.load`. The loop is
+    ``model, meta``: from :func:`galmet.modelfile.load`. First the ``cutouts.json`` of every
+    image folder is checked against the model's training images
+    (:func:`galmet.provenance.check_survey`): another survey, band order or pixel scale raises
+    :class:`galmet.provenance.SurveyMismatchError` unless ``allow_survey_mismatch`` (then, as
+    for folders without a manifest, a warning in the log; ``model_path`` names the model in
+    the message). The loop is
     :func:`galmet.predict.predict_chunks`, as for ``galmet predict``. Unreadable images and
     non-finite outputs are left out and listed in ``skipped_path`` (CSV ``objID,path,reason``).
-    Returns ``{"n_in", "n_predicted", "n_skipped", "seconds"}``.
+    Returns ``{"n_in", "n_predicted", "n_skipped", "seconds", "survey_notes"}``.
     """
     from galmet.predict import PredictionWriter, predict_chunks
+    from galmet.provenance import check_image_dirs
 
     t0 = time.perf_counter()
+    notes = check_image_dirs(meta.get("images"), shard_dirs(shard_path), allow_survey_mismatch,
+                             model=f"the model {model_path or meta.get('target', '')}".rstrip(),
+                             fix="infer.allow_survey_mismatch: true")
     skipped: list[tuple] = []
     pf = pq.ParquetFile(shard_path)
     chunks = (zip(b.column("objID").to_pylist(), b.column("path").to_pylist())
@@ -189,7 +208,8 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
     for oid, path, reason in skipped[:5]:
         log.warning("skipped %s (%s): %s", oid, path, reason)
     secs = time.perf_counter() - t0
-    return {"n_in": n_in, "n_predicted": writer.n, "n_skipped": len(skipped), "seconds": secs}
+    return {"n_in": n_in, "n_predicted": writer.n, "n_skipped": len(skipped), "seconds": secs,
+            "survey_notes": notes}
 
 
 # ----------------------------------------------------------------------------- gathering
@@ -230,9 +250,11 @@ __all__ = ["InferError", "iter_catalog", "count_rows", "split_catalog", "model_l
            "predict_shard", "gather", "write_untrained_model"]
 
 
-def write_untrained_model(path, arch: str = "resnet18", res: int = 64, seed: int = 0) -> Path:
+def write_untrained_model(path, arch: str = "resnet18", res: int = 64, seed: int = 0,
+                          images: dict | None = None) -> Path:
     """A randomly initialised model file that :func:`galmet.modelfile.load` accepts, for
-    throughput benchmarks and tests of the inference plumbing (its predictions mean nothing)."""
+    throughput benchmarks and tests of the inference plumbing (its predictions mean nothing);
+    ``images``: its ``images`` block (:func:`galmet.modelfile.images_block`), None by default."""
     import torch
 
     from galmet import __version__, modelfile
@@ -244,6 +266,6 @@ def write_untrained_model(path, arch: str = "resnet18", res: int = 64, seed: int
         "arch": arch, "resolution": int(res), "target": "untrained", "tta": 1,
         "head": {"hidden": HEAD_DEFAULT["hidden"], "dropout": list(HEAD_DEFAULT["dropout"])},
         "normalisation": {"name": "imagenet", "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
-        "galmet_version": __version__, "seed": seed,
+        "galmet_version": __version__, "seed": seed, "images": images,
     }
     return modelfile.save(path, model, meta)

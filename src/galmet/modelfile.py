@@ -11,9 +11,13 @@ Format
     ``resolution``      input size in px; images of another size are re-binned to it
     ``normalisation``   ``name``, ``mean``, ``std`` (per channel, 0..1 units)
     ``target``, ``target_units``, ``tta`` (D4 elements averaged by default)
-    ``images``          provenance of the training images: ``source``, ``service``,
-                        ``data_release``, ``bands`` (in RGB order), ``scale`` (arcsec/px or
-                        ``adaptive``), ``size`` ([W, H] px); ``None`` where unknown
+    ``images``          provenance of the training images: the fields of a cutout
+                        directory's ``cutouts.json`` (:mod:`galmet.provenance`: ``provider``,
+                        ``survey``, ``layer``, ``data_release``, ``bands`` in RGB order,
+                        ``scale`` in arcsec/px or ``adaptive`` with its ``scale_rule``,
+                        ``size`` [W, H] px) and ``source`` (a service, or ``local``); ``None``
+                        where unknown. Files written before the providers have ``service``
+                        where ``provider`` is now (:func:`galmet.provenance.normalise` reads both).
     and what training adds: ``seed``, ``train_params``, ``n_train``, ``n_valid``, ``epochs``,
     ``kept_epoch``, ``valid_rmse``, ``valid_rmse_tta``, versions and hashes.
 
@@ -34,7 +38,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import torch
@@ -45,30 +48,30 @@ FORMAT_VERSION = 1
 KINDS = ("single", "ensemble")
 #: meta keys without which a network cannot be rebuilt.
 REQUIRED = ("arch", "resolution", "normalisation", "head")
-#: bands in RGB order of each cutout service's colour composite.
-SERVICE_BANDS = {"skyserver": "irg"}
 
 
 class ModelFileError(ValueError):
     """A model file is missing, damaged, or not a galmet model; the message names the file."""
 
 
-def images_block(source: str, scale, width: int, height: int, base_url: str | None = None) -> dict:
+def images_block(source: str, scale, width: int, height: int, base_url: str | None = None,
+                 layer: str | None = None, local_dir: str | None = None) -> dict:
     """The ``images`` provenance block of cutouts configured as ``cutouts.source`` etc.
 
-    A SkyServer ``base_url`` such as ``.../dr14/SkyServerWS`` gives the data release (``DR14``).
-    ``local`` images are the user's: their service and bands are unknown (``None``) here.
+    A service (``skyserver``, ``legacysurvey``, ...) says what its images are (a SkyServer
+    ``base_url`` such as ``.../dr14/SkyServerWS`` gives the data release, ``DR14``). ``local``
+    images are what the ``cutouts.json`` of ``local_dir`` says; without one, their survey and
+    bands are unknown (``None``).
     """
-    service = source if source in SERVICE_BANDS else None
-    release = re.search(r"/dr(\d+)/", str(base_url or "").lower() + "/") if service else None
-    return {
-        "source": str(source),
-        "service": service,
-        "data_release": f"DR{release.group(1)}" if release else None,
-        "bands": SERVICE_BANDS.get(service),
-        "scale": scale if scale == "adaptive" else float(scale),
-        "size": [int(width), int(height)],
-    }
+    from galmet.provenance import images_info, read_manifest
+    from galmet.provider import PROVIDERS, get_provider
+
+    if source in PROVIDERS:
+        info = get_provider(source, layer=layer, base_url=base_url).info(scale, width, height)
+    else:
+        info = (read_manifest(local_dir) if local_dir else None) or images_info(
+            None, None, None, None, None, scale, width, height)
+    return {"source": str(source), **info}
 
 
 def save(path, model: torch.nn.Module, meta: dict) -> Path:

@@ -292,6 +292,9 @@ def cli_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     p.add_argument("--levels", type=float, nargs="+", default=(), metavar="L",
                    help="a calibrated ensemble's interval levels besides 0.68 and 0.95 (e.g. 0.9 adds p5, p95)")
+    p.add_argument("--allow-survey-mismatch", action="store_true",
+                   help="predict even when the images' cutouts.json says another survey, band order or "
+                        "pixel scale than the model's training images (a warning in <out>.log)")
     return p
 
 
@@ -367,6 +370,7 @@ def cli_tta(requested: bool | None, meta: dict) -> int:
 def cli_main(args) -> int:
     from galmet.logs import setup_logging
     from galmet.modelfile import ModelFileError, load
+    from galmet.provenance import check_cli_images
 
     if not logging.getLogger().handlers:
         setup_logging()
@@ -379,6 +383,7 @@ def cli_main(args) -> int:
         model, meta = load(args.model, args.device)
         tta = cli_tta(args.tta, meta)
         levels = interval_levels(meta, args.levels)
+        survey_notes = check_cli_images(meta, args.model, images, args.catalog, args.allow_survey_mismatch)
         if args.catalog:
             chunks = _iter_catalog(Path(args.catalog), images, args.chunk_size)
         else:
@@ -402,7 +407,7 @@ def cli_main(args) -> int:
         return 2
     log_path = out.with_name(out.name + ".log")
     _write_skipped_log(log_path, f"model {args.model}, TTA x{tta}; {writer.n} predicted, "
-                       f"{len(skipped)} skipped of {n_seen}", skipped)
+                       f"{len(skipped)} skipped of {n_seen}", skipped, warnings=survey_notes)
     log.info("wrote %d predictions to %s (%d skipped, listed in %s)", writer.n, out, len(skipped), log_path)
     if n_seen == 0:
         print("galmet predict: no images to predict (no *.jpg / empty catalog)", file=sys.stderr)
@@ -413,12 +418,14 @@ def cli_main(args) -> int:
     return 0
 
 
-def _write_skipped_log(path: Path, headline: str, skipped: list, command: str = "galmet predict") -> None:
+def _write_skipped_log(path: Path, headline: str, skipped: list, command: str = "galmet predict",
+                       warnings=()) -> None:
     for oid, p, reason in skipped:
         log.warning("skipped %s: %s", p or oid, reason)
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
             fh.write(f"# {command}: {headline}\n")
+            fh.writelines(f"# warning: {w}\n" for w in warnings)
             fh.write("objID\tpath\treason\n")
             for oid, p, reason in skipped:
                 fh.write(f"{'' if oid is None else oid}\t{p or ''}\t{reason}\n")

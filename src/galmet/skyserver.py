@@ -1,81 +1,47 @@
-"""HTTP client for the SDSS SkyServer: ImgCutout JPEGs and the SQL search, polite and paranoid.
+"""The SDSS SkyServer: the ImgCutout provider (:class:`SkyServer`) and the SQL search.
 
-Every request carries a User-Agent naming galmet, a connect/read timeout, goes through a
-request-rate cap shared by all threads of the process, and is retried with exponential
-backoff and full jitter (honouring ``Retry-After``) when the failure may be transient.
-Every JPEG is validated before anyone may cache it (:func:`validate_jpeg`).
+ImgCutout: ``GET <base_url>/ImgCutout/getjpeg?ra=&dec=&scale=&width=&height=`` returns the
+'irg' colour composite (i, r, g as R, G, B) at ``scale`` arcsec per pixel, 64 to 2048 px a
+side. Its requests, retries, validation and failure reasons are those of every provider
+(:mod:`galmet.provider`); a uniform image (``blank``) stays a transient failure here, retried
+as before. Its cache keeps the layout it had before there were several providers,
+``<cache_root>/<scale>-<W>x<H>/``.
 
-Failure reasons (the vocabulary of ``failures.csv``):
-
-=============== ============================================================ =========
-reason          meaning                                                      retried
-=============== ============================================================ =========
-``http_404``    the service answered 404 Not Found                           no
-``http_4xx``    any other 4xx but 429 (bad request parameters)               no
-``http_429``    Too Many Requests (``Retry-After`` honoured)                 yes
-``http_5xx``    server error                                                 yes
-``timeout``     no answer within ``timeout_s``                               yes
-``connection``  connection refused / reset / dropped                         yes
-``empty``       status 200 with a 0-byte body                                yes
-``not_jpeg``    status 200 but the body is no JPEG (e.g. an HTML error page)  yes
-``truncated``   a JPEG that does not decode to the end                       yes
-``wrong_size``  a JPEG of another size than requested                        yes
-``blank``       a uniform image (outside the survey footprint)               yes
-=============== ============================================================ =========
-
-(:mod:`galmet.cutouts` adds ``missing``, ``bad_position`` and ``no_scale``, which make no
-request.) "Retried" means within one run, up to ``max_attempts`` requests; a recorded
-failure is tried again on the next run.
+SQL search: plain HTTP (:func:`sql_query_http`) or ``astroquery.sdss``
+(:func:`sql_query_astroquery`), both retrying transient errors.
 """
 
 from __future__ import annotations
 
-import email.utils
 import io
 import logging
 import random
-import threading
+import re
 import time
 import urllib.parse
-from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import requests
-from PIL import Image
-from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from galmet import __version__
 from galmet.io import parse_ids
+from galmet.provider import (  # noqa: F401 - re-exported: the names this module always had
+    NO_ANSWER,
+    PERMANENT,
+    REASONS,
+    TRANSIENT,
+    USER_AGENT,
+    CutoutClient,
+    CutoutError,
+    FetchResult,
+    Provider,
+    RateLimiter,
+    parse_retry_after,
+    validate_jpeg,
+)
 
 log = logging.getLogger("galmet.skyserver")
 
 DEFAULT_BASE_URL = "https://skyserver.sdss.org/dr14/SkyServerWS"
-USER_AGENT = (
-    f"galmet/{__version__} (galaxy metallicity workflow, Wu & Boada 2019 reproduction; "
-    "python-requests; polite, rate-capped)"
-)
-JPEG_SOI = b"\xff\xd8\xff"
-TRANSIENT = frozenset(
-    {"http_429", "http_5xx", "timeout", "connection", "empty", "not_jpeg", "truncated",
-     "wrong_size", "blank"}
-)
-PERMANENT = frozenset({"http_404", "http_4xx"})
-REASONS = TRANSIENT | PERMANENT
-# Reasons for which no HTTP answer at all came back from the server.
-NO_ANSWER = frozenset({"timeout", "connection"})
-
-
-class CutoutError(Exception):
-    """A request or a response that did not give a good cutout; ``reason`` is from REASONS."""
-
-    def __init__(self, reason: str, detail: str = "", retry_after: float | None = None):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-        self.retry_after = retry_after
-        self.attempts = 0
 
 
 class SkyServerError(RuntimeError):
@@ -100,169 +66,41 @@ def getjpeg_url(base_url: str) -> str:
     return base + "/ImgCutout/getjpeg"
 
 
-def validate_jpeg(content: bytes, width: int, height: int, content_type: str = "") -> None:
-    """Raise CutoutError unless ``content`` is a complete, non-uniform ``width`` x ``height`` JPEG."""
-    if len(content) == 0:
-        raise CutoutError("empty", "0-byte body")
-    if not content.startswith(JPEG_SOI):
-        head = content[:60].decode("latin-1", "replace").strip().replace("\n", " ")
-        raise CutoutError("not_jpeg", f"body starts with {head!r} (content-type {content_type!r})")
-    if not content.rstrip(b"\x00").endswith(b"\xff\xd9"):
-        raise CutoutError("truncated", f"no JPEG end marker after {len(content)} bytes")
-    try:
-        with Image.open(io.BytesIO(content)) as im:
-            im.load()  # full decode: raises on truncated or corrupt data
-            size = im.size
-            arr = np.asarray(im.convert("RGB"))
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad data
-        raise CutoutError("truncated", f"does not decode: {exc}") from None
-    if size != (width, height):
-        raise CutoutError("wrong_size", f"{size[0]}x{size[1]} instead of {width}x{height}")
-    tail = arr[-8:]
-    if tail.min() == 128 and tail.max() == 128 and arr.max() != arr.min():
-        # libjpeg fills what it could not decode with mid-grey: data missing before the end
-        raise CutoutError("truncated", "the last rows are decoder fill (data missing)")
-    if int(arr.max()) - int(arr.min()) <= 2:
-        raise CutoutError("blank", f"uniform image (all pixels within {arr.min()}..{arr.max()})")
+class SkyServer(Provider):
+    """SDSS SkyServer ImgCutout (``getjpeg``): irg composites, any scale, 64 to 2048 px."""
+
+    name = "skyserver"
+    survey = "SDSS"
+    default_base_url = DEFAULT_BASE_URL
+    bands_rgb = "irg"
+    min_size, max_size = 64, 2048
+    uniform_reason = "blank"
+    default_concurrency = 8
+    default_rate = 20.0
+
+    def endpoint(self) -> str:
+        return getjpeg_url(self.base_url)
+
+    def query(self, ra, dec, scale, width, height) -> dict:
+        return {"ra": f"{ra:.8f}", "dec": f"{dec:.8f}", "scale": f"{scale:.6g}",
+                "width": int(width), "height": int(height)}
+
+    @property
+    def data_release(self) -> str | None:
+        """``DR14`` from a base URL such as ``.../dr14/SkyServerWS`` (a bare host means DR14)."""
+        url = self.endpoint().lower()
+        m = re.search(r"/dr(\d+)/", url)
+        return f"DR{m.group(1)}" if m else None
+
+    def cache_name(self, scale_text: str, width: int, height: int) -> str:
+        return f"{scale_text}-{int(width)}x{int(height)}"  # the layout of the first caches
 
 
-class RateLimiter:
-    """At most ``rate`` calls of :meth:`wait` per second across threads (None: no cap)."""
+class SkyServerClient(CutoutClient):
+    """A :class:`CutoutClient` of SkyServer ImgCutout at ``base_url``."""
 
-    def __init__(self, rate: float | None):
-        self.interval = 1.0 / rate if rate else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            time.sleep(start - now)
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-@dataclass
-class FetchResult:
-    content: bytes
-    attempts: int
-
-
-class SkyServerClient:
-    """Thread-safe client of the ImgCutout service (one ``requests.Session`` per thread)."""
-
-    def __init__(
-        self,
-        base_url: str = DEFAULT_BASE_URL,
-        timeout_s: float = 30.0,
-        max_attempts: int = 5,
-        backoff_s: float = 1.0,
-        backoff_max_s: float = 60.0,
-        max_retry_after_s: float = 300.0,
-        max_requests_per_second: float | None = 10.0,
-        user_agent: str = USER_AGENT,
-        pool_size: int = 16,
-    ):
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
-        self.base_url = base_url
-        self.url = getjpeg_url(base_url)
-        self.timeout_s = timeout_s
-        self.max_attempts = max_attempts
-        self.backoff_s = backoff_s
-        self.backoff_max_s = backoff_max_s
-        self.max_retry_after_s = max_retry_after_s
-        self.limiter = RateLimiter(max_requests_per_second)
-        self.user_agent = user_agent
-        self.pool_size = pool_size
-        self._local = threading.local()
-        self._count_lock = threading.Lock()
-        self.requests_sent = 0
-        self.answers = 0  # requests that got any HTTP answer back
-
-    def _session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
-        if s is None:
-            s = requests.Session()
-            s.headers["User-Agent"] = self.user_agent
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.pool_size, max_retries=0)
-            s.mount("http://", adapter)
-            s.mount("https://", adapter)
-            self._local.session = s
-        return s
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, CutoutError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.max_retry_after_s)
-        cap = min(self.backoff_max_s, self.backoff_s * 2 ** (state.attempt_number - 1))
-        return random.uniform(0, cap)  # "full jitter"
-
-    def _get_once(self, params: dict, width: int, height: int) -> bytes:
-        self.limiter.wait()
-        with self._count_lock:
-            self.requests_sent += 1
-        try:
-            r = self._session().get(self.url, params=params, timeout=self.timeout_s)
-            content = r.content
-        except requests.Timeout as exc:
-            raise CutoutError("timeout", str(exc)) from None
-        except requests.ConnectionError as exc:
-            raise CutoutError("connection", str(exc)) from None
-        except requests.RequestException as exc:
-            raise CutoutError("connection", f"{type(exc).__name__}: {exc}") from None
-        with self._count_lock:
-            self.answers += 1
-        if r.status_code == 429:
-            raise CutoutError("http_429", "Too Many Requests",
-                              retry_after=_parse_retry_after(r.headers.get("Retry-After")))
-        if r.status_code >= 500:
-            raise CutoutError("http_5xx", f"HTTP {r.status_code}",
-                              retry_after=_parse_retry_after(r.headers.get("Retry-After")))
-        if r.status_code == 404:
-            raise CutoutError("http_404", "HTTP 404")
-        if r.status_code >= 400 or r.status_code < 200 or r.status_code >= 300:
-            raise CutoutError("http_4xx", f"HTTP {r.status_code}")
-        validate_jpeg(content, width, height, r.headers.get("Content-Type", ""))
-        return content
-
-    def get_jpeg(self, ra: float, dec: float, scale: float, width: int, height: int) -> FetchResult:
-        """Fetch one validated cutout; raise CutoutError (with ``attempts``) when it cannot."""
-        params = {"ra": f"{ra:.8f}", "dec": f"{dec:.8f}", "scale": f"{scale:.6g}",
-                  "width": int(width), "height": int(height)}
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, CutoutError) and e.reason in TRANSIENT),
-            reraise=True,
-        )
-        attempts = 0
-        try:
-            for attempt in retrying:
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    content = self._get_once(params, width, height)
-        except CutoutError as exc:
-            exc.attempts = attempts
-            raise
-        return FetchResult(content, attempts)
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, **kwargs):
+        super().__init__(SkyServer(base_url=base_url), **kwargs)
 
 
 # --- SQL search ---------------------------------------------------------------------------------
@@ -310,7 +148,7 @@ def sql_query_http(sql: str, base_url: str, data_release: int = 14, timeout_s: f
             last = f"HTTP {r.status_code}: {r.text[:300]!r}"
             if r.status_code < 500 and r.status_code != 429:
                 break
-            ra = _parse_retry_after(r.headers.get("Retry-After"))
+            ra = parse_retry_after(r.headers.get("Retry-After"))
             if ra is not None and attempt < max_attempts:
                 time.sleep(min(ra, 300))
                 continue

@@ -199,6 +199,34 @@ def train_params(wildcards):
     return {**config["train"], "arch": parts["arch"], "seed": parts["seed"]}
 
 
+# ---- helpers of cutouts.smk and train.smk: the keys that say what the images are ----
+
+from galmet.provider import get_provider  # noqa: E402
+
+CUTOUTS = config["cutouts"]
+# The cutout service (None for local images), with its default base URL and layer filled in.
+CUTOUT_PROVIDER = (
+    None
+    if CUTOUTS["source"] == "local"
+    else get_provider(CUTOUTS["source"], layer=CUTOUTS.get("layer"), base_url=CUTOUTS.get("base_url"))
+)
+
+
+def image_params(*keys):
+    """The cutouts keys `keys` that define the images, for a rule's params (a change reruns
+    what it affects, nothing else): base_url resolved to the service's default, `layer` added
+    for a service with layers, `local_dir` for local images (whose cutouts.json says what they
+    are). A SkyServer run's params are what they were before there were several services."""
+    out = {k: CUTOUTS.get(k) for k in keys}
+    if "base_url" in out:
+        out["base_url"] = CUTOUT_PROVIDER.base_url if CUTOUT_PROVIDER else None
+    if CUTOUT_PROVIDER is not None and CUTOUT_PROVIDER.layers:
+        out["layer"] = CUTOUT_PROVIDER.layer
+    if CUTOUT_PROVIDER is None:
+        out["local_dir"] = CUTOUTS.get("local_dir")
+    return out
+
+
 # ---- helpers of baselines.smk ----
 
 BASELINE_NAMES = list(config["baselines"]["names"])
@@ -365,12 +393,11 @@ def infer_required(key):
 
 def infer_cache_dir():
     """Where <objID>.jpg are looked for when neither the catalog nor infer.images_dir says."""
-    from galmet.cutouts import cache_dir
+    from galmet.cutouts import config_cache_dir
 
-    c = config["cutouts"]
-    if c.get("source") == "local" and c.get("local_dir"):
-        return c["local_dir"]
-    return str(cache_dir(c.get("cache_dir", "resources/cutouts"), c["scale"], c["width"], c["height"]))
+    if CUTOUT_PROVIDER is None:
+        return CUTOUTS.get("local_dir")
+    return str(config_cache_dir(CUTOUTS))
 
 
 # ---- helpers of saliency.smk ----

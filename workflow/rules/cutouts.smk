@@ -1,13 +1,17 @@
-# Cutouts: one job per catalog shard. Source `skyserver` downloads (threads, retries,
-# validation) into the persistent cache resources/cutouts/<scale>-<W>x<H>/<objID>.jpg and
-# requests only what is not cached; source `local` takes <objID>.jpg from cutouts.local_dir.
-# Each job writes the manifest of the shard's good cutouts and the list of its failures.
+# Cutouts: one job per catalog shard. Sources `skyserver` and `legacysurvey` download
+# (threads, retries, validation: galmet.provider) into the persistent cache of that service,
+# layer and geometry (resources/cutouts/<scale>-<W>x<H>/ for SkyServer,
+# resources/cutouts/legacysurvey-<layer>-<scale>-<W>x<H>/), which gets a cutouts.json saying
+# what its images are, and request only what is not cached; source `local` takes <objID>.jpg
+# from cutouts.local_dir. Each job writes the manifest of the shard's good cutouts and the list
+# of its failures.
 #
 # Only the keys that change the images reach the rule through params (a changed timeout or
 # concurrency must not redo every shard); the network settings are read from the config by
 # the script. Compute nodes usually lack internet: the download rules are local rules. Several
-# shards download at once when --cores allows; `--resources skyserver_jobs=N` caps how many
-# (each runs cutouts.concurrency connections at up to cutouts.max_requests_per_second).
+# shards download at once when --cores allows; `--resources cutout_jobs=N` caps how many
+# (`skyserver_jobs=N` for SkyServer alone; each job runs cutouts.concurrency connections at up
+# to cutouts.max_requests_per_second).
 
 
 if config["local_download"]:
@@ -26,10 +30,7 @@ rule cutouts:
         manifest="results/cutouts/{shard}.parquet",
         failures="results/cutouts/{shard}.failures.csv",
     params:
-        images={
-            k: config["cutouts"][k]
-            for k in ("source", "local_dir", "cache_dir", "scale", "width", "height")
-        },
+        images=image_params("source", "local_dir", "cache_dir", "scale", "width", "height"),
     log:
         "results/logs/cutouts/{shard}.log",
     benchmark:
@@ -39,6 +40,7 @@ rule cutouts:
         mem_mb=1000,
         runtime=240,
         skyserver_jobs=lambda wc: int(config["cutouts"]["source"] == "skyserver"),
+        cutout_jobs=lambda wc: int(config["cutouts"]["source"] != "local"),
     conda:
         "../../envs/data.yaml"
     script:

@@ -35,7 +35,8 @@ rule infer_split:
 
 
 rule infer_shard:
-    """Predict one shard, streaming its images in chunks of infer.chunk_size."""
+    """Predict one shard, streaming its images in chunks of infer.chunk_size; first the
+    cutouts.json of each image folder is checked against the model's training images."""
     input:
         model=infer_required("model"),
         shard="results/infer/shards/{scatteritem}.parquet",
@@ -47,6 +48,7 @@ rule infer_shard:
         batch_size=INFER["batch_size"],
         chunk_size=INFER["chunk_size"],
         device=INFER["device"],
+        allow_survey_mismatch=INFER["allow_survey_mismatch"],
     log:
         "results/logs/infer/shard-{scatteritem}.log",
     benchmark:

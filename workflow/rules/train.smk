@@ -26,9 +26,7 @@ rule train:
         seed=model_part("seed"),
         train=train_params,
         tta=config["predict"]["tta"],
-        images={
-            k: config["cutouts"].get(k) for k in ("source", "scale", "width", "height", "base_url")
-        },
+        images=image_params("source", "scale", "width", "height", "base_url"),
     log:
         "results/logs/train/{target}/{model}.log",
     benchmark:

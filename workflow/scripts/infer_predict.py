@@ -13,7 +13,8 @@ model, meta = load(snakemake.input.model, device=params.device)
 device = str(next(model.parameters()).device)
 stats = predict_shard(snakemake.input.shard, model, meta, snakemake.output.predictions,
                       skipped_path=snakemake.output.skipped, tta=params.tta, batch_size=params.batch_size,
-                      chunk_size=params.chunk_size, device=device)
+                      chunk_size=params.chunk_size, device=device,
+                      allow_survey_mismatch=params.allow_survey_mismatch, model_path=snakemake.input.model)
 log.info("shard %s on %s: %d galaxies, %d predicted, %d skipped, %.1f s (%.0f images/s)",
          snakemake.input.shard, device, stats["n_in"], stats["n_predicted"], stats["n_skipped"],
          stats["seconds"], stats["n_in"] / max(stats["seconds"], 1e-9))
