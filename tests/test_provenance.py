@@ -93,6 +93,16 @@ def test_predict_refuses_legacy_survey_images_for_an_sdss_model(tmp_path, sky, s
     assert f"the model {sdss_model} was trained on SDSS DR14" in err and "--allow-survey-mismatch" in err
     assert not (tmp_path / "p.csv").exists()
 
+    # galmet explain checks the same way
+    explain = ["explain", "--model", str(sdss_model), "--images", str(images), "--out", str(tmp_path / "x"),
+               "--no-png", "--random-orders", "1", "--steps", "2"]
+    assert cli.main(explain) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"galmet explain: the images in {images} are Legacy Surveys ls-dr10-grz")
+    assert not (tmp_path / "x" / "saliency.npz").exists()
+    assert cli.main([*explain, "--allow-survey-mismatch"]) == 0
+    assert "# warning: survey mismatch allowed" in (tmp_path / "x" / "skipped.log").read_text()
+
     assert cli.main([*predict, "--out", str(tmp_path / "p.csv"), "--allow-survey-mismatch"]) == 0
     assert len(pd.read_csv(tmp_path / "p.csv")) == len(cat)
     assert "# warning: survey mismatch allowed (--allow-survey-mismatch)" in (tmp_path / "p.csv.log").read_text()

@@ -36,6 +36,7 @@ Checks (:func:`sanity_checks`, reported with every run)
 Command line::
 
     galmet explain --model model.pt --images DIR --out OUTDIR [--method gradcam|ig|occlusion]
+                   [--allow-survey-mismatch]
 
 writes ``OUTDIR/<objID>.png`` (|map| over the cutout at the model's resolution),
 ``OUTDIR/saliency.npz`` (``objID`` int64 N, ``maps`` float32 N x res x res, ``prediction`` float64
@@ -505,6 +506,9 @@ def cli_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-png", action="store_true", help="write no per-image PNG")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per batch (default {d.batch_size})")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    p.add_argument("--allow-survey-mismatch", action="store_true",
+                   help="explain even when the images' cutouts.json says another survey, band order or pixel "
+                        "scale than the model's training images (a warning in OUT/skipped.log)")
     return p
 
 
@@ -512,6 +516,7 @@ def cli_main(args) -> int:
     from galmet.logs import setup_logging
     from galmet.modelfile import ModelFileError, load
     from galmet.predict import _iter_directory, _write_skipped_log, cli_tta, read_images
+    from galmet.provenance import check_cli_images
 
     if not logging.getLogger().handlers:
         setup_logging()
@@ -521,6 +526,7 @@ def cli_main(args) -> int:
         return 2
     try:
         model, meta = load(args.model, args.device)
+        survey_notes = check_cli_images(meta, args.model, images, None, args.allow_survey_mismatch)
         settings = ExplainSettings(method=args.method, layer=args.layer, tta=cli_tta(args.tta, meta),
                                    steps=args.steps, random_orders=args.random_orders, check_max=args.check_max,
                                    seed=args.seed, batch_size=args.batch_size)
@@ -532,7 +538,7 @@ def cli_main(args) -> int:
     ids, x = read_images(rows, int(meta["resolution"]), skipped)
     out.mkdir(parents=True, exist_ok=True)
     _write_skipped_log(out / "skipped.log", f"model {args.model}; {len(ids)} explained, {len(skipped)} skipped "
-                       f"of {len(rows)}", skipped, command="galmet explain")
+                       f"of {len(rows)}", skipped, command="galmet explain", warnings=survey_notes)
     if not ids:
         print(f"galmet explain: no image to explain in {images} (see {out / 'skipped.log'})", file=sys.stderr)
         return 1
