@@ -173,9 +173,9 @@ def saliency_maps(model, meta: dict, x_uint8_nhwc: np.ndarray, settings: Explain
 
 
 def predictions(model, meta: dict, x_uint8_nhwc: np.ndarray, tta: int = 8, device="cpu") -> np.ndarray:
-    """The model's TTA-averaged predictions (float64); an ensemble's is the mean of its members'."""
-    return np.mean([predict_images(net, meta, x_uint8_nhwc, tta=tta, device=device) for net in members(model)],
-                   axis=0)
+    """The model's TTA-averaged predictions (float64); an ensemble's is the mean of its members'
+    (:func:`galmet.predict.predict_images` takes either)."""
+    return predict_images(model, meta, x_uint8_nhwc, tta=tta, device=device)
 
 
 # ----------------------------------------------------------------------------- the checks
