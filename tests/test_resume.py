@@ -90,11 +90,19 @@ def _training_job_pid(workdir: Path) -> int | None:
     return None
 
 
+def _as_in_a_terminal():
+    """Ctrl-C's signal at its default, as a terminal gives it: a test run started in the
+    background of a non-interactive shell (`cmd &`, nohup) inherits SIGINT ignored, and so
+    would Snakemake and its jobs."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(workdir: Path, name: str) -> subprocess.Popen:
     # a session of its own, as a terminal gives a command its own process group; output to a
     # file (a pipe nobody reads would block Snakemake once full)
     out = open(workdir / f"{name}.out", "w")
-    proc = subprocess.Popen(_command(workdir), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(_command(workdir), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_as_in_a_terminal)
     proc.output_path = workdir / f"{name}.out"
     return proc
 
