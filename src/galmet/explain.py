@@ -59,7 +59,7 @@ import torch
 
 from galmet.augment import D4_SIZE, d4, d4_inverse
 from galmet.io import atomic_path, write_json
-from galmet.model import normalisation_constants, resolve_device, to_input
+from galmet.model import members, normalisation_constants, resolve_device, to_input
 from galmet.predict import bring_to_resolution, predict_images
 
 log = logging.getLogger("galmet.explain")
@@ -94,11 +94,6 @@ class ExplainSettings:
             raise ValueError(f"tta={self.tta}: give the number of D4 symmetries to average, 1 to 8")
         if self.steps < 1 or self.random_orders < 1 or self.batch_size < 1 or self.ig_steps < 2:
             raise ValueError("steps, random_orders and batch_size must be >= 1, ig_steps >= 2")
-
-
-def members(model) -> list[torch.nn.Module]:
-    """The single networks of a model: an ensemble's ``members``, else the model itself."""
-    return list(model.members) if hasattr(model, "members") else [model]
 
 
 # ----------------------------------------------------------------------------- maps

@@ -67,6 +67,11 @@ class Ensemble(nn.Module):
         return torch.stack([m(x) for m in self.members], dim=1)
 
 
+def members(model) -> list[nn.Module]:
+    """The single networks of a model: an :class:`Ensemble`'s ``members``, else the model itself."""
+    return list(model.members) if hasattr(model, "members") else [model]
+
+
 def make_head(in_features: int, hidden: int = 512, dropout=(0.25, 0.5)) -> nn.Sequential:
     """The paper's regression head for a body with ``in_features`` output channels."""
     p1, p2 = dropout

@@ -44,7 +44,7 @@ import torch
 from galmet.augment import D4_SIZE, d4
 from galmet.imaging import ImageError, read_jpeg, to_resolution
 from galmet.io import atomic_path
-from galmet.model import normalisation_constants, resolve_device, to_input
+from galmet.model import members, normalisation_constants, resolve_device, to_input
 
 log = logging.getLogger("galmet.predict")
 
@@ -78,7 +78,7 @@ def predict_views(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cpu"
     norm = meta["normalisation"]
     scale, shift = normalisation_constants(norm["mean"], norm["std"], dev)
     amp = dev.type == "cuda"
-    n_members = len(model.members) if hasattr(model, "members") else 1  # galmet.model.Ensemble
+    n_members = len(members(model))  # an Ensemble's output has one column per member
     out = np.empty((len(x), n_members, tta), dtype=np.float64)
     for s in range(0, len(x), int(batch_size)):
         chunk = bring_to_resolution(np.ascontiguousarray(x[s:s + int(batch_size)]), res)
