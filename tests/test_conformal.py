@@ -75,7 +75,8 @@ def test_intervals_are_nested_and_ordered():
     _, y_cal, m_cal, s_cal = _synthetic(2000, seed=5)
     _, _, m, s = _synthetic(300, seed=6)
     cols = conformal.interval_columns(m, s, conformal.calibration_scores(y_cal, m_cal, s_cal), (0.95, 0.68))
-    assert list(cols) == ["p2p5", "p16", "p84", "p97p5"]
+    assert list(cols) == ["p2p5", "p16", "p84", "p97p5"] == conformal.interval_names((0.95, 0.68))
+    assert conformal.interval_names((0.9, 0.68, 0.95)) == ["p2p5", "p5", "p16", "p84", "p95", "p97p5"]
     assert np.all(cols["p2p5"] <= cols["p16"]) and np.all(cols["p16"] <= m) and np.all(m <= cols["p84"])
     assert np.all(cols["p84"] <= cols["p97p5"])
     assert conformal.percentile_name(5) == "p5" and conformal.percentile_name(95) == "p95"

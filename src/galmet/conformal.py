@@ -92,6 +92,15 @@ def percentile_name(q: float) -> str:
     return "p" + text.replace(".", "p")
 
 
+def _percentiles(levels) -> list[float]:
+    return sorted({50 * (1 - level) for level in levels} | {50 * (1 + level) for level in levels})
+
+
+def interval_names(levels=DEFAULT_LEVELS) -> list[str]:
+    """Names of the columns that :func:`interval_columns` gives at ``levels``, in its order."""
+    return [percentile_name(q) for q in _percentiles(levels)]
+
+
 def interval_columns(mean, spread, scores, levels=DEFAULT_LEVELS) -> dict[str, np.ndarray]:
     """The interval bounds at each level as columns named by percentile, in increasing
     percentile: ``{"p2p5": ..., "p16": ..., "p84": ..., "p97p5": ...}`` for the default levels."""
@@ -99,7 +108,7 @@ def interval_columns(mean, spread, scores, levels=DEFAULT_LEVELS) -> dict[str, n
     for level in levels:
         lo, hi = interval(mean, spread, scores, level)
         bounds[50 * (1 - level)], bounds[50 * (1 + level)] = lo, hi
-    return {percentile_name(q): bounds[q] for q in sorted(bounds)}
+    return {percentile_name(q): bounds[q] for q in _percentiles(levels)}
 
 
 def coverage(y, lower, upper) -> float:

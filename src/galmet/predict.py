@@ -265,10 +265,10 @@ def predict_chunks(chunks: Iterable, model, meta: dict, writer: PredictionWriter
 
 
 def _interval_names(meta: dict, levels) -> list[str]:
-    from galmet.conformal import interval_columns
+    from galmet.conformal import interval_names
 
     levels = interval_levels(meta, levels)
-    return list(interval_columns([0.0], [1.0], meta["calibration"]["scores"], levels)) if levels else []
+    return interval_names(levels) if levels else []
 
 
 # ----------------------------------------------------------------------------- command line
