@@ -97,3 +97,19 @@ def test_problems_in_the_inputs_are_found_at_start(tmp_path, monkeypatch):
     raw["resolutions"] = [256]
     with pytest.raises(ConfigError, match="256 px is larger than the cutouts"):
         load_config(raw)
+
+
+def test_cnn_jobs_ask_for_a_gpu_only_where_there_is_one(tmp_path, monkeypatch):
+    """A CNN job holds `gpu=1` (one per GPU at a time) on a machine with a GPU or when told
+    `cuda`; on a machine without one it holds none, and runs beside the others on the cores."""
+    from galmet.config import gpu_jobs, gpu_visible
+
+    card = tmp_path / "nvidia0"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert not gpu_visible([tmp_path / "absent"]) and gpu_visible([card]) is False
+    card.touch()
+    assert gpu_visible([card])
+    assert [gpu_jobs(d, [card]) for d in ("auto", "cuda", "cpu")] == [1, 1, 0]
+    assert [gpu_jobs(d, [tmp_path / "absent"]) for d in ("auto", "cuda", "cpu")] == [0, 1, 0]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # hides the GPU from torch, so from the plan
+    assert gpu_jobs("auto", [card]) == 0

@@ -238,6 +238,43 @@ def test_snakemake_lint_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def _planned_trainings(workdir, device: str) -> dict[str, tuple[int, int]]:
+    """{model: (threads, gpu)} of the train jobs of the demo's plan (`snakemake -n`) on a
+    machine that shows torch no GPU, with config train.device = ``device``."""
+    import os
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["catalog"]["path"] = str(DEMO / "catalog.csv")
+    cfg["cutouts"]["local_dir"] = str(DEMO / "images")
+    cfg["train"]["device"] = device
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "-n", "--cores", "2", "--resources", "gpu=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = {}
+    for block in re.split(r"\n(?=\S)", proc.stdout + proc.stderr):
+        if block.startswith("rule train:"):
+            model = re.search(r"model=([\w-]+)", block).group(1)
+            threads = re.search(r"threads: (\d+)", block)
+            jobs[model] = (int(threads.group(1)) if threads else 1, int(re.search(r"gpu=(\d+)", block).group(1)))
+    return jobs
+
+
+def test_trainings_share_the_cores_on_a_machine_without_gpu(tmp_path):
+    """Without a GPU, trainings hold no `gpu` and take one core each, so that the demo's five
+    models train two at a time on 2 cores; told `cuda`, each holds the GPU (one at a time under
+    --resources gpu=1) and every core."""
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cuda").mkdir()
+    assert _planned_trainings(tmp_path / "cpu", "auto") == {
+        "resnet18-64px-seed0": (1, 0), "resnet18-32px-seed0": (1, 0), "resnet18-32px-seed1": (1, 0),
+        "resnet18-32px-seed2": (1, 0), "resnet18-16px-seed0": (1, 0)}
+    on_gpu = _planned_trainings(tmp_path / "cuda", "cuda")
+    assert set(on_gpu.values()) == {(2, 1)} and len(on_gpu) == 5
+
+
 def test_legacysurvey_config_plans(tmp_path):
     """configs/legacysurvey.yaml (the paper's run on Legacy Surveys images) plans its whole DAG:
     with the catalog stage done (a made-up sharded catalog), `snakemake -n` lists a cutouts job

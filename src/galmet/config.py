@@ -20,6 +20,8 @@ import yaml
 from galmet.targets import TARGETS
 
 SCHEMA_PATH = Path(str(resources.files("galmet") / "schemas" / "config.schema.yaml"))
+# Device files of a GPU that torch can use: NVIDIA's, ROCm's, WSL2's.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 
 
 class ConfigError(ValueError):
@@ -199,3 +201,19 @@ def load_config(source: str | os.PathLike | dict) -> dict:
         return validate_config(config)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def gpu_visible(device_files=GPU_DEVICE_FILES) -> bool:
+    """Whether this machine shows torch a GPU, from its device files (so that the workflow need
+    not import torch to plan its jobs). ``CUDA_VISIBLE_DEVICES=""`` hides them, as from torch."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return False
+    return any(Path(p).exists() for p in device_files)
+
+
+def gpu_jobs(device: str, device_files=GPU_DEVICE_FILES) -> int:
+    """The ``gpu`` resource of a CNN job whose config ``device`` is ``device``: 1, so that
+    ``--resources gpu=N`` runs N of them at a time, unless the job will run on the CPU (``cpu``,
+    or ``auto`` on a machine without a GPU): 0, and it shares the cores (``--cores``) beside the
+    other jobs. On SLURM the profile's set-resources ask for the GPU whatever this says."""
+    return 0 if device == "cpu" or (device == "auto" and not gpu_visible(device_files)) else 1

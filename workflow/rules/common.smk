@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
 from galmet.captions import metric_numbers, read_json, resolution_lines, results_table  # noqa: E402
-from galmet.config import ConfigError, check_inputs, validate_config  # noqa: E402
+from galmet.config import ConfigError, check_inputs, gpu_jobs, validate_config  # noqa: E402
 from galmet.names import (  # noqa: E402
     ANY_MODEL_PATTERN,
     ENSEMBLE_PATTERN,
@@ -189,6 +189,22 @@ def model_stores(wildcards):
 def model_shard_store(wildcards):
     """Input function: the {shard}'s store at the resolution of the {model} wildcard."""
     return f"results/images/{wildcards.shard}/{model_resolution(wildcards.model)}px.npy"
+
+
+# ---- helpers of the CNN rules (train, predict, ensemble, saliency): gpu and threads ----
+
+# gpu=1 on a machine with a GPU (--resources gpu=N: N CNN jobs at a time), else 0 (galmet.config)
+TRAIN_GPU = gpu_jobs(config["train"]["device"])
+PREDICT_GPU = gpu_jobs(config["predict"]["device"])
+# On the CPU (OMP_WAIT_POLICY=PASSIVE, above), two trainings side by side on one thread each
+# finished 1.7x (64 px) to 2.2x (16 px) sooner than one after the other on both cores
+# (benchmarks/cpu_training_threads.py, 2 cores): without a GPU, each training takes one core.
+
+
+def train_threads(wildcards):
+    """Threads of a training job: 8 with a GPU (Snakemake caps them at --cores; set-threads on
+    SLURM), one on the CPU, so that as many trainings run side by side as there are cores."""
+    return 8 if TRAIN_GPU else 1
 
 
 # ---- helpers of train.smk ----

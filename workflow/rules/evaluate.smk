@@ -23,7 +23,7 @@ rule predict:
         "results/benchmarks/predict/{target}/{model}.tsv"
     threads: 4
     resources:
-        gpu=1,
+        gpu=PREDICT_GPU,
         mem_mb=4000,
         runtime=120,
     conda:

@@ -30,7 +30,7 @@ rule saliency:
         "results/benchmarks/saliency/{target}/{model}.tsv"
     threads: 4
     resources:
-        gpu=1,
+        gpu=PREDICT_GPU,
         mem_mb=4000,
         runtime=120,
     conda:

@@ -31,9 +31,9 @@ rule train:
         "results/logs/train/{target}/{model}.log",
     benchmark:
         "results/benchmarks/train/{target}/{model}.tsv"
-    threads: 8  # capped at --cores on one machine
+    threads: train_threads
     resources:
-        gpu=1,
+        gpu=TRAIN_GPU,
         mem_mb=16000,
         runtime=240,
     conda:
@@ -66,7 +66,7 @@ rule ensemble:
         "results/benchmarks/ensemble/{target}/{model}.tsv"
     threads: 4
     resources:
-        gpu=1,
+        gpu=PREDICT_GPU,
         mem_mb=8000,
         runtime=60,
     conda:

@@ -1,5 +1,7 @@
 """Adapter: stores + split + catalog -> trained model (galmet.train.train_model)."""
 
+import torch
+
 from galmet.dataset import fingerprint, load_split, split_members
 from galmet.logs import setup_logging
 from galmet.modelfile import images_block
@@ -8,6 +10,8 @@ from galmet.train import TrainOutputs, train_model
 
 log = setup_logging(snakemake.log[0])
 inp, out, params = snakemake.input, snakemake.output, snakemake.params
+if not params.train.get("num_threads"):  # 0: the job's threads (the rule's, capped at --cores)
+    torch.set_num_threads(max(1, snakemake.threads))
 target = snakemake.wildcards.target
 
 members = split_members(inp.catalog, inp.split, inp.index, target)
