@@ -196,15 +196,12 @@ def model_shard_store(wildcards):
 # gpu=1 on a machine with a GPU (--resources gpu=N: N CNN jobs at a time), else 0 (galmet.config)
 TRAIN_GPU = gpu_jobs(config["train"]["device"])
 PREDICT_GPU = gpu_jobs(config["predict"]["device"])
-# On the CPU (OMP_WAIT_POLICY=PASSIVE, above), two trainings side by side on one thread each
-# finished 1.7x (64 px) to 2.2x (16 px) sooner than one after the other on both cores
-# (benchmarks/cpu_training_threads.py, 2 cores): without a GPU, each training takes one core.
-
-
-def train_threads(wildcards):
-    """Threads of a training job: 8 with a GPU (Snakemake caps them at --cores; set-threads on
-    SLURM), one on the CPU, so that as many trainings run side by side as there are cores."""
-    return 8 if TRAIN_GPU else 1
+# Threads of a training job: 8 with a GPU (Snakemake caps them at --cores; set-threads on SLURM),
+# one on the CPU, so that as many trainings run side by side as there are cores: there (with
+# OMP_WAIT_POLICY=PASSIVE, above) two trainings side by side on one thread each finished 1.7x
+# (64 px) to 2.2x (16 px) sooner than one after the other on both cores
+# (benchmarks/cpu_training_threads.py, 2 cores).
+TRAIN_THREADS = 8 if TRAIN_GPU else 1
 
 
 # ---- helpers of train.smk ----

@@ -31,7 +31,7 @@ rule train:
         "results/logs/train/{target}/{model}.log",
     benchmark:
         "results/benchmarks/train/{target}/{model}.tsv"
-    threads: train_threads
+    threads: TRAIN_THREADS
     resources:
         gpu=TRAIN_GPU,
         mem_mb=16000,
