@@ -25,10 +25,10 @@ pytestmark = pytest.mark.slow
 N_GOOD = 48
 
 
-def snakemake(workdir, *args, check=True, timeout=900):
+def snakemake(workdir, *args, check=True, timeout=900, env=None):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(workdir / "config.yaml"), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -248,11 +248,8 @@ def _planned_trainings(workdir, device: str) -> dict[str, tuple[int, int]]:
     cfg["cutouts"]["local_dir"] = str(DEMO / "images")
     cfg["train"]["device"] = device
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "-n", "--cores", "2", "--resources", "gpu=1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = snakemake(workdir, "-n", "--cores", "2", "--resources", "gpu=1", timeout=300,
+                     env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     jobs = {}
     for block in re.split(r"\n(?=\S)", proc.stdout + proc.stderr):
         if block.startswith("rule train:"):
