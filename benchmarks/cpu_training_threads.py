@@ -47,7 +47,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from galmet.imaging import block_average, read_jpeg  # noqa: E402
+from galmet.imaging import block_average, read_image  # noqa: E402
 
 N_TRAIN, N_VALID = 248, 74
 DEMO_TRAIN = yaml.safe_load((ROOT / "config.yaml").read_text())["train"]  # the demo's recipe
@@ -68,7 +68,7 @@ train_model(x[:{nt}], y[:{nt}], x[{nt}:], y[{nt}:],
 
 def _stores(tmp: Path, resolutions) -> tuple[dict[int, Path], Path]:
     cat = pd.read_csv(ROOT / "resources" / "demo" / "catalog.csv", dtype={"objID": "int64"}).iloc[: N_TRAIN + N_VALID]
-    full = np.stack([read_jpeg(ROOT / "resources" / "demo" / "images" / f"{i}.jpg") for i in cat["objID"]])
+    full = np.stack([read_image(ROOT / "resources" / "demo" / "images" / f"{i}.jpg") for i in cat["objID"]])
     labels = tmp / "y.npy"
     np.save(labels, cat["oh_p50"].to_numpy(np.float32))
     stores = {}

@@ -51,10 +51,10 @@ def _child(args) -> None:
     model, meta = load_model(args.model, args.device)
     device = str(next(model.parameters()).device)
     # warm-up outside the timing (first-call allocations, cudnn autotune)
-    from galmet.imaging import read_jpeg, to_resolution
+    from galmet.imaging import read_image, to_resolution
     from galmet.predict import predict_images
 
-    x = np.stack([to_resolution(read_jpeg(p), int(meta["resolution"])) for p in images[:32]])
+    x = np.stack([to_resolution(read_image(p), int(meta["resolution"])) for p in images[:32]])
     predict_images(model, meta, x, tta=1, batch_size=args.batch_size, device=device)
     t1 = time.perf_counter()
     stats = predict_shard(shard, model, meta, part, tta=1, batch_size=args.batch_size,

@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from galmet.imaging import block_average, read_jpeg  # noqa: E402
+from galmet.imaging import block_average, read_image  # noqa: E402
 from galmet.model import IMAGENET_MEAN, IMAGENET_STD, build_model, normalisation_constants, to_input  # noqa: E402
 from galmet.predict import predict_images  # noqa: E402
 from galmet.stores import load_store  # noqa: E402
@@ -194,7 +194,7 @@ def run(args) -> dict:
     cat = cat.iloc[:n]
     paths = [ROOT / "resources" / "demo" / "images" / f"{i}.jpg" for i in cat["objID"]]
     y = cat["oh_p50"].to_numpy(np.float32)
-    full = np.stack([read_jpeg(p) for p in paths])
+    full = np.stack([read_image(p) for p in paths])
     tmp = Path(tempfile.mkdtemp(prefix="galmet-bench-"))
     stores = {}
     for _, res in CONFIGS:

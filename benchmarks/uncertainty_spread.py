@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import galmet.train as gt  # noqa: E402
 from galmet import modelfile  # noqa: E402
-from galmet.imaging import block_average, read_jpeg  # noqa: E402
+from galmet.imaging import block_average, read_image  # noqa: E402
 from galmet.model import normalisation_constants, to_input  # noqa: E402
 from galmet.predict import predict_images  # noqa: E402
 from galmet.split import assign_splits  # noqa: E402
@@ -48,7 +48,7 @@ DEMO = ROOT / "resources" / "demo"
 def data(res: int):
     cat = pd.read_csv(DEMO / "catalog.csv", dtype={"objID": "int64"})
     split = assign_splits(cat["objID"].to_numpy(), seed=42, fractions={"train": 0.6, "valid": 0.2, "test": 0.2})
-    x = block_average(np.stack([read_jpeg(DEMO / "images" / f"{i}.jpg") for i in cat["objID"]]), res)
+    x = block_average(np.stack([read_image(DEMO / "images" / f"{i}.jpg") for i in cat["objID"]]), res)
     y = cat["oh_p50"].to_numpy(np.float32)
     tr, va = split == "train", split == "valid"
     return x[tr], y[tr], x[va], y[va]

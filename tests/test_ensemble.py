@@ -15,7 +15,7 @@ from galmet import modelfile
 from galmet.cli import main as galmet_main
 from galmet.dataset import LabelledSet
 from galmet.ensemble import EnsembleError, calibrate, combine
-from galmet.imaging import block_average, read_jpeg
+from galmet.imaging import block_average, read_image
 from galmet.predict import PredictionWriter, predict_columns, predict_images
 from galmet.train import train_model
 
@@ -28,7 +28,7 @@ RES = 16
 def demo(demo_catalog):
     """48 real galaxies at 16 px: 24 to train on, 24 to calibrate on."""
     ids = demo_catalog["objID"].to_numpy()[:48]
-    x = block_average(np.stack([read_jpeg(IMAGES / f"{i}.jpg") for i in ids]), RES)
+    x = block_average(np.stack([read_image(IMAGES / f"{i}.jpg") for i in ids]), RES)
     y = demo_catalog["oh_p50"].to_numpy(np.float64)[:48]
     return ids, x, y
 
@@ -100,7 +100,7 @@ def test_galmet_predict_on_an_ensemble_gives_the_workflows_numbers(demo, ensembl
     assert list(cli.columns) == ["objID", "prediction", "p2p5", "p16", "p84", "p97p5"]
     # the workflow's path (workflow/scripts/predict_split.py): image stores, same function, same writer
     model, meta = modelfile.load(ensemble)
-    store = block_average(np.stack([read_jpeg(IMAGES / f"{i}.jpg") for i in ids]), RES)
+    store = block_average(np.stack([read_image(IMAGES / f"{i}.jpg") for i in ids]), RES)
     cols = predict_columns(model, meta, store, tta=8, spread=True)
     with PredictionWriter(tmp_path / "split.parquet") as writer:
         writer.write(ids, cols.pop("prediction"), extra={"oh_p50": np.zeros(len(ids))}, after=cols)

@@ -18,7 +18,7 @@ from torch import nn
 from galmet import captions
 from galmet import explain as ex
 from galmet.cli import main as galmet_main
-from galmet.imaging import block_average, read_jpeg
+from galmet.imaging import block_average, read_image
 from galmet.model import build_model
 from galmet.modelfile import save
 
@@ -56,7 +56,7 @@ def net():
 @pytest.fixture(scope="module")
 def cutouts(demo_catalog):
     ids = demo_catalog["objID"].to_numpy()[:6]
-    return ids, np.stack([read_jpeg(IMAGES / f"{i}.jpg") for i in ids])  # 128 px
+    return ids, np.stack([read_image(IMAGES / f"{i}.jpg") for i in ids])  # 128 px
 
 
 @pytest.mark.parametrize("method", ex.METHODS)

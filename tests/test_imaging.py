@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from galmet.imaging import ImageError, block_average, read_jpeg, to_resolution
+from galmet.imaging import ImageError, block_average, read_image, to_resolution
 
 
 def test_read_real_cutout(demo_images):
-    img = read_jpeg(demo_images[0])
+    img = read_image(demo_images[0])
     assert img.shape == (128, 128, 3) and img.dtype == np.uint8
     assert img.std() > 1  # a real galaxy, not a blank frame
 
@@ -15,7 +15,7 @@ def test_read_bad_file_names_file(tmp_path, content):
     p = tmp_path / "123.jpg"
     p.write_bytes(content)
     with pytest.raises(ImageError, match="123.jpg"):
-        read_jpeg(p)
+        read_image(p)
 
 
 def test_truncated_jpeg_is_refused(tmp_path, demo_images):
@@ -23,7 +23,7 @@ def test_truncated_jpeg_is_refused(tmp_path, demo_images):
     p = tmp_path / "trunc.jpg"
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError, match="trunc.jpg"):
-        read_jpeg(p)
+        read_image(p)
 
 
 def test_block_average_is_exact_block_mean():

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from galmet import __version__
-from galmet.imaging import read_jpeg, to_resolution
+from galmet.imaging import read_image, to_resolution
 from galmet.infer import InferError, gather, predict_shard, split_catalog, write_untrained_model
 from galmet.modelfile import images_block
 from galmet.modelfile import load as load_model
@@ -77,7 +77,7 @@ def test_predict_shard_streams_skips_and_matches_direct_prediction(tmp_path, dem
     shard = tmp_path / "shard.parquet"
     pd.DataFrame(rows, columns=["objID", "path"]).to_parquet(shard)
 
-    direct = predict_images(net, meta, np.stack([to_resolution(read_jpeg(DEMO / "images" / f"{i}.jpg"), RES)
+    direct = predict_images(net, meta, np.stack([to_resolution(read_image(DEMO / "images" / f"{i}.jpg"), RES)
                                                  for i in ids]), tta=1)
     results = {}
     for chunk in (5, 100):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from galmet.cli import main as galmet_main
-from galmet.imaging import block_average, read_jpeg
+from galmet.imaging import block_average, read_image
 from galmet.modelfile import ModelFileError
 from galmet.modelfile import load as load_model
 from galmet.predict import predict_images
@@ -29,7 +29,7 @@ def demo_ids(demo_catalog):
 @pytest.fixture(scope="module")
 def trained(demo_catalog, demo_ids, tmp_path_factory):
     """A small model really trained (1 epoch, 16 px) on 16 demo galaxies."""
-    x = block_average(np.stack([read_jpeg(IMAGES / f"{i}.jpg") for i in demo_ids]), 16)
+    x = block_average(np.stack([read_image(IMAGES / f"{i}.jpg") for i in demo_ids]), 16)
     y = demo_catalog["oh_p50"].to_numpy(np.float32)[:20]
     out = tmp_path_factory.mktemp("model")
     params = {"arch": "resnet18", "pretrained": "none", "batch_size": 8, "stage2": {"cycles": [1]},
@@ -63,14 +63,14 @@ def test_batching_does_not_change_predictions(trained):
 
 def test_images_brought_to_model_resolution(trained, demo_ids):
     model, meta = load_model(trained[0])
-    full = np.stack([read_jpeg(IMAGES / f"{i}.jpg") for i in demo_ids[:4]])  # 128 px
+    full = np.stack([read_image(IMAGES / f"{i}.jpg") for i in demo_ids[:4]])  # 128 px
     assert np.allclose(predict_images(model, meta, full), predict_images(model, meta, block_average(full, 16)),
                        atol=1e-6)
 
 
 def test_model_file_is_self_contained(trained):
     obj = torch.load(trained[0], weights_only=True)
-    assert set(obj) == {"state_dict", "meta"}
+    assert set(obj) == {"state_dict", "meta", "domain"}  # plain tensors and floats: weights_only loads them
     with pytest.raises(ModelFileError, match="no such model file"):
         load_model(trained[0].parent / "missing.pt")
 
@@ -91,12 +91,12 @@ def test_cli_predict_directory(trained, image_dir, demo_ids, tmp_path, ext):
     rc = galmet_main(["predict", "--model", str(trained[0]), "--images", str(image_dir), "--out", str(out)])
     assert rc == 0
     df = pd.read_csv(out, dtype={"objID": str}) if ext == "csv" else pd.read_parquet(out)
-    assert list(df.columns) == ["objID", "prediction"]
+    assert list(df.columns) == ["objID", "prediction", "domain_p", "in_domain"]
     got = sorted(int(v) for v in df["objID"])  # exact: from the digits, never through a float
     assert got == sorted(int(i) for i in demo_ids[:5])
     assert df["prediction"].notna().all() and df["prediction"].between(7, 10).all()
     log = (tmp_path / f"pred.{ext}.log").read_text()
-    assert "1237648702973411999" in log and "not a decodable image" in log
+    assert "1237648702973411999" in log and "undecodable: not an image file" in log
 
 
 def test_cli_tta_flags_and_catalog(trained, image_dir, demo_ids, tmp_path):
@@ -159,7 +159,7 @@ def test_three_prediction_paths_give_the_same_numbers(trained, demo_ids, tmp_pat
     predict_shard(shard, model, meta, tmp_path / "infer.parquet", tta=int(meta["tta"]))
     infer = pd.read_parquet(tmp_path / "infer.parquet").set_index("objID")["prediction"]
 
-    store = block_average(np.stack([read_jpeg(IMAGES / f"{i}.jpg") for i in ids]), int(meta["resolution"]))
+    store = block_average(np.stack([read_image(IMAGES / f"{i}.jpg") for i in ids]), int(meta["resolution"]))
     with PredictionWriter(tmp_path / "split.parquet") as writer:  # as workflow/scripts/predict_split.py
         for s in (slice(0, 5), slice(5, None)):
             writer.write(np.asarray(ids)[s], predict_images(model, meta, store[s], tta=int(meta["tta"])),

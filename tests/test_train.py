@@ -16,7 +16,7 @@ import torch
 import torchvision
 
 import galmet.train as gt
-from galmet.imaging import block_average, read_jpeg
+from galmet.imaging import block_average, read_image
 from galmet.train import TrainingError, cosine_factors, plan, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ TINY = {
 def tiny_data(demo_catalog):
     """24 train and 8 validation real galaxies at 16 px."""
     ids = demo_catalog["objID"].to_numpy()[:32]
-    x = block_average(np.stack([read_jpeg(ROOT / "resources/demo/images" / f"{i}.jpg") for i in ids]), 16)
+    x = block_average(np.stack([read_image(ROOT / "resources/demo/images" / f"{i}.jpg") for i in ids]), 16)
     y = demo_catalog["oh_p50"].to_numpy(np.float32)[:32]
     return x[:24], y[:24], x[24:], y[24:]
 

@@ -126,10 +126,11 @@ def test_the_ensemble_is_calibrated_scored_and_predicts_like_the_workflow(tiny_r
     subprocess.run([sys.executable, "-m", "galmet.cli", "predict", "--model", str(d / ens["path"]),
                     "--images", str(images), "--out", str(out)], check=True, capture_output=True)
     cli = pd.read_parquet(out)
-    assert list(cli.columns) == ["objID", "prediction", "p2p5", "p16", "p84", "p97p5"]
+    assert list(cli.columns) == ["objID", "prediction", "p2p5", "p16", "p84", "p97p5", "domain_p", "in_domain"]
     both = cli.merge(preds, on="objID", suffixes=("", "_wf"))
     assert len(both) == len(preds)
-    for c in ("prediction", "p2p5", "p16", "p84", "p97p5"):
+    assert (both["in_domain"] == both["in_domain_wf"]).all()
+    for c in ("prediction", "p2p5", "p16", "p84", "p97p5", "domain_p"):
         np.testing.assert_allclose(both[c], both[f"{c}_wf"], atol=1e-6, err_msg=c)
 
 
@@ -140,6 +141,23 @@ def test_predictions_cover_the_test_split(tiny_run):
     assert preds["objID"].dtype == "int64"
     assert set(preds["objID"]) <= set(split.loc[split["split"] == "test", "objID"])
     assert preds["prediction"].notna().all() and preds["oh_p50"].between(7, 10).all()
+
+
+def test_every_prediction_has_a_domain_test(tiny_run):
+    """domain_p and in_domain on the test predictions, the flagged fraction in summary.json, the
+    shifted-image check and its figure, for single models and the ensemble."""
+    d = tiny_run["dir"] / "results"
+    summary = json.loads((d / "summary.json").read_text())
+    for entry in summary["models"] + summary["ensembles"]:
+        preds = pd.read_parquet(d / "predictions" / "oh_p50" / f"{entry['name']}.parquet")
+        assert preds["domain_p"].between(0, 1).all() and preds["in_domain"].dtype == bool
+        dom = entry["domain"]
+        assert dom["n"] == len(preds) and dom["flagged"] == int((preds["domain_p"] < dom["alpha"]).sum())
+    for name in ("resnet18-16px-seed0", "resnet18-16px-seeds0-1"):
+        check = json.loads((d / "domain" / "oh_p50" / f"{name}.json").read_text())
+        assert set(check["sets"]) >= {"as observed", "blank_sky", "band_reversed", "pasted_neighbour"}
+        assert check["min_p"] == 1 / (check["n_calibration"] + 1)
+        assert (d / "figures" / "oh_p50" / name / "domain.png").is_file()
 
 
 def test_every_rule_left_a_log_and_a_benchmark(tiny_run):
@@ -266,8 +284,8 @@ def test_trainings_share_the_cores_on_a_machine_without_gpu(tmp_path):
     (tmp_path / "cpu").mkdir()
     (tmp_path / "cuda").mkdir()
     assert _planned_trainings(tmp_path / "cpu", "auto") == {
-        "resnet18-64px-seed0": (1, 0), "resnet18-32px-seed0": (1, 0), "resnet18-32px-seed1": (1, 0),
-        "resnet18-32px-seed2": (1, 0), "resnet18-16px-seed0": (1, 0)}
+        "resnet18-64px-seed0": (1, 0), "resnet18-32px-seed0": (1, 0), "resnet18-64px-seed1": (1, 0),
+        "resnet18-64px-seed2": (1, 0), "resnet18-16px-seed0": (1, 0)}
     on_gpu = _planned_trainings(tmp_path / "cuda", "cuda")
     assert set(on_gpu.values()) == {(2, 1)} and len(on_gpu) == 5
 

@@ -69,6 +69,17 @@ def load_split(members: pd.DataFrame, which: str, target: str, index_paths, stor
     return LabelledSet(objid=ids, x=x, y=y)
 
 
+def sample_split(members: pd.DataFrame, which: str, target: str, index_paths, store_paths, n: int,
+                 seed: int = 0) -> LabelledSet:
+    """At most ``n`` galaxies of one split, drawn at random with ``seed`` (sorted by objID):
+    what the applicability-domain test keeps of the training images."""
+    ids, y = _split_ids(members, which, target)
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(ids), size=min(len(ids), int(n)), replace=False))
+    x = StoreView(index_paths, store_paths).take(ids[keep]) if len(keep) else np.empty((0, 1, 1, 3), np.uint8)
+    return LabelledSet(objid=ids[keep], x=x, y=y[keep])
+
+
 def iter_split(members: pd.DataFrame, which: str, target: str, index_paths, store_paths, chunk_size: int):
     """The galaxies of one split in chunks of ``chunk_size`` (by objID), gathered from every
     shard's store as :func:`load_split` does: memory bounded by the chunk, not the split. An

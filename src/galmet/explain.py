@@ -58,6 +58,8 @@ import numpy as np
 import torch
 
 from galmet.augment import D4_SIZE, d4, d4_inverse
+from galmet.domain import DEFAULT_ALPHA
+from galmet.imaging import MAX_PIXELS
 from galmet.io import atomic_path, write_json
 from galmet.model import members, normalisation_constants, resolve_device, to_input
 from galmet.predict import bring_to_resolution, predict_images
@@ -501,6 +503,11 @@ def cli_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-png", action="store_true", help="write no per-image PNG")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per batch (default {d.batch_size})")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    p.add_argument("--domain-alpha", type=float, default=DEFAULT_ALPHA, metavar="A",
+                   help=f"images with domain_p < A (default {DEFAULT_ALPHA}) are named in OUT/skipped.log as out of "
+                        "the model's domain: their maps explain images unlike the training images")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                   help=f"skip images of more than N pixels, unread (default {MAX_PIXELS:,})")
     p.add_argument("--allow-survey-mismatch", action="store_true",
                    help="explain even when the images' cutouts.json says another survey, band order or pixel "
                         "scale than the model's training images (a warning in OUT/skipped.log)")
@@ -510,7 +517,7 @@ def cli_parser() -> argparse.ArgumentParser:
 def cli_main(args) -> int:
     from galmet.logs import setup_logging
     from galmet.modelfile import ModelFileError, load
-    from galmet.predict import _iter_directory, _write_skipped_log, cli_tta, read_images
+    from galmet.predict import _iter_directory, _write_skipped_log, cli_tta, domain_notes, read_images
     from galmet.provenance import check_cli_images
 
     if not logging.getLogger().handlers:
@@ -522,6 +529,7 @@ def cli_main(args) -> int:
     try:
         model, meta = load(args.model, args.device)
         survey_notes = check_cli_images(meta, args.model, images, None, args.allow_survey_mismatch)
+        survey_notes += domain_notes(meta, args.domain_alpha)
         settings = ExplainSettings(method=args.method, layer=args.layer, tta=cli_tta(args.tta, meta),
                                    steps=args.steps, random_orders=args.random_orders, check_max=args.check_max,
                                    seed=args.seed, batch_size=args.batch_size)
@@ -529,8 +537,9 @@ def cli_main(args) -> int:
         print(f"galmet explain: {exc}", file=sys.stderr)
         return 2
     skipped: list = []
-    rows = [row for chunk in _iter_directory(images, 4096) for row in chunk]
-    ids, x = read_images(rows, int(meta["resolution"]), skipped)
+    rows = [row for chunk in _iter_directory(images, 4096, skipped) for row in chunk]
+    ids, x = read_images(rows, int(meta["resolution"]), skipped, args.max_pixels)
+    survey_notes += _domain_warnings(meta, ids, x, args.domain_alpha)
     out.mkdir(parents=True, exist_ok=True)
     _write_skipped_log(out / "skipped.log", f"model {args.model}; {len(ids)} explained, {len(skipped)} skipped "
                        f"of {len(rows)}", skipped, command="galmet explain", warnings=survey_notes)
@@ -550,6 +559,21 @@ def cli_main(args) -> int:
              r["spearman_mean"] or np.nan, r["spearman_std"] or np.nan, "passes" if r["passes"] else "FAILS",
              dl["area_between_mean"] or np.nan, dl["area_between_std"] or np.nan, checks["science"]["verdict"])
     return 0
+
+
+def _domain_warnings(meta: dict, ids, x, alpha: float) -> list[str]:
+    """Lines for the log naming the images outside the model's applicability domain."""
+    from galmet.domain import columns
+
+    cols = columns(meta.get("domain"), x, alpha) if len(ids) else {}
+    if not cols:
+        return []
+    out = [(oid, p) for oid, p in zip(ids, cols["domain_p"]) if p < alpha]
+    for oid, p in out:
+        log.warning("%s is out of the model's domain (domain_p %.4f < %g): its map explains an image unlike the "
+                    "training images", oid, p, alpha)
+    head = f"{len(out)} of {len(ids)} explained images are out of the model's domain (domain_p < {alpha:g})"
+    return [head + (": " + ", ".join(f"{oid} (domain_p {p:.4f})" for oid, p in out) if out else "")]
 
 
 __all__ = ["ExplainSettings", "METHODS", "members", "saliency_maps", "predictions", "attribute", "randomised",

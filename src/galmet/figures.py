@@ -726,3 +726,45 @@ def fig7_saliency(images, maps: np.ndarray, table: pd.DataFrame, truth: str = ME
 
 
 __all__ += ["fig7_saliency"]
+
+
+@_styled
+def fig_domain(check: dict, table: pd.DataFrame, target: str = METALLICITY, title: str | None = None) -> Figure:
+    """The applicability-domain test on the test split (:func:`galmet.domain.shift_check`): left,
+    ``domain_p`` of the test galaxies as observed and of the same galaxies shifted, one strip each,
+    with the fraction flagged and the alpha line; right, the prediction against ``domain_p``
+    (``table``: ``prediction``, ``domain_p``)."""
+    t = get_target(target)
+    alpha, sets = check["alpha"], check["sets"]
+    fig = _figure(12, 5.2)
+    ax, bx = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    rng = np.random.default_rng(0)
+    floor = check["min_p"] / 2
+    for i, s in enumerate(sets.values()):
+        p = np.clip(np.asarray(s["domain_p"], float), floor, 1)
+        colour = np.where(p < alpha, "#d62728", "#1f77b4")
+        ax.scatter(p, i + rng.uniform(-0.25, 0.25, len(p)), s=9, c=colour, alpha=0.7, linewidths=0)
+        ax.text(1.6, i, f"{100 * s['fraction']:.0f}%", va="center", fontsize=9)
+    ax.axvline(alpha, color="k", lw=1, ls="--", label=f"alpha = {alpha:g}")
+    ax.axvline(check["min_p"], color="grey", lw=0.8, ls=":", label=f"smallest p, 1/(n+1) = {check['min_p']:.3f}")
+    ax.set_xscale("log")
+    ax.set_xlim(floor / 1.5, 3.5)
+    ax.set_yticks(range(len(sets)), [n.replace("_", " ") for n in sets])
+    ax.invert_yaxis()
+    ax.set_xlabel("domain_p (conformal, calibrated on the validation split)")
+    ax.set_title("test galaxies as observed and shifted; % flagged", fontsize=10)
+    ax.legend(loc="lower left", fontsize=8)
+    inside = table["domain_p"] >= alpha
+    bx.scatter(table.loc[inside, "domain_p"], table.loc[inside, "prediction"], s=14, c="#1f77b4",
+               label=f"in domain ({int(inside.sum())})")
+    bx.scatter(table.loc[~inside, "domain_p"].clip(lower=floor), table.loc[~inside, "prediction"], s=18,
+               c="#d62728", marker="x", label=f"flagged ({int((~inside).sum())})")
+    bx.axvline(alpha, color="k", lw=1, ls="--")
+    bx.set_xscale("log")
+    bx.set_xlabel("domain_p")
+    bx.set_ylabel(t.label_pred)
+    bx.set_title("test split: prediction against domain_p", fontsize=10)
+    bx.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig

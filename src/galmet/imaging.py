@@ -1,51 +1,129 @@
-"""Images as arrays: JPEG decoding and re-binning (PIL and numpy, no files of the workflow).
+"""Images as arrays: the one image reader (with its input guards) and re-binning.
 
-A cutout decodes to an ``H x W x 3`` uint8 array (channels R, G, B; for SDSS cutouts the
-bands i, r, g). Lower resolutions are made by block averaging (re-binning), rounded once to
-uint8; :func:`to_resolution` brings an image of any size to a model's resolution.
-The stores built from these arrays are :mod:`galmet.stores`; the D4 symmetries that act on
-them as torch tensors are :mod:`galmet.augment`.
+Every image galmet takes from a user or a service goes through :func:`read_image`:
+``galmet predict``, ``galmet explain``, the ``infer`` target and the workflow's packing of
+cutouts. It decodes an image file into an ``H x W x 3`` uint8 array (channels R, G, B; for SDSS
+cutouts the bands i, r, g) or raises :class:`ImageError`, whose ``code`` says why the image is
+not used (the skipped logs carry ``code: detail``):
+
+``unreadable``   the file cannot be read (missing, a directory, permissions)
+``empty``        0 bytes
+``undecodable``  not an image PIL can decode, or truncated
+``too_large``    more pixels than ``max_pixels`` (default 4096 x 4096): refused from the header,
+                 before the pixels are decoded, so a decompression bomb costs nothing
+``not_colour``   a single-channel image (grayscale, 1-bit, 16- or 32-bit integer, float), or a
+                 colour image whose three channels are equal everywhere: a colour model cannot
+                 answer it. RGBA, LA-less palette (P), CMYK and YCbCr images are converted to RGB;
+                 16-bit-per-channel colour PNGs are read at 8 bits per channel by PIL.
+``too_small``    a side shorter than ``min_size`` (callers pass half the model's resolution: a
+                 64 px model refuses images under 32 px rather than invent detail by upsampling)
+
+Lower resolutions are made by block averaging (re-binning), rounded once to uint8;
+:func:`to_resolution` brings an image of any size to a model's resolution. The stores built from
+these arrays are :mod:`galmet.stores`; the D4 symmetries that act on them as torch tensors are
+:mod:`galmet.augment`.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+#: the default pixel limit (width x height) of an image galmet decodes: 4096 x 4096.
+MAX_PIXELS = 4096 * 4096
+#: file suffixes read as images (any case); other files in an images folder are named in the log.
+IMAGE_SUFFIXES = (".jpg", ".jpeg")
+#: the reasons an image is not used (``ImageError.code``).
+REASONS = ("unreadable", "empty", "undecodable", "too_large", "not_colour", "too_small")
+#: PIL modes converted to RGB; every other mode is single-channel (``not_colour``).
+_COLOUR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV")
+#: an RGB image whose channels differ nowhere by more than this is a grayscale image in colour.
+_GREY_TOLERANCE = 2
+
 
 class ImageError(ValueError):
-    """An image file could not be used; the message names the file and the reason."""
+    """An image file could not be used; the message names the file and the reason.
 
-
-def read_jpeg(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file fully into an ``H x W x 3`` uint8 RGB array.
-
-    Raises :class:`ImageError` naming the file for a missing, empty, truncated or otherwise
-    undecodable file, so that a caller can skip it and record why.
+    ``code`` is one of :data:`REASONS`; ``str(error)`` is ``"<file>: <code>: <detail>"``.
     """
+
+    def __init__(self, source: str, code: str, detail: str):
+        self.source, self.code, self.detail = str(source), code, detail
+        super().__init__(f"{source}: {code}: {detail}")
+
+    @property
+    def reason(self) -> str:
+        """``code: detail``, as the skipped logs write it."""
+        return f"{self.code}: {self.detail}"
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_size: int = 1) -> np.ndarray:
+    """Decode an image file fully into an ``H x W x 3`` uint8 RGB array, or raise
+    :class:`ImageError` naming the file and the reason (see the module docstring)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return decode_jpeg_bytes(data, source=str(path))
+        raise ImageError(path, "unreadable", f"cannot read it ({exc.strerror or type(exc).__name__})") from None
+    return decode_image(data, source=str(path), max_pixels=max_pixels, min_size=min_size)
 
 
-def decode_jpeg_bytes(data: bytes, source: str = "image") -> np.ndarray:
-    """Decode image bytes fully (a truncated JPEG is an error, not a grey band)."""
+def decode_image(data: bytes, source: str = "image", max_pixels: int = MAX_PIXELS, min_size: int = 1) -> np.ndarray:
+    """Decode image bytes fully (a truncated JPEG is an error, not a grey band), with the guards
+    of :func:`read_image`."""
     if not data:
-        raise ImageError(f"{source}: empty file (0 bytes)")
+        raise ImageError(source, "empty", "the file has 0 bytes")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()  # decodes everything: raises on truncated data
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{source}: not a decodable image ({exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                _check_header(im, source, int(max_pixels), int(min_size))
+                im.load()  # decodes everything: raises on truncated data
+                rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8).copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(source, "too_large", f"PIL refuses it as a decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageError(source, "undecodable", "not an image file PIL can read (JPEG, PNG, ...)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError(source, "undecodable", f"damaged or truncated ({exc})") from None
+    if _channels_equal(rgb):
+        what = (f"every pixel has the same value ({rgb.reshape(-1)[0]})" if rgb.min() == rgb.max() else
+                "its three colour channels are equal: a grayscale image saved as colour")
+        raise ImageError(source, "not_colour", f"{what}, which a colour model cannot answer")
+    return rgb
+
+
+def _check_header(im: Image.Image, source: str, max_pixels: int, min_size: int) -> None:
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ImageError(source, "too_large", f"{w} x {h} px = {w * h:,} pixels, over the limit of {max_pixels:,} "
+                         "(--max-pixels, config cutouts.max_pixels); a cutout is a few hundred pixels across")
+    if im.mode not in _COLOUR_MODES:
+        raise ImageError(source, "not_colour", f"a single-channel image (PIL mode {im.mode}): a colour model "
+                         "cannot answer it; give three-band colour cutouts")
+    if min(w, h) < min_size:
+        raise ImageError(source, "too_small", f"{w} x {h} px, under the {min_size} px this model needs (half its "
+                         "input size): too little detail to answer")
+
+
+def _channels_equal(rgb: np.ndarray) -> bool:
+    if rgb.size == 0:
+        return False
+    c = rgb.astype(np.int16)
+    return bool(max(np.abs(c[..., 0] - c[..., 1]).max(), np.abs(c[..., 1] - c[..., 2]).max()) <= _GREY_TOLERANCE)
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has one of :data:`IMAGE_SUFFIXES` (any case)."""
+    return name.lower().endswith(IMAGE_SUFFIXES)
 
 
 def block_average(images: np.ndarray, res: int) -> np.ndarray:
@@ -85,13 +163,14 @@ def to_resolution(image: np.ndarray, res: int) -> np.ndarray:
 
 
 def pack_images(
-    paths: Iterable[str | os.PathLike], size: int, progress: bool = False
+    paths: Iterable[str | os.PathLike], size: int, progress: bool = False, max_pixels: int = MAX_PIXELS
 ) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
     """Decode images into one ``N x size x size x 3`` uint8 array.
 
     Returns the array, the positions (in ``paths``) of the images it holds, and the rejected
-    ones as ``(position, reason)``. An image of another size is brought to ``size`` with
-    :func:`to_resolution`; an undecodable one is rejected, never stored.
+    ones as ``(position, "code: detail")``. An image of another size is brought to ``size`` with
+    :func:`to_resolution`; one that :func:`read_image` refuses (undecodable, over ``max_pixels``,
+    single-channel, under ``size / 2`` px) is rejected, never stored.
     """
     paths = list(paths)
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
@@ -104,9 +183,9 @@ def pack_images(
         iterator = tqdm(iterator, total=len(paths), desc="decode", unit="img", mininterval=2)
     for i, path in iterator:
         try:
-            img = read_jpeg(path)
+            img = read_image(path, max_pixels=max_pixels, min_size=(size + 1) // 2)
         except ImageError as exc:
-            rejected.append((i, str(exc)))
+            rejected.append((i, exc.reason))
             continue
         if img.shape[:2] != (size, size):
             img = to_resolution(img, size)

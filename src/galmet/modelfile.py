@@ -30,6 +30,12 @@ it used), ``n``, ``tta`` (the D4 elements its spread was measured with: predicti
 same), ``spread`` (how the per-galaxy spread is computed) and ``scores`` (the sorted
 normalised calibration scores, plain floats; :mod:`galmet.conformal` turns them into intervals).
 
+Both kinds may carry a ``domain`` block (the applicability-domain test, :mod:`galmet.domain`):
+a dict of plain tensors (the training images' statistics and the calibration scores: a few
+kilobytes), floats, ints and strings, stored beside ``meta`` (key ``domain`` of the file's dict) and handed
+to callers as ``meta["domain"]``. A file without it (written before galmet had it) loads and
+predicts as before, without ``domain_p``.
+
 The training checkpoint (``checkpoint.pt`` beside the model, :mod:`galmet.train`) is another
 file with its own format; pretrained body weights are read by :mod:`galmet.model`.
 """
@@ -79,14 +85,18 @@ def save(path, model: torch.nn.Module, meta: dict) -> Path:
     from galmet.model import Ensemble
 
     kind = "ensemble" if isinstance(model, Ensemble) else "single"
+    meta = dict(meta)
+    domain = meta.pop("domain", None)
     meta = _plain({"format_version": FORMAT_VERSION, "images": None, **meta, "kind": kind})
     _check_meta(meta, path)
     from galmet.model import cpu_state
 
-    state = cpu_state(model)
+    obj = {"state_dict": cpu_state(model), "meta": meta}
+    if domain is not None:
+        obj["domain"] = _check_domain(domain, path)
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "meta": meta}, tmp)
+        torch.save(obj, tmp)
     return path
 
 
@@ -131,7 +141,32 @@ def _read(path) -> dict:
         raise ModelFileError(f"{path}: not a galmet model file (expected a dict with state_dict and meta)")
     meta = {"format_version": 0, "kind": "single", "images": None, **obj["meta"]}
     _check_meta(meta, path)
+    if obj.get("domain") is not None:
+        meta["domain"] = _check_domain(obj["domain"], path)
     return {"state_dict": obj["state_dict"], "meta": meta}
+
+
+#: what a domain block must hold (:mod:`galmet.domain`).
+DOMAIN_KEYS = ("version", "resolution", "stats_loc", "stats_scale", "stats_precision", "scores", "n")
+
+
+def _check_domain(block: dict, path) -> dict:
+    from galmet.domain import STAT_NAMES, VERSION
+
+    missing = [k for k in DOMAIN_KEYS if k not in block]
+    if missing:
+        raise ModelFileError(f"{path}: its domain block lacks {', '.join(missing)}; rebuild the model file")
+    if int(block["version"]) > VERSION:
+        raise ModelFileError(f"{path}: domain block version {block['version']} is newer than this galmet reads "
+                             f"({VERSION}): upgrade galmet")
+    s = len(STAT_NAMES)
+    shapes = {k: tuple(block[k].shape) if torch.is_tensor(block[k]) else None
+              for k in ("stats_loc", "stats_scale", "stats_precision", "scores")}
+    if shapes["stats_loc"] != (s,) or shapes["stats_scale"] != (s,) or shapes["stats_precision"] != (s, s) \
+            or shapes["scores"] != (int(block["n"]),):
+        raise ModelFileError(f"{path}: its domain block's tensors have the wrong shapes {shapes} for {s} "
+                             "statistics; rebuild the model file with this galmet")
+    return block
 
 
 def _check_meta(meta: dict, path) -> None:
@@ -167,4 +202,4 @@ def _plain(obj):
     return json.loads(json.dumps(clean(json.loads(json.dumps(obj, default=str)))))
 
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "images_block", "save", "load", "read_meta"]
+__all__ = ["FORMAT_VERSION", "DOMAIN_KEYS", "ModelFileError", "images_block", "save", "load", "read_meta"]

@@ -42,7 +42,8 @@ import pyarrow.parquet as pq
 import torch
 
 from galmet.augment import D4_SIZE, d4
-from galmet.imaging import ImageError, read_jpeg, to_resolution
+from galmet.domain import DEFAULT_ALPHA
+from galmet.imaging import MAX_PIXELS, ImageError, is_image_name, read_image, to_resolution
 from galmet.io import atomic_path
 from galmet.model import members, normalisation_constants, resolve_device, to_input
 
@@ -117,19 +118,25 @@ def check_tta(meta: dict, tta: int) -> None:
 
 
 def predict_columns(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cpu", levels=None,
-                    spread=False) -> dict[str, np.ndarray]:
+                    spread=False, alpha=None) -> dict[str, np.ndarray]:
     """``{"prediction": ...}`` and, for a calibrated model, ``spread`` (when asked) and the
-    interval columns at ``levels`` (default 0.68 and 0.95: ``p2p5, p16, p84, p97p5``)."""
+    interval columns at ``levels`` (default 0.68 and 0.95: ``p2p5, p16, p84, p97p5``); for a model
+    with a ``domain`` block, ``domain_p`` and ``in_domain`` at ``alpha`` (default 0.01,
+    :mod:`galmet.domain`; its embeddings are averaged over the views it was calibrated with, so
+    ``tta`` does not change them)."""
     from galmet.conformal import interval_columns
+    from galmet.domain import DEFAULT_ALPHA
+    from galmet.domain import columns as domain_columns
 
     check_tta(meta, tta)
     views = predict_views(model, meta, x_uint8_nhwc, tta, batch_size, device)
+    dom = domain_columns(meta.get("domain"), x_uint8_nhwc, DEFAULT_ALPHA if alpha is None else alpha)
     if meta.get("calibration") is None:
-        return {"prediction": views.mean(axis=(1, 2))}
+        return {"prediction": views.mean(axis=(1, 2)), **dom}
     mean, sd = mean_and_spread(views)
     levels = interval_levels(meta, levels)
     return {"prediction": mean, **({"spread": sd} if spread else {}),
-            **interval_columns(mean, sd, meta["calibration"]["scores"], levels)}
+            **interval_columns(mean, sd, meta["calibration"]["scores"], levels), **dom}
 
 
 def interval_levels(meta: dict, levels) -> list[float]:
@@ -153,25 +160,28 @@ def interval_levels(meta: dict, levels) -> list[float]:
 # ----------------------------------------------------------------------------- the chunk loop
 
 
-def read_images(rows, res: int, skipped: list) -> tuple[list[int], np.ndarray]:
-    """Decode ``(objID or None, path or None)`` rows into one ``n x res x res x 3`` uint8 array.
+def read_images(rows, res: int, skipped: list, max_pixels: int = MAX_PIXELS) -> tuple[list[int], np.ndarray]:
+    """Decode ``(objID or None, path or None)`` rows into one ``n x res x res x 3`` uint8 array,
+    through :func:`galmet.imaging.read_image` (at most ``max_pixels``, at least ``res / 2`` px a side).
 
-    Rows that cannot be used are appended to ``skipped`` as ``(objID, path, reason)``.
+    Rows that cannot be used are appended to ``skipped`` as ``(objID, path, "code: detail")``;
+    one bad file never costs the others.
     """
     rows = list(rows)
     x = np.empty((len(rows), res, res, 3), dtype=np.uint8)
     ids: list[int] = []
     for oid, path in rows:
-        if oid is None:
-            skipped.append((None, path, "file name is not <objID>.jpg with an integer objID"))
+        if oid is None or int(oid) <= 0:
+            skipped.append((oid, path, "bad_objid: the file name or catalog row does not give an objID, a positive "
+                                       "64-bit integer (images are named <objID>.jpg)"))
             continue
         if path is None:
-            skipped.append((oid, None, "no path in the catalog"))
+            skipped.append((oid, None, "no_path: the catalog row has no path"))
             continue
         try:
-            img = read_jpeg(path)
+            img = read_image(path, max_pixels=max_pixels, min_size=(res + 1) // 2)
         except ImageError as exc:
-            skipped.append((oid, path, str(exc)))
+            skipped.append((oid, path, exc.reason))
             continue
         x[len(ids)] = img if img.shape[:2] == (res, res) else to_resolution(img, res)
         ids.append(int(oid))
@@ -206,14 +216,13 @@ class PredictionWriter:
         table = pa.table({"objID": pa.array(np.asarray(ids, dtype=np.int64), pa.int64()),
                           **{k: pa.array(np.asarray(v)) for k, v in (extra or {}).items()},
                           "prediction": pa.array(np.asarray(preds, dtype=np.float64), pa.float64()),
-                          **{k: pa.array(np.asarray(v, dtype=np.float64), pa.float64())
-                             for k, v in (after or {}).items()}})
+                          **{k: _after_array(v) for k, v in (after or {}).items()}})
         self._open(table.schema)
         self.n += table.num_rows
         if self.kind == "csv":
+            fmt = [_csv_format(f.type) for f in table.schema]
             cols = [c.to_pylist() for c in table.columns]
-            self._out.writelines(",".join(f"{int(v)}" if j == 0 else repr(float(v)) for j, v in enumerate(row))
-                                 + "\n" for row in zip(*cols))
+            self._out.writelines(",".join(f(v) for f, v in zip(fmt, row)) + "\n" for row in zip(*cols))
         else:
             self._out.write_table(table.cast(self._schema))
 
@@ -230,30 +239,44 @@ class PredictionWriter:
     def __exit__(self, *exc):
         if self._out is None:  # nothing written: still a valid, empty table
             self._open(pa.schema([("objID", pa.int64()), ("prediction", pa.float64())]
-                                 + [(c, pa.float64()) for c in self.empty_after]))
+                                 + [(c, pa.bool_() if c == "in_domain" else pa.float64()) for c in self.empty_after]))
         self._out.close()
         return self._atomic.__exit__(*exc)
 
 
+def _after_array(values) -> pa.Array:
+    v = np.asarray(values)
+    return pa.array(v, pa.bool_()) if v.dtype == bool else pa.array(v.astype(np.float64), pa.float64())
+
+
+def _csv_format(dtype: pa.DataType):
+    if pa.types.is_integer(dtype):
+        return lambda v: f"{int(v)}"
+    if pa.types.is_boolean(dtype):
+        return lambda v: "true" if v else "false"
+    return lambda v: repr(float(v))
+
+
 def predict_chunks(chunks: Iterable, model, meta: dict, writer: PredictionWriter, skipped: list,
-                   tta: int = 1, batch_size: int = 256, device="cpu", progress=None, levels=None) -> int:
+                   tta: int = 1, batch_size: int = 256, device="cpu", progress=None, levels=None,
+                   alpha=None, max_pixels: int = MAX_PIXELS) -> int:
     """Predict chunks of ``(objID, path)`` rows and write them: the loop of ``galmet predict``
     and of the workflow's ``infer`` target.
 
     Unreadable images and non-finite outputs are left out and appended to ``skipped`` as
     ``(objID, path, reason)``. ``progress(n_seen)`` is called after each chunk. A calibrated
     model adds its interval columns at ``levels`` (:func:`predict_columns`). Returns the number
-    of rows seen.
+    of rows seen. A model with a ``domain`` block adds ``domain_p`` and ``in_domain`` at ``alpha``.
     """
     res = int(meta["resolution"])
-    writer.empty_after = _interval_names(meta, levels)
+    writer.empty_after = output_columns(meta, levels)[1:]
     n_seen = 0
     for chunk in chunks:
         chunk = list(chunk)
         n_seen += len(chunk)
-        ids, x = read_images(chunk, res, skipped)
+        ids, x = read_images(chunk, res, skipped, max_pixels)
         if ids:
-            cols = predict_columns(model, meta, x, tta, batch_size, device, levels)
+            cols = predict_columns(model, meta, x, tta, batch_size, device, levels, alpha=alpha)
             ok = np.all([np.isfinite(v) for v in cols.values()], axis=0)
             ids_arr = np.asarray(ids, dtype=np.int64)
             skipped.extend((int(i), None, "the model's output is not finite") for i in ids_arr[~ok])
@@ -264,11 +287,13 @@ def predict_chunks(chunks: Iterable, model, meta: dict, writer: PredictionWriter
     return n_seen
 
 
-def _interval_names(meta: dict, levels) -> list[str]:
+def output_columns(meta: dict, levels=None) -> list[str]:
+    """The columns :func:`predict_chunks` writes for this model, after ``objID``."""
     from galmet.conformal import interval_names
 
     levels = interval_levels(meta, levels)
-    return interval_names(levels) if levels else []
+    return (["prediction"] + (interval_names(levels) if levels else [])
+            + (["domain_p", "in_domain"] if meta.get("domain") is not None else []))
 
 
 # ----------------------------------------------------------------------------- command line
@@ -292,26 +317,46 @@ def cli_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     p.add_argument("--levels", type=float, nargs="+", default=(), metavar="L",
                    help="a calibrated ensemble's interval levels besides 0.68 and 0.95 (e.g. 0.9 adds p5, p95)")
+    p.add_argument("--domain-alpha", type=float, default=DEFAULT_ALPHA, metavar="A",
+                   help=f"in_domain is domain_p >= A (default {DEFAULT_ALPHA}): at most a fraction A of galaxies like "
+                        "the model's validation galaxies are flagged")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                   help=f"skip images of more than N pixels, unread (too_large; default {MAX_PIXELS:,} = 4096 x 4096)")
     p.add_argument("--allow-survey-mismatch", action="store_true",
                    help="predict even when the images' cutouts.json says another survey, band order or "
                         "pixel scale than the model's training images (a warning in <out>.log)")
     return p
 
 
-def _iter_directory(images: Path, chunk: int):
-    """(objID or None, path) for every *.jpg of a directory, sorted by name, in chunks."""
-    names = sorted(e.name for e in os.scandir(images) if e.is_file() and e.name.lower().endswith(".jpg"))
+#: files of an images folder that are neither images nor worth a line in the log.
+_QUIET_FILES = ("cutouts.json",)
+
+
+def list_directory(images: Path) -> tuple[list[str], list[str]]:
+    """``(image names, other names)`` of a folder, sorted: images have a suffix of
+    :data:`galmet.imaging.IMAGE_SUFFIXES` in any case; hidden files and ``cutouts.json`` are
+    in neither list."""
+    names = sorted(e.name for e in os.scandir(images) if e.is_file() and not e.name.startswith("."))
+    return ([n for n in names if is_image_name(n)],
+            [n for n in names if not is_image_name(n) and n not in _QUIET_FILES])
+
+
+def _iter_directory(images: Path, chunk: int, skipped: list | None = None):
+    """(objID or None, path) for every image of a directory, sorted by name, in chunks; other
+    files are appended to ``skipped`` (``not_an_image``)."""
+    names, others = list_directory(images)
+    if skipped is not None:
+        skipped.extend((None, images / n, "not_an_image: not a .jpg/.jpeg file; galmet reads <objID>.jpg")
+                       for n in others)
     for s in range(0, len(names), chunk):
         yield [(_objid_from_name(n), images / n) for n in names[s:s + chunk]]
 
 
 def _objid_from_name(name: str):
+    """The objID of ``<objID>.jpg``: a positive 64-bit integer, else None."""
     stem = name.rsplit(".", 1)[0]
-    if stem.lstrip("-").isdigit() and len(stem.lstrip("-")) <= 19:
-        try:
-            return int(np.int64(int(stem)))
-        except OverflowError:
-            return None
+    if stem.isdigit() and len(stem) <= 19 and 0 < int(stem) <= np.iinfo(np.int64).max:
+        return int(stem)
     return None
 
 
@@ -325,10 +370,20 @@ def _iter_catalog(catalog: Path, images: Path | None, chunk: int):
     for df in iter_table_chunks(catalog, cols, chunk):
         ids = df["objID"].to_numpy(dtype=np.int64)
         if images is not None:
-            paths = [images / f"{i}.jpg" for i in ids]
+            paths = [_image_path(images, i) for i in ids]
         else:
             paths = [Path(p) if isinstance(p, str) and p else None for p in df["path"].tolist()]
         yield [(int(i), p) for i, p in zip(ids, paths)]
+
+
+def _image_path(images: Path, oid: int) -> Path:
+    """``images/<objID>.jpg``, or the ``.jpeg`` / upper-case file when that is the one there."""
+    first = images / f"{oid}.jpg"
+    if not first.exists():
+        for suffix in (".jpeg", ".JPG", ".JPEG"):
+            if (images / f"{oid}{suffix}").exists():
+                return images / f"{oid}{suffix}"
+    return first
 
 
 def _check_catalog_columns(catalog: Path, names, images) -> None:
@@ -348,8 +403,10 @@ def _usage_error(args) -> str | None:
         return "give --images DIR, --catalog FILE, or both"
     if args.images and not Path(args.images).is_dir():
         return f"--images {args.images}: not a directory"
-    if args.batch_size < 1 or args.chunk_size < 1:
-        return "--batch-size and --chunk-size must be >= 1"
+    if args.batch_size < 1 or args.chunk_size < 1 or args.max_pixels < 1:
+        return "--batch-size, --chunk-size and --max-pixels must be >= 1"
+    if not 0 < args.domain_alpha < 1:
+        return f"--domain-alpha {args.domain_alpha}: give a level between 0 and 1, e.g. 0.01"
     return None
 
 
@@ -384,24 +441,29 @@ def cli_main(args) -> int:
         tta = cli_tta(args.tta, meta)
         levels = interval_levels(meta, args.levels)
         survey_notes = check_cli_images(meta, args.model, images, args.catalog, args.allow_survey_mismatch)
+        survey_notes += domain_notes(meta, args.domain_alpha)
+    except (ModelFileError, ValueError, OSError) as exc:
+        print(f"galmet predict: {exc}", file=sys.stderr)
+        return 2
+    skipped: list = []
+    try:
         if args.catalog:
             chunks = _iter_catalog(Path(args.catalog), images, args.chunk_size)
         else:
-            chunks = _iter_directory(images, args.chunk_size)
-    except (ModelFileError, ValueError, OSError) as exc:
+            chunks = _iter_directory(images, args.chunk_size, skipped)
+    except (ValueError, OSError) as exc:
         print(f"galmet predict: {exc}", file=sys.stderr)
         return 2
     dev = str(next(model.parameters()).device)
     kind = f"ensemble of {len(meta['members'])}" if meta["kind"] == "ensemble" else meta["arch"]
     log.info("predicting %s (%s, %s px, TTA x%d%s) on %s", meta.get("target", "target"), kind,
              meta["resolution"], tta, f", intervals at {', '.join(map(str, levels))}" if levels else "", dev)
-    skipped: list = []
     try:
         with PredictionWriter(out) as writer:
             n_seen = predict_chunks(
                 chunks, model, meta, writer, skipped, tta=tta, batch_size=args.batch_size, device=dev, levels=levels,
-                progress=lambda n: log.info("%d images read, %d predicted, %d skipped", n, writer.n,
-                                            len(skipped)))
+                alpha=args.domain_alpha, max_pixels=args.max_pixels,
+                progress=lambda n: log.info("%d images read, %d predicted, %d skipped", n, writer.n, len(skipped)))
     except (ValueError, OSError) as exc:
         print(f"galmet predict: {exc}", file=sys.stderr)
         return 2
@@ -418,6 +480,21 @@ def cli_main(args) -> int:
     return 0
 
 
+def domain_notes(meta: dict, alpha: float) -> list[str]:
+    """Warnings about the applicability-domain test of a model at ``alpha`` (also logged)."""
+    from galmet.domain import check_alpha
+
+    block = meta.get("domain")
+    if block is None:
+        notes = ["this model file has no applicability-domain block (written before galmet had one): its "
+                 "predictions carry no domain_p / in_domain column; retrain (or rebuild the ensemble) to get them"]
+    else:
+        notes = [n for n in [check_alpha(block, alpha)] if n]
+    for note in notes:
+        log.warning("%s", note)
+    return notes
+
+
 def _write_skipped_log(path: Path, headline: str, skipped: list, command: str = "galmet predict",
                        warnings=()) -> None:
     for oid, p, reason in skipped:
@@ -431,5 +508,6 @@ def _write_skipped_log(path: Path, headline: str, skipped: list, command: str = 
                 fh.write(f"{'' if oid is None else oid}\t{p or ''}\t{reason}\n")
 
 
-__all__ = ["predict_views", "predict_images", "mean_and_spread", "predict_columns", "check_tta", "interval_levels",
-           "read_images", "predict_chunks", "PredictionWriter", "cli_parser", "cli_main"]
+__all__ = ["predict_views", "predict_images", "mean_and_spread", "predict_columns", "check_tta",
+           "interval_levels", "output_columns", "read_images", "list_directory", "predict_chunks", "PredictionWriter",
+           "domain_notes", "cli_parser", "cli_main"]

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from galmet.imaging import ImageError, block_average, pack_images
+from galmet.imaging import MAX_PIXELS, ImageError, block_average, pack_images
 from galmet.io import atomic_path, read_table, write_table
 
 log = logging.getLogger("galmet.stores")
@@ -28,17 +28,18 @@ def load_store(path: str | os.PathLike, mmap: bool = True) -> np.ndarray:
     return arr
 
 
-def pack_shard(manifest_path, index_path, store_path, rejected_path, size: int) -> int:
+def pack_shard(manifest_path, index_path, store_path, rejected_path, size: int, max_pixels: int = MAX_PIXELS) -> int:
     """Decode the JPEGs of a cutout manifest (``objID, path``) into a store and its index.
 
-    Images that fail to decode are left out and listed, with the reason, in ``rejected_path``
-    (``objID,path,reason``). Returns the number of images stored.
+    Images that :func:`galmet.imaging.read_image` refuses (undecodable, over ``max_pixels``,
+    single-channel, under half of ``size``) are left out and listed, with the reason, in
+    ``rejected_path`` (``objID,path,reason``). Returns the number of images stored.
     """
     manifest = read_table(manifest_path)
     for col in ("objID", "path"):
         if col not in manifest.columns:
             raise ValueError(f"{manifest_path}: cutout manifest lacks the column {col!r}")
-    arr, kept, rejected = pack_images(manifest["path"], size, progress=True)
+    arr, kept, rejected = pack_images(manifest["path"], size, progress=True, max_pixels=max_pixels)
     bad = pd.DataFrame(
         {
             "objID": manifest["objID"].to_numpy()[[i for i, _ in rejected]].astype("int64"),

@@ -10,6 +10,10 @@ Shape (later stages add entries, never change it)::
                     "test": {"n", "rmse", "nmad", "median_residual", "coverage68", "coverage95",
                              "width68", "width95"}}]}
 
+A model or ensemble with an applicability-domain test (:mod:`galmet.domain`) also has
+``"domain": {"alpha", "n", "flagged", "fraction", "band", "inside"}``: the test galaxies it flags,
+beside the band that chance gives for galaxies like the validation split.
+
 ``models`` lists every single model scored, an ensemble's members included (their RMSE beside
 the ensemble's); an ensemble's coverage (fractions) and widths (dex) come from its
 ``results/uncertainty/...`` JSON (:mod:`galmet.uncertainty`).
@@ -45,6 +49,7 @@ def build_summary(models: list[dict], metric_paths: list, baseline_paths: list, 
                 **parse_model_name(model["name"]),
                 "path": str(model["path"]),
                 "test": {k: metrics[k] for k in TEST_KEYS if k in metrics},
+                **_domain(metrics),
             }
         )
     baselines = []
@@ -55,10 +60,15 @@ def build_summary(models: list[dict], metric_paths: list, baseline_paths: list, 
     if ensembles:
         out["ensembles"] = [
             {**{k: e[k] for k in ("name", "target", "resolution", "members")}, "path": str(e["path"]),
-             "test": {**{k: m[k] for k in ENSEMBLE_KEYS}, **{k: u[k] for k in INTERVAL_KEYS}}}
+             "test": {**{k: m[k] for k in ENSEMBLE_KEYS}, **{k: u[k] for k in INTERVAL_KEYS}}, **_domain(m)}
             for e, m, u in zip(ensembles, map(_read, ensemble_metric_paths), map(_read, uncertainty_paths),
                                strict=True)]
     return out
+
+
+def _domain(metrics: dict) -> dict:
+    """``{"domain": {alpha, n, flagged, fraction, band, inside}}`` where the metrics have it."""
+    return {"domain": metrics["domain"]} if "domain" in metrics else {}
 
 
 def _read(path) -> dict:

@@ -635,6 +635,10 @@ def finalise(run: _Run, progress: _Progress, outputs: TrainOutputs, meta: dict) 
                             batch_size=int(run.params["eval_batch_size"]), device=str(run.dev))
         valid_tta = float(np.sqrt(np.mean((pv - run.y_valid) ** 2)))
     full_meta["valid_rmse_tta"] = valid_tta
+    if len(run.valid):
+        from galmet.domain import fit as fit_domain
+
+        full_meta["domain"] = fit_domain(run.train.x, run.valid.x, full_meta["resolution"], seed=run.seed)
     modelfile.save(outputs.model, run.model, full_meta)
     log_df = pd.DataFrame(progress.rows, columns=LOG_COLUMNS)
     write_table(log_df, outputs.log)

@@ -371,10 +371,10 @@ def figure_outputs():
     """Every figure the config asks for, plus the published reference's (reference_outputs())."""
     out = []
     for target, model in all_models():
-        for fig in ("fig1_examples", "fig2_histograms", "fig3_scatter"):
+        for fig in ("fig1_examples", "fig2_histograms", "fig3_scatter", "domain"):
             out += figure_files(f"results/figures/{target}/{model}/{fig}")
     for target, ensemble in ensembles():
-        for fig in ("fig3_scatter", "calibration", "risk_coverage"):
+        for fig in ("fig3_scatter", "calibration", "risk_coverage", "domain"):
             out += figure_files(f"results/figures/{target}/{ensemble}/{fig}")
     for target in TARGETS:
         out += figure_files(f"results/figures/{target}/fig4_resolution")

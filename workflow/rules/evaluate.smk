@@ -16,6 +16,7 @@ rule predict:
         batch_size=config["predict"]["batch_size"],
         chunk_size=config["predict"]["chunk_size"],
         device=config["predict"]["device"],
+        domain_alpha=config["predict"]["domain_alpha"],
         which="test",
     log:
         "results/logs/predict/{target}/{model}.log",
@@ -40,6 +41,7 @@ rule evaluate:
         "results/metrics/{target}/{model}.json",
     params:
         bin_width=config["evaluate"]["bin_width"],
+        domain_alpha=config["predict"]["domain_alpha"],
     log:
         "results/logs/evaluate/{target}/{model}.log",
     benchmark:
@@ -122,3 +124,31 @@ rule summary:
         "../../envs/science.yaml"
     script:
         "../scripts/summary.py"
+
+
+rule domain_check:
+    """The applicability-domain test on the test split: domain_p of the test galaxies as observed
+    and of the same cutouts shifted (band order reversed, 2x larger or smaller, blank sky, noise,
+    grayscale, JPEG quality 10, a pasted neighbour), with the fraction flagged (galmet.domain)."""
+    input:
+        unpack(stores(CUTOUT_SIZE)),
+        model=MODEL_FILE,
+        catalog="results/catalog/clean.parquet",
+        split="results/split.parquet",
+    output:
+        "results/domain/{target}/{model}.json",
+    params:
+        alpha=config["predict"]["domain_alpha"],
+        seed=config["split"]["seed"],
+    log:
+        "results/logs/domain_check/{target}/{model}.log",
+    benchmark:
+        "results/benchmarks/domain_check/{target}/{model}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/domain_check.py"

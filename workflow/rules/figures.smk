@@ -262,3 +262,33 @@ rule figure_risk_coverage:
         "../../envs/science.yaml"
     script:
         "../scripts/figure_uncertainty.py"
+
+
+rule figure_domain:
+    """domain_p of the test galaxies beside their shifted copies, and the prediction against it."""
+    input:
+        numbers="results/domain/{target}/{model}.json",
+        predictions="results/predictions/{target}/{model}.parquet",
+    output:
+        png=report(
+            "results/figures/{target}/{model}/domain.png",
+            caption="../report/domain.rst",
+            category="Applicability domain",
+            subcategory="{target}",
+            labels={"model": "{model}", "figure": "domain_p"},
+        ),
+        others=fig_files("results/figures/{target}/{model}/domain"),
+    params:
+        numbers=caption_json,
+    log:
+        "results/logs/figures/{target}/{model}/domain.log",
+    benchmark:
+        "results/benchmarks/figures/{target}/{model}/domain.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/science.yaml"
+    script:
+        "../scripts/figure_domain.py"

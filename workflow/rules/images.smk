@@ -11,6 +11,7 @@ rule pack_images:
         rejected="results/images/{shard}/rejected.csv",
     params:
         size=CUTOUT_SIZE,
+        max_pixels=config["cutouts"]["max_pixels"],
     log:
         "results/logs/pack_images/{shard}.log",
     benchmark:

@@ -49,6 +49,8 @@ rule infer_shard:
         chunk_size=INFER["chunk_size"],
         device=INFER["device"],
         allow_survey_mismatch=INFER["allow_survey_mismatch"],
+        domain_alpha=config["predict"]["domain_alpha"],
+        max_pixels=config["cutouts"]["max_pixels"],
     log:
         "results/logs/infer/shard-{scatteritem}.log",
     benchmark:

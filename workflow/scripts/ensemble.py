@@ -2,7 +2,9 @@
 
 import torch
 
-from galmet.dataset import iter_split, split_members
+from galmet.dataset import iter_split, load_split, sample_split, split_members
+from galmet.domain import MAX_REFERENCE
+from galmet.domain import fit as fit_domain
 from galmet.ensemble import calibrate, combine
 from galmet.logs import setup_logging
 from galmet.modelfile import load, save
@@ -15,5 +17,8 @@ model, meta = combine([load(p, device=params.device) for p in inp.members], para
 members = split_members(inp.catalog, inp.split, inp.index, target)
 parts = iter_split(members, "valid", target, inp.index, inp.store, params.chunk_size)
 meta = calibrate(model, meta, parts, tta=params.tta, batch_size=params.batch_size, device=params.device)
+train = sample_split(members, "train", target, inp.index, inp.store, MAX_REFERENCE)
+valid = load_split(members, "valid", target, inp.index, inp.store)
+meta["domain"] = fit_domain(train.x, valid.x, meta["resolution"])
 save(snakemake.output.model, model, meta)
 log.info("ensemble of %s calibrated on %d valid galaxies", ", ".join(params.names), meta["calibration"]["n"])

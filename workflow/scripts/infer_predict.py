@@ -14,7 +14,8 @@ device = str(next(model.parameters()).device)
 stats = predict_shard(snakemake.input.shard, model, meta, snakemake.output.predictions,
                       skipped_path=snakemake.output.skipped, tta=params.tta, batch_size=params.batch_size,
                       chunk_size=params.chunk_size, device=device,
-                      allow_survey_mismatch=params.allow_survey_mismatch, model_path=snakemake.input.model)
+                      allow_survey_mismatch=params.allow_survey_mismatch, model_path=snakemake.input.model,
+                      alpha=params.domain_alpha, max_pixels=params.max_pixels)
 log.info("shard %s on %s: %d galaxies, %d predicted, %d skipped, %.1f s (%.0f images/s)",
          snakemake.input.shard, device, stats["n_in"], stats["n_predicted"], stats["n_skipped"],
          stats["seconds"], stats["n_in"] / max(stats["seconds"], 1e-9))

@@ -10,4 +10,5 @@ pack_shard(
     snakemake.output.store,
     snakemake.output.rejected,
     size=snakemake.params.size,
+    max_pixels=snakemake.params.max_pixels,
 )

@@ -16,7 +16,8 @@ members = split_members(inp.catalog, inp.split, inp.index, target)
 with PredictionWriter(snakemake.output[0]) as writer:
     for part in iter_split(members, params.which, target, inp.index, inp.store, params.chunk_size):
         cols = predict_columns(model, meta, part.x, tta=params.tta, batch_size=params.batch_size,
-                               device=params.device, spread=True)  # intervals too, for a calibrated ensemble
+                               device=params.device, spread=True,  # intervals too, for a calibrated ensemble
+                               alpha=params.domain_alpha)  # and domain_p, in_domain
         writer.write(part.objid, cols.pop("prediction"), extra={target: part.y}, after=cols)
         log.info("predicted %d %s galaxies so far (TTA over %d symmetries)", writer.n, params.which, params.tta)
 log.info("predicted %d %s galaxies with TTA over %d symmetries", writer.n, params.which, params.tta)
