@@ -72,3 +72,32 @@ def test_small_sets_binomial_band_and_levels_beyond_the_calibration():
         uncertainty.score_intervals(y, mean, spread, scores)
     with pytest.raises(ValueError, match="no test galaxy"):
         uncertainty.score_intervals([np.nan], [9.0], [0.1], scores)
+
+
+def test_coverage_in_bins_of_the_prediction():
+    rng = np.random.default_rng(8)
+
+    def data(n):  # the spread underestimates the error 3x where the prediction is below 8.5
+        mean = rng.uniform(8.2, 9.3, n)
+        spread = rng.uniform(0.03, 0.08, n)
+        return mean + np.where(mean < 8.5, 3.0, 1.0) * spread * rng.standard_normal(n), mean, spread
+
+    scores = conformal.calibration_scores(*data(5000))
+    y, mean, spread = data(4000)
+    u = uncertainty.score_intervals(y, mean, spread, scores, bin_width=0.1)
+    rows = u["binned_predicted"]
+    assert [r["lo"] for r in rows] == pytest.approx(np.arange(8.2, 9.25, 0.1))
+    assert sum(r["n"] for r in rows) == 4000
+    assert {"lo", "hi", "n", "coverage68", "coverage95", "width68", "width95", "band68_lo", "band68_hi",
+            "band95_lo", "band95_hi"} <= set(rows[0])
+    q68, q95 = conformal.score_quantile(scores, 0.68), conformal.score_quantile(scores, 0.95)
+    for r in rows:
+        sel = (mean >= r["lo"]) & (mean < r["hi"])
+        assert r["n"] == sel.sum()
+        assert r["width68"] == pytest.approx(2 * q68 * spread[sel].mean())
+        assert r["width95"] == pytest.approx(2 * q95 * spread[sel].mean())
+        if r["hi"] <= 8.5 + 1e-9:  # where the spread is too small, coverage well below nominal
+            assert r["coverage68"] < r["band68_lo"] and r["coverage95"] < r["band95_lo"]
+        else:
+            assert r["coverage68"] >= r["band68_lo"]
+    assert u["undercovered_predicted"] == [[8.2, 8.3], [8.3, 8.4], [8.4, 8.5]]  # edges rounded (make_edges)

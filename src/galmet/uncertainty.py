@@ -14,6 +14,10 @@ The workflow scores a calibrated ensemble's test predictions once (``results/unc
 - ``binned``: coverage in bins of the true value (conditional coverage: where the CNN is
   systematically wrong, at the ends of the range, the intervals cover less than nominal);
   ``undercovered`` names the bins (>= 5 galaxies) whose 68% coverage is below its band.
+- ``binned_predicted``: coverage, mean width (68% and 95%) and ``n`` in bins of the *predicted*
+  value, the only conditional coverage a user can act on (the truth is unknown when predicting,
+  and what a group-conditional calibration, :func:`galmet.conformal.mondrian_calibration`,
+  aims at); ``undercovered_predicted`` names its bins (>= 5 galaxies) below the 68% band.
 - ``risk_coverage``: RMSE of the most confident fraction ``f`` of the galaxies (smallest spread
   first), ``f = 0.1 ... 1``; ``confident_half_better``: is the RMSE at ``f = 0.5`` lower than
   at 1?
@@ -29,7 +33,7 @@ from scipy.stats import binom
 from galmet.conformal import interval, max_level, pit
 
 __all__ = ["LEVELS", "FRACTIONS", "binomial_band", "calibration_curve", "pit_histogram", "binned_coverage",
-           "risk_coverage", "score_intervals"]
+           "interval_rows", "binned_predicted", "risk_coverage", "score_intervals"]
 
 #: Nominal levels of the calibration curve.
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.7, 0.8, 0.9, 0.95)
@@ -92,6 +96,39 @@ def binned_coverage(y, mean, spread, scores, bin_width: float = 0.1) -> list[dic
     return rows
 
 
+def interval_rows(y, bounds: dict, groups, edges) -> list[dict]:
+    """Per group ``g`` (``groups == g``, spanning ``edges[g]`` to ``edges[g + 1]``) with a galaxy:
+    ``lo, hi, n`` and, for each level ``L`` of ``bounds`` (``{L: (lower, upper)}``, e.g. 0.68 and
+    0.95), ``coverage{key}``, ``width{key}`` (mean, dex) and the binomial band of the group's size
+    (``band{key}_lo``, ``band{key}_hi``), ``key`` the level in percent (68, 95)."""
+    y, groups = np.asarray(y, dtype=np.float64), np.asarray(groups)
+    rows = []
+    for g in range(len(edges) - 1):
+        sel = groups == g
+        n = int(sel.sum())
+        if n == 0:
+            continue
+        row = {"lo": float(edges[g]), "hi": float(edges[g + 1]), "n": n}
+        for level, (lo, hi) in bounds.items():
+            key = f"{round(100 * level):d}"
+            inside = (y[sel] >= lo[sel]) & (y[sel] <= hi[sel])
+            band = binomial_band(level, n)
+            row.update({f"coverage{key}": float(inside.mean()), f"width{key}": float(np.mean(hi[sel] - lo[sel])),
+                        f"band{key}_lo": band[0], f"band{key}_hi": band[1]})
+        rows.append(row)
+    return rows
+
+
+def binned_predicted(y, mean, spread, scores, bin_width: float = 0.1) -> list[dict]:
+    """Coverage and mean width of the 68% and 95% intervals, with ``n`` and the binomial bands,
+    in bins of the prediction ``mean`` ``bin_width`` wide (:func:`interval_rows`)."""
+    from galmet.metrics import bin_index, make_edges
+
+    edges = make_edges(mean, bin_width)
+    bounds = {level: interval(mean, spread, scores, level) for level in (0.68, 0.95)}
+    return interval_rows(y, bounds, bin_index(mean, edges), edges)
+
+
 def risk_coverage(y, mean, spread, fractions=FRACTIONS) -> list[dict]:
     """RMSE of the most confident fraction ``f`` of the galaxies (smallest spread first)."""
     order = np.argsort(spread, kind="stable")
@@ -121,11 +158,15 @@ def score_intervals(y, mean, spread, scores, bin_width: float = 0.1) -> dict:
         out.update({f"coverage{key}": cov, f"width{key}": float(np.mean(hi - lo)), f"band{key}": list(band),
                     f"within_band{key}": bool(band[0] <= cov <= band[1])})
     binned = binned_coverage(y, mean, spread, scores, bin_width)
+    by_prediction = binned_predicted(y, mean, spread, scores, bin_width)
     curve = risk_coverage(y, mean, spread)
     out.update({
         "calibration": calibration_curve(y, mean, spread, scores), "pit": pit_histogram(y, mean, spread, scores),
         "binned": binned,
         "undercovered": [[r["lo"], r["hi"]] for r in binned if r["n"] >= 5 and r["coverage68"] < r["band68_lo"]],
+        "binned_predicted": by_prediction,
+        "undercovered_predicted": [[r["lo"], r["hi"]] for r in by_prediction
+                                   if r["n"] >= 5 and r["coverage68"] < r["band68_lo"]],
         "risk_coverage": curve, "rmse_all": curve[-1]["rmse"],
         "rmse_confident_half": next(r["rmse"] for r in curve if r["fraction"] == 0.5),
     })
