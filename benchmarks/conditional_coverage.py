@@ -33,6 +33,24 @@ the JSON also written to ``--out``.
     .venv/bin/python benchmarks/conditional_coverage.py \\
         --model results/models/oh_p50/resnet18-32px-seeds0-1-2/model.pt --results results \\
         [--target oh_p50] [--repeats 200] [--out conditional_coverage.json]
+
+Measured on the demo's ensemble (resnet18-32px-seeds0-1-2, 74 validation galaxies, ``loo``;
+coverage / mean width in dex)::
+
+    bin (n)                 marginal 68%   terciles 68%   marginal 95%   terciles 95%
+    pred < 8.874 (25)       0.520 / 0.290  0.680 / 0.363  0.920 / 0.523  0.960 / 0.667
+    pred 8.874-8.982 (24)   0.875 / 0.252  0.708 / 0.162  1.000 / 0.455  0.958 / 0.344
+    pred >= 8.982 (25)      0.680 / 0.197  0.680 / 0.202  0.960 / 0.355  0.960 / 0.383
+    true < 8.7 (11)         0.364 / 0.261  0.455 / 0.320  0.818 / 0.468  0.909 / 0.595
+    true >= 8.7 (63)        0.746 / 0.244  0.730 / 0.230  0.984 / 0.440  0.968 / 0.444
+    all (74)                0.689 / 0.246  0.689 / 0.243  0.959 / 0.444  0.959 / 0.466
+
+Terciles put each tercile of the prediction at nominal coverage (the low one from 0.52 to 0.68),
+for 5% more width at 95%, but fail rule (b): the worst bin is the 11 galaxies with a true value
+below 8.7, 0.316 from nominal with marginal and 0.225 with terciles, a gain below its standard
+error (0.141). Halves fail (b) and (c) (95% width +19%), 0.2 dex bins (a) (groups of 1 galaxy).
+In ``2fold`` (37 calibration galaxies) every tercile group falls back at 95%. Decision: marginal
+stays the workflow's calibration; Mondrian remains an option of :mod:`galmet.conformal`.
 """
 
 from __future__ import annotations
