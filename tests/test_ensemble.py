@@ -140,7 +140,7 @@ def test_predict_refuses_what_would_make_the_intervals_wrong(demo, ensemble, mem
     # a single model without calibration keeps its two columns; --levels needs a calibration
     single = ["predict", "--model", str(members[0]), "--images", str(images), "--out", str(tmp_path / "s.csv")]
     assert galmet_main(single) == 0
-    assert list(pd.read_csv(tmp_path / "s.csv").columns) == ["objID", "prediction"]
+    assert list(pd.read_csv(tmp_path / "s.csv").columns) == ["objID", "prediction", "domain_p", "in_domain"]
     assert galmet_main([*single, "--levels", "0.9"]) == 2
     assert "no calibration" in capsys.readouterr().err
 
