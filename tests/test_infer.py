@@ -117,13 +117,15 @@ def test_gather_keeps_an_ensembles_interval_columns(tmp_path):
         p = tmp_path / f"{k}.parquet"
         pred = np.array(ids, float)
         pd.DataFrame({"objID": np.array(ids, np.int64), "prediction": pred, "p2p5": pred - 2, "p16": pred - 1,
-                      "p84": pred + 1, "p97p5": pred + 2}).to_parquet(p)
+                      "p84": pred + 1, "p97p5": pred + 2, "domain_p": pred / 10, "in_domain": pred > 1}).to_parquet(p)
         parts.append(p)
     out = tmp_path / "all.parquet"
     assert gather(parts, out, model="oh_p50/resnet18-16px-seeds0-1") == 3
     df = pd.read_parquet(out)
-    assert list(df.columns) == ["objID", "prediction", "p2p5", "p16", "p84", "p97p5", "model", "galmet_version"]
+    assert list(df.columns) == ["objID", "prediction", "p2p5", "p16", "p84", "p97p5", "domain_p", "in_domain",
+                                "model", "galmet_version"]
     assert (df["p97p5"] - df["prediction"]).tolist() == [2.0, 2.0, 2.0]
+    assert df["in_domain"].dtype == bool and df["in_domain"].tolist() == [True, False, True]
 
 
 def _snakemake(workdir: Path, cfg: Path, *extra: str) -> str:

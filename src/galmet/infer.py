@@ -222,13 +222,13 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
 def gather(part_paths, out_path, model: str, version: str | None = None) -> int:
     """Concatenate shard predictions (in the given order) into one Parquet with the model
     name and the galmet version; a row group at a time. Columns after ``prediction`` in the
-    parts (a calibrated ensemble's intervals) are kept. Returns the number of rows."""
+    parts (a calibrated ensemble's intervals, ``domain_p``, ``in_domain``) are kept, with their types. Returns the number of rows."""
     if version is None:
         from galmet import __version__ as version
     part_paths = list(part_paths)
-    names = pq.read_schema(part_paths[0]).names if part_paths else ["objID", "prediction"]
-    extra = [c for c in names if c not in ("objID", "prediction")]
-    schema = pa.schema([*OUT_SCHEMA][:2] + [(c, pa.float64()) for c in extra] + [*OUT_SCHEMA][2:])
+    first = pq.read_schema(part_paths[0]) if part_paths else None
+    extra = [c for c in first.names if c not in ("objID", "prediction")] if first is not None else []
+    schema = pa.schema([*OUT_SCHEMA][:2] + [first.field(c) for c in extra] + [*OUT_SCHEMA][2:])
     n = 0
     with atomic_path(out_path) as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:
