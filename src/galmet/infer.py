@@ -222,7 +222,8 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
 def gather(part_paths, out_path, model: str, version: str | None = None) -> int:
     """Concatenate shard predictions (in the given order) into one Parquet with the model
     name and the galmet version; a row group at a time. Columns after ``prediction`` in the
-    parts (a calibrated ensemble's intervals, ``domain_p``, ``in_domain``) are kept, with their types. Returns the number of rows."""
+    parts (a calibrated ensemble's intervals, ``domain_p``, ``in_domain``) are kept, with their
+    types. Returns the number of rows."""
     if version is None:
         from galmet import __version__ as version
     part_paths = list(part_paths)
