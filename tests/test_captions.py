@@ -67,9 +67,10 @@ def test_resolution_lines_before_the_files_exist(tmp_path):
 def test_resolution_results_table_and_series(results):
     cnn, base, published, table = captions.resolution_results(
         results["metrics"], results["baselines"], results["reference"])
-    assert cnn.to_dict("records") == [{"resolution": 32.0, "rmse": 0.1234, "nmad": 0.0876}]
-    assert published.to_dict("records") == [{"resolution": 16.0, "rmse": 0.1041, "nmad": 0.0803}]
-    assert base == [{"name": "constant", "rmse": 0.2, "nmad": 0.15}]
+    # with the test size, for Figure 4's sampling errors
+    assert cnn.to_dict("records") == [{"resolution": 32.0, "rmse": 0.1234, "nmad": 0.0876, "n": 80.0}]
+    assert published.to_dict("records") == [{"resolution": 16.0, "rmse": 0.1041, "nmad": 0.0803, "n": 20466.0}]
+    assert base == [{"name": "constant", "rmse": 0.2, "nmad": 0.15, "n": 80}]
     assert list(table.columns) == ["source", "model", "resolution", "rmse", "nmad",
                                    "nmad_about_zero", "median_residual", "n", "status", "note"]
     assert table["source"].tolist() == ["CNN (this run)", "CNN (published)", "baseline", "baseline"]

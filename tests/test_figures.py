@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import QuadMesh
 from PIL import Image
 
 from galmet import captions, figures, metrics
@@ -106,7 +107,7 @@ def test_fig3_scatter_published(published, tmp_path):
     assert {t.get_text() for t in main.get_legend().get_texts()} >= {"one-to-one", "running median"}
     stats = " ".join(t.get_text() for t in main.texts)
     assert "N = 20,466" in stats and "RMSE = 0.085 dex" in stats and "NMAD = 0.065 dex" in stats
-    inset = main.child_axes[0]
+    inset = next(a for a in main.child_axes if "predicted" in a.get_xlabel())  # the residuals
     assert "dex" in inset.get_xlabel() and len(inset.patches) > 0
     # upper panel: binned RMSE with marker size by count, as metrics.binned_statistics
     rmse_points = top.collections[0]
@@ -116,7 +117,59 @@ def test_fig3_scatter_published(published, tmp_path):
     sizes = rmse_points.get_sizes()
     assert sizes[b["n"].to_numpy().argmax()] == sizes.max()
     assert any("published" in t.get_text() for t in top.get_legend().get_texts())
+    # 20,466 galaxies: dense pixels shaded, every galaxy of the other pixels a point
+    points = _galaxies(main).get_offsets()
+    dense = next(c for c in main.collections if isinstance(c, QuadMesh)).get_array()
+    assert dense.count() > 0 and dense.min() >= figures.DENSE_MIN
+    assert len(points) + dense.sum() == 20_466
     _png_ok(fig, tmp_path, "fig3")
+
+
+def _galaxies(ax):
+    return next(c for c in ax.collections if c.get_label().startswith("galaxies"))
+
+
+def _bbox(artist, fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    return artist.get_window_extent(canvas.get_renderer())
+
+
+def test_fig3_draws_every_galaxy_of_a_small_sample_and_keeps_keys_off_the_data(published, tmp_path):
+    """The demo's 78 test galaxies, its outliers among them: each one a point, none hidden by a
+    grey scale that starts at white; the legends, statistics and size key beside the panels."""
+    sub = published.sample(78, random_state=1)
+    t, p = sub["oh_p50"].to_numpy().copy(), sub["prediction"].to_numpy().copy()
+    t[:3], p[:3] = [8.13, 8.29, 8.46], [8.56, 8.70, 8.80]  # the demo's outliers
+    fig = figures.fig3_scatter(t, p)
+    main, top = fig.axes[0], fig.axes[1]
+    points = _galaxies(main).get_offsets()
+    assert len(points) == 78 and not any(isinstance(c, QuadMesh) for c in main.collections)
+    for xy in [(8.13, 8.56), (8.29, 8.70), (8.46, 8.80)]:
+        assert np.isclose(points, xy).all(axis=1).any()
+    _png_ok(fig, tmp_path, "fig3_small")  # draws: the extents below are the saved layout's
+    right = _bbox(main, fig).x1
+    assert _bbox(main.get_legend(), fig).x0 > right and _bbox(top.get_legend(), fig).x0 > right
+    stats = next(t for t in main.texts if t.get_text().startswith("N = 78"))
+    assert _bbox(stats, fig).x0 > right
+    key = [t.get_text() for t in top.get_legend().get_texts()]
+    assert any(k.endswith("galaxies / bin") for k in key)  # the marker sizes are keyed
+    sizes = [h.get_markersize() for h in top.get_legend().legend_handles[-2:]]
+    assert sizes[0] < sizes[1]
+
+
+def test_fig3_draws_absurd_values_on_the_border_and_counts_them(published):
+    t = published["oh_p50"].to_numpy()[:50].copy()
+    p = published["prediction"].to_numpy()[:50].copy()
+    p[0] = -9999.0  # a missing value coded as a number
+    fig = figures.fig3_scatter(t, p)
+    main = fig.axes[0]
+    assert main.get_ylim()[0] > 7  # the axes are not stretched to -9999
+    labels = [x.get_text() for x in main.get_legend().get_texts()]
+    assert "1 beyond the axes (on the border)" in labels
+    border = [c for c in main.collections if c.get_label().startswith("1 beyond")][0].get_offsets()
+    assert border[0][1] == pytest.approx(main.get_ylim()[0])
 
 
 def test_fig4_resolution_with_baselines_and_published(tmp_path):
@@ -139,7 +192,7 @@ def test_fig4_resolution_with_baselines_and_published(tmp_path):
     cnn, bl, pub, table = captions.resolution_results(
         [mdir / "resnet18-32px-seed0.json"], bpaths, sorted(mdir.glob("published-*.json")))
     assert cnn["resolution"].tolist() == [32] and len(pub) == 4 and bl == [
-        {"name": "constant", "rmse": 0.2, "nmad": 0.15}]
+        {"name": "constant", "rmse": 0.2, "nmad": 0.15, "n": 10}]
     assert "no magnitudes" in table["note"].tolist()
     fig = figures.fig4_resolution(cnn, bl, published=pub)
     top, bottom = fig.axes
@@ -147,10 +200,39 @@ def test_fig4_resolution_with_baselines_and_published(tmp_path):
     assert bottom.get_xlabel() == "image resolution [pixels]"
     assert [t.get_text() for t in bottom.get_xticklabels()] == ["16", "32", "64", "128"]
     legend = [t.get_text() for t in top.get_legend().get_texts()]
-    assert legend == ["CNN (this run)", "CNN (published)", "constant (0.200)"]
-    pub_line = top.get_lines()[1]
+    assert legend[:3] == ["CNN, this run (20,466 test galaxies)",
+                          "CNN, published (Wu & Boada 2019; their test set, 20,466 galaxies)",
+                          "constant (0.200 ± 0.045, 10 test galaxies)"]  # 0.2 / sqrt(2 * 10)
+    assert legend[3].startswith("bars: 1σ sampling error")
+    pub_line = [ln for ln in top.get_lines() if ln.get_label().startswith("CNN, published")][0]
     assert pub_line.get_ydata()[-1] == pytest.approx(0.0849, abs=5e-4)  # 128 px
     _png_ok(fig, tmp_path, "fig4")
+
+
+def test_fig4_error_bars_sampling_and_seed_spread(tmp_path):
+    """Each model carries its 1-sigma sampling error; seeds at one resolution their spread."""
+    cnn = pd.DataFrame({"resolution": [32, 32, 32, 64], "rmse": [0.16, 0.17, 0.18, 0.14],
+                        "nmad": [0.12, 0.13, 0.14, 0.11], "n": [78, 78, 78, 78]})
+    fig = figures.fig4_resolution(cnn)
+    top = fig.axes[0]
+    bars = [c for c in top.containers if c.has_yerr]
+    sampling = bars[0].lines[2][0].get_segments()  # one vertical segment per model
+    assert len(sampling) == 4
+    lo, hi = sampling[3][:, 1]
+    assert hi - lo == pytest.approx(2 * 0.14 / np.sqrt(2 * 78))
+    seeds = bars[1].lines[2][0].get_segments()  # the 32 px seeds: mean ± their standard deviation
+    assert len(seeds) == 1
+    assert seeds[0][1, 1] - seeds[0][0, 1] == pytest.approx(2 * np.std([0.16, 0.17, 0.18], ddof=1))
+    labels = [t.get_text() for t in top.get_legend().get_texts()]
+    assert labels[0] == "CNN, this run (78 test galaxies)"
+    assert labels[-1] == "wide bars: 1σ spread of the seeds"
+    _png_ok(fig, tmp_path, "fig4_seeds")
+
+
+def test_loss_curve_in_the_target_unit():
+    log = pd.DataFrame({"epoch": [1, 2, 3], "stage": [1, 2, 2], "train_rmse": [0.5, 0.3, 0.2],
+                        "valid_rmse": [0.4, 0.3, 0.25]})
+    assert figures.loss_curve(log).axes[0].get_ylabel() == "RMSE [dex]"
 
 
 def test_fig5_mass_route(mass_rows, tmp_path):

@@ -93,17 +93,18 @@ def resolution_results(metric_paths: Iterable, baseline_paths: Iterable = (),
                        published_paths: Iterable = ()):
     """The inputs of Figure 4 from the JSON files (as :func:`scatter_rows`, which must exist).
 
-    Returns ``(cnn, baselines, published, table)``: two DataFrames of ``resolution, rmse, nmad``,
-    a list of the baselines that ran as dicts ``{name, rmse, nmad}``, and the table of every row.
+    Returns ``(cnn, baselines, published, table)``: two DataFrames of ``resolution, rmse, nmad,
+    n`` (``n`` the test galaxies scored), a list of the baselines that ran as dicts ``{name, rmse,
+    nmad, n}``, and the table of every row.
     """
     rows = scatter_rows(metric_paths, baseline_paths, published_paths)
-    cols = ["resolution", "rmse", "nmad"]
+    cols = ["resolution", "rmse", "nmad", "n"]
 
     def frame(source):
         return pd.DataFrame([{k: r[k] for k in cols} for r in rows if r["source"] == source],
                             columns=cols).astype(float)
 
-    baselines = [{"name": r["model"], "rmse": r["rmse"], "nmad": r["nmad"]}
+    baselines = [{"name": r["model"], "rmse": r["rmse"], "nmad": r["nmad"], "n": r["n"]}
                  for r in rows if r["source"] == BASELINE and r["status"] == "ok"]
     return frame(THIS_RUN), baselines, frame(PUBLISHED), pd.DataFrame(rows)
 

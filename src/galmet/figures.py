@@ -31,7 +31,7 @@ matplotlib.use("Agg", force=False)  # no display needed; a no-op when pyplot alr
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.colors import ListedColormap, LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from galmet import metrics, mzr  # noqa: E402
@@ -69,6 +69,8 @@ __all__ = [
 
 _Z = TARGETS[METALLICITY]
 _MASS = TARGETS[MASS]
+#: grey scale of the 2-D histograms whose lowest count is a visible grey, never white.
+_GREYS = ListedColormap(matplotlib.colormaps["Greys"](np.linspace(0.3, 1.0, 256)), name="greys_visible")
 
 
 def _styled(func):
@@ -246,44 +248,36 @@ def fig3_scatter(y_true, y_pred, target: str = METALLICITY, bin_width: float = 0
                  min_count: int = 5, reference: tuple | None = None,
                  reference_label: str = "published", title: str | None = None,
                  intervals: tuple | None = None) -> Figure:
-    """Predictions against truth.
+    """Predictions against truth; every galaxy is drawn.
 
-    Lower panel: 2-D histogram (log colour scale), running median of the prediction in bins of
-    the truth with its 16-84 percentile band, one-to-one line, and an inset histogram of the
-    residuals. Upper panel: binned RMSE and NMAD against the truth, marker area by count
-    (bins with at least ``min_count`` galaxies). ``reference`` = (y_true, y_pred) of another
-    set of predictions (e.g. the published ones) adds their binned RMSE to the upper panel.
-    ``intervals`` = (p16, p84) of a calibrated ensemble: 68% error bars on up to 300 galaxies
-    and, in the upper panel, the mean half-width of the intervals per bin (about the RMSE when
-    they are calibrated).
+    Lower panel: each galaxy a point where galaxies are sparse (all of them up to
+    :data:`POINTS_MAX`), a 2-D histogram (log colour scale) only in pixels holding at least
+    :data:`DENSE_MIN` galaxies; galaxies beyond the axes (absurd values) are drawn on the border
+    and counted. Running median of the prediction in bins of the truth with its 16-84 percentile
+    band, and the one-to-one line. Upper panel: binned RMSE and NMAD against the truth, marker area
+    by count (bins with at least ``min_count`` galaxies; the key gives the sizes). ``reference`` =
+    (y_true, y_pred) of another set of predictions (e.g. the published ones) adds their binned
+    RMSE to the upper panel. ``intervals`` = (p16, p84) of a calibrated ensemble: 68% error bars
+    on up to 300 galaxies and, in the upper panel, the mean half-width of the intervals per bin
+    (about the RMSE when they are calibrated). Legends, the statistics and the histogram of the
+    residuals sit to the right of the panels, off the data.
     """
     t, p = _finite_pair(y_true, y_pred)
     s = metrics.summarize(t, p)
-    fig = _figure(COLUMN_WIDTH, 4.6)
-    grid = fig.add_gridspec(2, 1, height_ratios=[1, 2.6], hspace=0.05, left=0.17, right=0.97,
+    fig = _figure(5.2, 4.6)
+    grid = fig.add_gridspec(2, 1, height_ratios=[1, 2.6], hspace=0.05, left=0.12, right=0.64,
                             top=0.93, bottom=0.1)
     ax = fig.add_subplot(grid[1])
     top = fig.add_subplot(grid[0], sharex=ax)
-    both = np.concatenate([t, p])
-    if both.size:
-        lo, hi = np.percentile(both, [0.1, 99.9])
-        pad = 0.05 * (hi - lo if hi > lo else 1.0)
-        lo, hi = lo - pad, hi + pad
-    else:
-        lo, hi = 0.0, 1.0
-    try:  # every bin of the truth with enough galaxies, even beyond the percentile window
+    lo, hi = _window(np.concatenate([t, p]))
+    try:  # every bin of the truth with enough galaxies, even beyond the plotted window
         edges = metrics.make_edges(t, bin_width) if t.size else _edges([lo, hi], bin_width)
     except ValueError:  # absurd values (e.g. -9999): bin only what is drawn
         edges = _edges([lo, hi], bin_width)
     binned = metrics.binned_statistics(t, p, edges=edges, min_count=min_count)
     if len(binned):
         lo, hi = min(lo, binned["lo"].min()), max(hi, binned["hi"].max())
-    if t.size:
-        nb = int(min(120, max(10, np.sqrt(t.size))))
-        h = ax.hist2d(t, p, bins=nb, range=[[lo, hi], [lo, hi]], cmap="Greys", norm=LogNorm(),
-                      rasterized=True)
-        cb = fig.colorbar(h[3], ax=ax, pad=0.01, fraction=0.05)
-        cb.set_label("galaxies per pixel")
+    _every_galaxy(fig, ax, t, p, lo, hi)
     ax.plot([lo, hi], [lo, hi], color="C3", lw=0.9, ls="--", label="one-to-one")
     if intervals is not None:
         _interval_bars(ax, y_true, y_pred, *intervals)
@@ -296,28 +290,11 @@ def fig3_scatter(y_true, y_pred, target: str = METALLICITY, bin_width: float = 0
     ax.set_ylim(lo, hi)
     ax.set_xlabel(get_target(target).label("true"))
     ax.set_ylabel(get_target(target).label("pred"))
-    ax.legend(loc="upper left", frameon=False)
-    if t.size:  # below the legend (one entry longer with intervals), in the empty upper-left corner
-        ax.text(0.03, 0.72 if intervals is not None else 0.78, _stats_text(s), transform=ax.transAxes, ha="left",
-                va="top", fontsize=6.5)
-    inset = ax.inset_axes([0.56, 0.1, 0.41, 0.24])  # the empty lower-right corner
-    d = p - t
-    if d.size:
-        inset.hist(d, bins=_fd_edges(d), color="0.4", histtype="stepfilled",
-                   range=None)
-        lim = max(1e-3, 4 * (s["rmse"] or 0.0))
-        inset.set_xlim(-lim, lim)
-    inset.axvline(0, color="C3", lw=0.7, ls="--")
-    inset.set_yticks([])
-    inset.set_xlabel(r"$\Delta$ [dex]", fontsize=6, labelpad=1)
-    inset.tick_params(labelsize=5.5)
-
-    if len(binned):
-        sizes = 4 + 60 * binned["n"] / binned["n"].max()
-        top.scatter(binned["center"], binned["rmse"], s=sizes, color="C0", label="RMSE",
-                    zorder=3)
-        top.scatter(binned["center"], binned["nmad"], s=sizes, facecolor="none",
-                    edgecolor="C1", label="NMAD", zorder=3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.03, 1.0), frameon=False, borderaxespad=0)
+    if t.size:
+        ax.text(1.05, 0.68, _stats_text(s), transform=ax.transAxes, ha="left", va="top", fontsize=6.5)
+    _residual_histogram(ax, p - t, s)
+    _binned_scatter(top, binned)
     if intervals is not None:
         _binned_halfwidth(top, y_true, intervals, edges, min_count)
     if reference is not None:
@@ -331,9 +308,100 @@ def fig3_scatter(y_true, y_pred, target: str = METALLICITY, bin_width: float = 0
     top.set_ylabel("scatter [dex]")
     top.set_ylim(bottom=0)
     top.tick_params(labelbottom=False)
-    top.legend(loc="upper center", frameon=False, ncol=3, fontsize=6, markerscale=0.7)
+    _size_key(top, binned, min_count)
     top.set_title(title or "Predicted against true values", pad=3)
     return fig
+
+
+#: Figure 3 draws every galaxy as a point up to this many; beyond, points where sparse.
+POINTS_MAX = 2000
+#: pixels of Figure 3's 2-D histogram with at least this many galaxies are shaded, the rest points.
+DENSE_MIN = 5
+
+
+def _window(values: np.ndarray) -> tuple[float, float]:
+    """Axis limits holding every galaxy, except values far beyond the bulk (an absurd -9999):
+    those lie beyond the 5-95 percentile range by more than three times its width."""
+    v = values[np.isfinite(values)]
+    if not v.size:
+        return 0.0, 1.0
+    q_lo, q_hi = np.percentile(v, [5, 95])
+    w = q_hi - q_lo if q_hi > q_lo else 1.0
+    v = v[(v >= q_lo - 3 * w) & (v <= q_hi + 3 * w)]
+    lo, hi = float(v.min()), float(v.max())
+    pad = 0.05 * (hi - lo if hi > lo else 1.0)
+    return lo - pad, hi + pad
+
+
+def _every_galaxy(fig, ax, t, p, lo, hi) -> None:
+    """Every galaxy of Figure 3: points, shaded density in the dense pixels of a large sample,
+    and the galaxies beyond the axes on the border (counted in the legend)."""
+    if not t.size:
+        return
+    x, y = np.clip(t, lo, hi), np.clip(p, lo, hi)
+    outside = (x != t) | (y != p)
+    sparse = np.ones(t.size, bool)
+    if t.size > POINTS_MAX:
+        nb = int(min(120, max(10, np.sqrt(t.size))))
+        counts, xe, ye = np.histogram2d(x, y, bins=nb, range=[[lo, hi], [lo, hi]])
+        ix = np.clip(np.searchsorted(xe, x, side="right") - 1, 0, nb - 1)
+        iy = np.clip(np.searchsorted(ye, y, side="right") - 1, 0, nb - 1)
+        sparse = counts[ix, iy] < DENSE_MIN
+        dense = np.ma.masked_less(counts.T, DENSE_MIN)
+        mesh = ax.pcolormesh(xe, ye, dense, cmap=_GREYS, norm=LogNorm(vmin=DENSE_MIN), rasterized=True)
+        cax = ax.inset_axes([1.05, 0.04, 0.45, 0.035])
+        cb = fig.colorbar(mesh, cax=cax, orientation="horizontal")
+        cb.set_label(f"galaxies per pixel (< {DENSE_MIN}: points)", fontsize=6)
+        cb.ax.tick_params(labelsize=5.5)
+    pts = sparse & ~outside
+    size = 5 if t.size <= 300 else 2
+    ax.scatter(x[pts], y[pts], s=size, color="0.15", lw=0, alpha=0.8, zorder=2, rasterized=t.size > 300,
+               label=f"galaxies ({t.size:,})" if t.size <= POINTS_MAX else "galaxies (sparse pixels)")
+    if outside.any():
+        ax.scatter(x[outside], y[outside], s=12, marker="x", color="C3", lw=0.8, zorder=4, clip_on=False,
+                   label=f"{int(outside.sum())} beyond the axes (on the border)")
+
+
+def _residual_histogram(ax, d: np.ndarray, s: dict) -> None:
+    """Histogram of the residuals, right of the lower panel (not on the data)."""
+    inset = ax.inset_axes([1.05, 0.22 if d.size > POINTS_MAX else 0.1, 0.45, 0.22])
+    if d.size:
+        inset.hist(d, bins=_fd_edges(d), color="0.4", histtype="stepfilled")
+        lim = max(1e-3, 4 * (s["rmse"] or 0.0))
+        inset.set_xlim(-lim, lim)
+    inset.axvline(0, color="C3", lw=0.7, ls="--")
+    inset.set_yticks([])
+    inset.set_xlabel(r"$\Delta$ = predicted $-$ true [dex]", fontsize=6, labelpad=1)
+    inset.tick_params(labelsize=5.5)
+
+
+def _binned_scatter(top, binned: pd.DataFrame) -> None:
+    """RMSE and NMAD per bin of the truth, marker area by the bin's count (:func:`_marker_area`)."""
+    if not len(binned):
+        return
+    sizes = _marker_area(binned["n"], binned["n"].max())
+    top.scatter(binned["center"], binned["rmse"], s=sizes, color="C0", label="RMSE", zorder=3)
+    top.scatter(binned["center"], binned["nmad"], s=sizes, facecolor="none", edgecolor="C1",
+                label="NMAD", zorder=3)
+
+
+def _marker_area(n, n_max) -> np.ndarray:
+    return 4 + 60 * np.asarray(n, dtype=np.float64) / float(n_max)
+
+
+def _size_key(top, binned: pd.DataFrame, min_count: int) -> None:
+    """The upper panel's legend beside it, with a key of marker sizes (galaxies per bin)."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = top.get_legend_handles_labels()
+    if len(binned):
+        n_max = int(binned["n"].max())
+        for n in sorted({max(min_count, int(binned["n"].min())), max(min_count, n_max // 2), n_max}):
+            handles.append(Line2D([], [], ls="", marker="o", color="0.6",
+                                  markersize=float(np.sqrt(_marker_area(n, n_max)))))
+            labels.append(f"{n:,} galaxies / bin")
+    top.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.03, 1.05), frameon=False,
+               borderaxespad=0, fontsize=6, handletextpad=0.4)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,36 +412,36 @@ def fig3_scatter(y_true, y_pred, target: str = METALLICITY, bin_width: float = 0
 def fig4_resolution(cnn: pd.DataFrame, baselines: Sequence[dict] = (),
                     published: pd.DataFrame | None = None, target: str = METALLICITY,
                     title: str | None = None) -> Figure:
-    """RMSE and NMAD of the test predictions against image resolution.
+    """RMSE and NMAD of the test predictions against image resolution, with 1-sigma errors.
 
-    ``cnn`` and ``published``: tables with columns ``resolution, rmse, nmad`` (one row per
-    model; several seeds at one resolution are drawn as points with their mean joined).
-    ``baselines``: dicts with ``name``, ``rmse``, ``nmad`` (resolution-free), drawn as
-    horizontal lines.
+    ``cnn`` and ``published``: tables with columns ``resolution, rmse, nmad`` and ``n`` (the test
+    galaxies scored; one row per model). Each model is a point with its sampling error
+    (:func:`galmet.metrics.sampling_error`); several seeds at one resolution have their mean joined,
+    with the standard deviation of the seeds as a wider bar. ``baselines``: dicts with ``name``,
+    ``rmse``, ``nmad`` (and ``n``), resolution-free, drawn as horizontal lines with their sampling
+    band. Every curve's legend names its test set and size: the published CNNs were scored on their
+    own test set (Wu & Boada 2019), not on this run's galaxies.
     """
-    fig = _figure(COLUMN_WIDTH, 4.2)
+    fig = _figure(COLUMN_WIDTH, 4.6)
     axes = [fig.add_subplot(2, 1, 1)]
     axes.append(fig.add_subplot(2, 1, 2, sharex=axes[0]))
-    styles = [("linestyle", "--"), ("linestyle", ":"), ("linestyle", "-."), ("linestyle", "-")]
+    styles = ["--", ":", "-.", "-"]
     resolutions: set[int] = set()
-    series = [("CNN (this run)", cnn, "C0", "o"), ("CNN (published)", published, "C1", "s")]
+    series = [("CNN, this run ({} test galaxies)", cnn, "C0", "o"),
+              ("CNN, published (Wu & Boada 2019; their test set, {} galaxies)", published, "C1", "s")]
     for ax, stat in zip(axes, ("rmse", "nmad"), strict=True):
         for label, df, colour, marker in series:
-            if df is None or len(df) == 0:
-                continue
-            df = df.dropna(subset=[stat])
-            resolutions.update(int(r) for r in df["resolution"])
-            ax.scatter(df["resolution"], df[stat], color=colour, marker=marker, s=14, zorder=3,
-                       alpha=0.6)
-            mean = df.groupby("resolution")[stat].mean().sort_index()
-            ax.plot(mean.index, mean.values, color=colour, marker=marker, ms=4, lw=1.2,
-                    label=label)
+            if df is not None and len(df):
+                resolutions.update(_resolution_series(ax, df, stat, label, colour, marker))
         for i, b in enumerate(baselines):
             v = b.get(stat)
             if v is None or not np.isfinite(v):
                 continue
-            ax.axhline(v, color=f"C{2 + i}", lw=1.0, **dict([styles[i % len(styles)]]),
-                       label=f"{b['name']} ({v:.3f})")
+            err = metrics.sampling_error(stat, v, b.get("n"))
+            ax.axhline(v, color=f"C{2 + i}", lw=1.0, ls=styles[i % len(styles)],
+                       label=f"{b['name']} ({v:.3f}{_pm(err)}{_n_test(b.get('n'))})")
+            if np.isfinite(err):
+                ax.axhspan(v - err, v + err, color=f"C{2 + i}", alpha=0.12, lw=0)
         ax.set_ylabel(f"{stat.upper()} [dex]")
         ax.set_xscale("log", base=2)
     if resolutions:
@@ -383,10 +451,54 @@ def fig4_resolution(cnn: pd.DataFrame, baselines: Sequence[dict] = (),
         axes[1].set_xlim(min(ticks) / 1.4, max(ticks) * 1.4)
     axes[0].tick_params(labelbottom=False)
     axes[1].set_xlabel("image resolution [pixels]")
-    axes[0].legend(loc="upper right", frameon=False, fontsize=6)
-    axes[0].set_title(title or f"Scatter of the test {get_target(target).noun} against resolution")
+    _error_key(axes[0], seeds=any(df is not None and len(df) and df["resolution"].duplicated().any()
+                                  for _, df, _, _ in series))
+    fig.suptitle(title or f"Scatter of the test {get_target(target).noun} against resolution", fontsize=8)
     fig.tight_layout(pad=0.3, h_pad=0.2)
     return fig
+
+
+def _error_key(ax, seeds: bool) -> None:
+    """Figure 4's legend above the panels, with what the bars are."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], ls="", marker="|", ms=8, mew=0.8, color="0.4"))
+    labels.append("bars: 1σ sampling error (RMSE/√(2n), 1.17 NMAD/√n)")
+    if seeds:
+        handles.append(Line2D([], [], ls="", marker="|", ms=8, mew=2.2, color="0.4", alpha=0.45))
+        labels.append("wide bars: 1σ spread of the seeds")
+    ax.legend(handles, labels, loc="lower left", bbox_to_anchor=(0.0, 1.02), frameon=False, fontsize=6,
+              borderaxespad=0)
+
+
+def _pm(err: float) -> str:
+    return f" ± {err:.3f}" if np.isfinite(err) else ""
+
+
+def _n_test(n) -> str:
+    return f", {int(n):,} test galaxies" if n is not None and np.isfinite(n) and n > 0 else ""
+
+
+def _resolution_series(ax, df: pd.DataFrame, stat: str, label: str, colour: str, marker: str) -> set[int]:
+    """One curve of Figure 4: each model with its sampling error, the mean over seeds joined, and
+    the seeds' standard deviation where a resolution has several; ``label`` has a ``{}`` for the
+    number of test galaxies. Returns the resolutions drawn."""
+    df = df.dropna(subset=[stat])
+    n = df["n"] if "n" in df else pd.Series(np.nan, index=df.index)
+    err = [metrics.sampling_error(stat, v, k) for v, k in zip(df[stat], n)]
+    ax.errorbar(df["resolution"], df[stat], yerr=np.nan_to_num(err), fmt=marker, color=colour, ms=3.5,
+                alpha=0.6, elinewidth=0.8, capsize=0, zorder=3)
+    groups = df.groupby("resolution")[stat]
+    mean, spread, count = groups.mean().sort_index(), groups.std(ddof=1).sort_index(), groups.size().sort_index()
+    sizes = sorted({int(k) for k in n.dropna()})
+    size = (f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,}-{sizes[-1]:,}") if sizes else "?"
+    ax.plot(mean.index, mean.values, color=colour, marker=marker, ms=4, lw=1.2, label=label.format(size))
+    seeds = count > 1
+    if seeds.any():
+        ax.errorbar(mean.index[seeds], mean.values[seeds], yerr=spread.values[seeds], fmt="none", ecolor=colour,
+                    elinewidth=2.2, alpha=0.45, capsize=2.5, zorder=2)
+    return {int(r) for r in df["resolution"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,7 +507,7 @@ def fig4_resolution(cnn: pd.DataFrame, baselines: Sequence[dict] = (),
 
 def _hist2d(fig, ax, x, y, xr, yr, bins=60):
     if x.size:
-        h = ax.hist2d(x, y, bins=bins, range=[xr, yr], cmap="Greys", norm=LogNorm(),
+        h = ax.hist2d(x, y, bins=bins, range=[xr, yr], cmap=_GREYS, norm=LogNorm(),
                       rasterized=True)
         return h[3]
     return None
@@ -625,9 +737,10 @@ def fig_risk_coverage(curve: Sequence[dict], title: str | None = None) -> Figure
 
 
 @_styled
-def loss_curve(log_df: pd.DataFrame, title: str = "") -> Figure:
+def loss_curve(log_df: pd.DataFrame, title: str = "", unit: str = "dex") -> Figure:
     """Train and validation RMSE per epoch (``train_log.csv`` of galmet.train: ``epoch, stage,
-    train_rmse, valid_rmse``), log scale; a dotted line where stage 2 unfreezes the body."""
+    train_rmse, valid_rmse``) in the target's ``unit``, log scale; a dotted line where stage 2
+    unfreezes the body."""
     fig = _figure(6, 4)
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(log_df["epoch"], log_df["train_rmse"], "o-", label="train (augmented, dropout)")
@@ -636,7 +749,7 @@ def loss_curve(log_df: pd.DataFrame, title: str = "") -> Figure:
     if (log_df["stage"] == 1).any() and len(s2):
         ax.axvline(s2.iloc[0] - 0.5, color="grey", ls=":", label="body unfrozen")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("RMSE")
+    ax.set_ylabel(f"RMSE [{unit}]" if unit else "RMSE")
     ax.set_yscale("log")
     ax.set_title(title)
     ax.legend()

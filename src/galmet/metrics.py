@@ -37,6 +37,7 @@ __all__ = [
     "binned_statistics",
     "make_edges",
     "bin_index",
+    "sampling_error",
     "evaluate_predictions",
     "evaluate_table",
     "compare_on_overlap",
@@ -99,6 +100,20 @@ def summarize(y_true, y_pred) -> dict:
         "nmad_about_zero": nmad_about_zero(d),
         "median_residual": median_residual(d),
     }
+
+
+#: 1-sigma sampling error of a statistic over n galaxies, in units of value / sqrt(n), for residuals
+#: of Gaussian shape: the RMSE's 1/sqrt(2); the NMAD's sqrt(1.361) (Rousseeuw & Croux 1993: the
+#: MAD's asymptotic variance, 37% efficiency).
+SAMPLING_FACTOR = {"rmse": 1 / math.sqrt(2), "nmad": math.sqrt(1.361)}
+
+
+def sampling_error(stat: str, value, n) -> float:
+    """The 1-sigma error of ``stat`` (``rmse`` or ``nmad``) from the sample size alone:
+    ``value * SAMPLING_FACTOR[stat] / sqrt(n)`` (NaN without a value or galaxies)."""
+    if value is None or n is None or not np.isfinite(value) or not n > 0:
+        return math.nan
+    return float(value) * SAMPLING_FACTOR[stat] / math.sqrt(float(n))
 
 
 def make_edges(values, bin_width: float) -> np.ndarray:

@@ -647,7 +647,7 @@ def finalise(run: _Run, progress: _Progress, outputs: TrainOutputs, meta: dict) 
 
         title = f"{run.params['arch']} {full_meta['resolution']} px, seed {run.seed}: " \
                 f"valid RMSE {full_meta['valid_rmse']:.3f}"
-        save_figure(loss_curve(log_df, title), [outputs.curve])
+        save_figure(loss_curve(log_df, title, unit=_unit(meta.get("target"))), [outputs.curve])
     outputs.checkpoint.unlink(missing_ok=True)
     return {
         "model": str(outputs.model), "log": str(outputs.log),
@@ -690,6 +690,13 @@ def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="a
     log.info("wrote %s: valid RMSE %.4f (TTA x%d: %.4f), %.1f s", outputs.model, result["valid_rmse"],
              int(meta.get("tta", 8)), result["valid_rmse_tta"], result["seconds"])
     return result
+
+
+def _unit(target) -> str:
+    """The unit of a registered target (dex for metallicity and mass); dex for an unknown one."""
+    from galmet.targets import TARGETS
+
+    return TARGETS[target].unit if target in TARGETS else "dex"
 
 
 def _check_data(x_train, y_train, x_valid, y_valid):
