@@ -34,7 +34,7 @@ def test_demo_catalog_skips_absent_cuts(tmp_path):
     assert clean.objID.dtype == "int64"
     assert sorted(clean.objID) == sorted(int(x) for x in raw.objID)  # exact 64-bit ids
     on_disk = json.loads((tmp_path / "report.json").read_text())
-    assert on_disk == report and set(report) == {"rows_in", "rows_out", "dropped", "skipped_cuts"}
+    assert on_disk == report and set(report) == {"rows_in", "rows_out", "dropped", "skipped_cuts", "conflicts"}
     assert report["rows_in"] == report["rows_out"] == 400
     for cut in ("mag_range", "u_minus_r", "zErr_range", "z_min", "petroMag_r_max", "unreliable"):
         assert cut in report["skipped_cuts"]
@@ -100,12 +100,32 @@ def test_cleaning_ids_and_labels():
         "reliable": [1, 1, 1, 1, 1, 0, 1],
         "lgm_tot_p50": [10.0, 10, 10, 10, 10, 10, -9999.0],
     })
+    df.loc[1, "oh_p50"] = 8.9  # row 1 repeats row 0 whole
     clean, rep = clean_catalog(df, cuts="none")
-    assert rep["dropped"] == {"bad_objID": 1, "duplicate_objID": 1, "unreliable": 1,
+    assert rep["dropped"] == {"bad_objID": 1, "duplicate_objID": 1, "conflicting_objID": 0, "unreliable": 1,
                               "bad_oh_p50": 2}
     assert clean.objID.tolist() == [5, 10] and clean.oh_p50.tolist() == [8.9, 8.5]
     assert np.isnan(clean.lgm_tot_p50.iloc[1])  # a sentinel nothing checks becomes missing
     assert "reliable" not in clean
+
+
+def test_duplicates_identical_dropped_with_a_count_conflicting_named_and_dropped(caplog):
+    """A repeated row is dropped and counted; an objID with rows that disagree (the metallicity
+    9.111 against 8.500) is dropped whole, and the warning and the report name its id and values."""
+    df = pd.DataFrame({
+        "objID": np.array([11, 11, 11, 12, 12, 13], dtype="int64"),
+        "oh_p50": [8.7, 8.7, 8.7, 9.111, 8.5, 8.9],
+        "specObjID": np.array([1, 1, 1, 2, 3, 4], dtype="int64"),
+    })
+    with caplog.at_level("INFO", logger="galmet.catalog"):
+        clean, rep = clean_catalog(df, cuts="none")
+    assert clean.objID.tolist() == [11, 13]
+    assert rep["dropped"]["duplicate_objID"] == 2 and rep["dropped"]["conflicting_objID"] == 2
+    assert rep["conflicts"] == [{"objID": 12, "values": {"oh_p50": [9.111, 8.5], "specObjID": [2, 3]}}]
+    warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "objID 12: oh_p50 9.111 vs 8.5, specObjID 2 vs 3" in warning
+    assert "2 repeated row(s)" in caplog.text
+    json.dumps(rep, allow_nan=False)  # the report is written as strict JSON
 
 
 def test_empty_id_in_csv_is_a_bad_objid(tmp_path):
@@ -155,7 +175,7 @@ def test_mpajhu_fits_join_and_clean(tmp_path, mpajhu):
     clean = pd.read_parquet(tmp_path / "c.parquet")
     # row 1: oh -9999; row 2: z < 0.02; row 3: reliable 0; row 4: petroMag_r 18.5; row 5: no phot
     assert rep["dropped"] == {"no_photometry": 1, "bad_objID": 0, "duplicate_objID": 0,
-                              "unreliable": 1, "bad_oh_p50": 1,
+                              "conflicting_objID": 0, "unreliable": 1, "bad_oh_p50": 1,
                               "bad_modelMag_u": 0, "bad_modelMag_g": 0, "bad_modelMag_r": 0,
                               "bad_modelMag_i": 0, "bad_modelMag_z": 0, "bad_z": 0,
                               "bad_zErr": 0, "bad_petroMag_r": 0, "mag_range": 0,

@@ -4,10 +4,16 @@ it with the paper's cuts, and shard it.
 Whatever the source, the cleaning (:func:`clean_catalog`) runs here, locally, so a wrong
 server answer cannot slip through. Each row dropped is attributed to the first reason that
 applies, in this order, and counted in the cleaning report
-``{"rows_in", "rows_out", "dropped": {reason: count}, "skipped_cuts": {cut: why}}``:
+``{"rows_in", "rows_out", "dropped": {reason: count}, "skipped_cuts": {cut: why}, "conflicts":
+[{"objID", "values": {column: [value per row]}}]}``:
 
 1. ``bad_objID``: objID missing or not positive (SDSS -1 ids).
-2. ``duplicate_objID``: a later row with an objID already seen (the first one is kept).
+2. duplicated objIDs: ``duplicate_objID`` counts the later copies of a row repeated whole (the
+   first copy is kept); ``conflicting_objID`` the rows of an objID whose rows disagree in any
+   column (e.g. oh_p50 9.111 and 8.500, two spectra of one galaxy): all of them are dropped, as
+   which one is right cannot be told here, with a warning that names the ids and the differing
+   values, and the report lists them under ``conflicts`` (a SkyServer query can avoid them with
+   ``sciencePrimary = 1``; a table of your own, by keeping the row you trust).
 3. ``unreliable``: ``reliable == 0`` (galSpecInfo's flag for untrusted values), when present.
 4. ``bad_<column>``: a missing value in a column that a check needs: NaN, +-inf, SDSS's
    -9999 (any value <= -999); for magnitudes also 0 and >= 99 (Galaxy Zoo's holes).
@@ -346,6 +352,51 @@ def _paper_cuts(df: pd.DataFrame):
     ]
 
 
+#: conflicting objIDs named in the warning (all of them go to the cleaning report).
+CONFLICTS_SHOWN = 5
+
+
+def duplicate_rows(d: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Rows of repeated objIDs: ``(repeated, conflicting, conflicts)``. ``repeated`` marks the
+    later copies of rows repeated whole, ``conflicting`` every row of an objID whose rows differ in
+    some column (NaN equals NaN), ``conflicts`` those objIDs with the differing values (one list per
+    column, in row order); a warning names them."""
+    n = len(d)
+    same_id = d["objID"].duplicated(keep=False).to_numpy()
+    if not same_id.any():
+        return np.zeros(n, bool), np.zeros(n, bool), []
+    sub = d[same_id]
+    distinct = sub.groupby("objID", sort=True).nunique(dropna=False)
+    bad_ids = distinct.index[(distinct > 1).any(axis=1)]
+    conflicting = d["objID"].isin(bad_ids).to_numpy()
+    repeated = d.duplicated(keep="first").to_numpy() & ~conflicting
+    conflicts = []
+    for oid in bad_ids:
+        rows = sub[sub["objID"] == oid]
+        cols = [c for c in distinct.columns if distinct.loc[oid, c] > 1]
+        conflicts.append({"objID": int(oid), "values": {c: [_plain(v) for v in rows[c]] for c in cols}})
+    if conflicts:
+        shown = "; ".join(f"objID {c['objID']}: " + ", ".join(f"{k} {' vs '.join(map(str, v))}"
+                                                              for k, v in c["values"].items())
+                          for c in conflicts[:CONFLICTS_SHOWN])
+        more = f" (and {len(conflicts) - CONFLICTS_SHOWN} more)" if len(conflicts) > CONFLICTS_SHOWN else ""
+        log.warning("%d objID(s) appear in rows that disagree: %s%s; all %d of their rows are dropped "
+                    "(conflicting_objID; listed under 'conflicts' in the cleaning report): keep one row per "
+                    "galaxy in the catalog to use them", len(conflicts), shown, more, int(conflicting.sum()))
+    if repeated.any():
+        log.info("%d repeated row(s) of the same galaxy dropped (duplicate_objID)", int(repeated.sum()))
+    return repeated, conflicting, conflicts
+
+
+def _plain(value):
+    """A table cell as a JSON value (NaN as None)."""
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        value = value.item()
+    if value is pd.NA or (isinstance(value, float) and not np.isfinite(value)):
+        return None
+    return value if isinstance(value, (int, float, bool, str)) or value is None else str(value)
+
+
 def clean_catalog(df: pd.DataFrame, cuts: str = "paper", star_forming_only: bool = False,
                   extra_dropped: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """Apply the checks and cuts of the module docstring; return (clean table, report)."""
@@ -365,7 +416,9 @@ def clean_catalog(df: pd.DataFrame, cuts: str = "paper", star_forming_only: bool
     if "objID" not in d:
         raise CatalogError("the catalog has no objID column")
     drop("bad_objID", d["objID"].astype("int64").to_numpy() <= 0)
-    drop("duplicate_objID", d["objID"].duplicated().to_numpy())
+    repeated, conflicting, conflicts = duplicate_rows(d)
+    drop("duplicate_objID", repeated)
+    drop("conflicting_objID", conflicting[~repeated])
     if "reliable" in d:
         rel = pd.to_numeric(d["reliable"], errors="coerce")
         drop("unreliable", (rel == 0).to_numpy())
@@ -415,7 +468,7 @@ def clean_catalog(df: pd.DataFrame, cuts: str = "paper", star_forming_only: bool
     if "bptclass" in d:
         d["bptclass"] = pd.to_numeric(d["bptclass"], errors="coerce").fillna(-1).astype("int64")
     report = {"rows_in": int(rows_in), "rows_out": int(len(d)), "dropped": dropped,
-              "skipped_cuts": skipped}
+              "skipped_cuts": skipped, "conflicts": conflicts}
     assert report["rows_in"] - report["rows_out"] == sum(dropped.values())
     return d, report
 
