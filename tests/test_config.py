@@ -89,6 +89,10 @@ def test_problems_in_the_inputs_are_found_at_start(tmp_path, monkeypatch):
     (tmp_path / "cat.csv").write_text("objID,oh_p50\n1237648702973411999,8.9\n")
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())
     raw["catalog"]["path"] = "cat.csv"
+    with pytest.raises(ConfigError, match=r"cutouts.local_dir: resources/demo/images is not a directory \(relative "
+                       rf"to the working directory {tmp_path}\)"):
+        check_inputs(load_config(raw))  # the demo's relative folder, from another directory
+    raw["cutouts"]["local_dir"] = str(ROOT / "resources" / "demo" / "images")
     raw["targets"] = ["oh_p50", "lgm_tot_p50"]
     with pytest.raises(ConfigError, match=r"lgm_tot_p50 not in the columns of catalog.path cat.csv"):
         check_inputs(load_config(raw))

@@ -15,6 +15,7 @@ import pytest
 
 from galmet import cli
 from galmet.cutouts import (
+    NoCutoutsError,
     cache_dir,
     collect_local,
     cutouts_for_shard,
@@ -154,6 +155,31 @@ def test_shard_step_skyserver(tmp_path, sky, sample):
     f = pd.read_csv(tmp_path / "f.csv", dtype={"objID": "int64"})
     assert f.to_dict("records") == [{"objID": int(cat.objID[0]), "reason": "http_404",
                                      "attempts": 1}]
+
+
+def test_shard_step_fails_without_a_usable_cutout_and_says_why(tmp_path, sky, sample):
+    """An offline service, galaxies outside the footprint, files not there: the shard stops with
+    the cause and the fix, instead of passing an empty manifest on to training."""
+    cat, _ = sample
+    shard = tmp_path / "0.parquet"
+    cat.head(4).to_parquet(shard)
+    outs = (tmp_path / "m.parquet", tmp_path / "f.csv")
+    offline = {"source": "skyserver", "base_url": "http://127.0.0.1:9", "cache_dir": str(tmp_path / "c"),
+               "scale": "adaptive", "width": 128, "height": 128, "concurrency": 2,
+               "max_requests_per_second": 0, "timeout_s": 0.5, "max_attempts": 1, "backoff_s": 0.01}
+    with pytest.raises(NoCutoutsError, match=r"none of its 4 galaxies .* no request reached the skyserver "
+                       r"service \(4 connection\): it is unreachable"):
+        cutouts_for_shard(shard, *outs, offline)
+    assert not outs[0].exists() and not outs[1].exists()
+    for oid in cat.objID.head(4):
+        sky.faults[int(oid)] = "blank"  # to the viewer, a uniform image: outside its footprint
+    viewer = {**offline, "source": "legacysurvey", "base_url": sky.viewer_url}
+    with pytest.raises(NoCutoutsError, match=r"no image at any of their positions \(4 no_coverage\).*"
+                       "cutouts.layer"):
+        cutouts_for_shard(shard, *outs, viewer)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoCutoutsError, match=r"no <objID>.jpg of theirs in cutouts.local_dir .*empty \(4 missing\)"):
+        cutouts_for_shard(shard, *outs, {"source": "local", "local_dir": str(tmp_path / "empty")})
 
 
 def _cli(*args):

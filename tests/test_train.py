@@ -235,3 +235,52 @@ def test_read_only_inputs_train_without_a_numpy_warning(tiny_data, tmp_path):
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "not writable" not in proc.stderr
+
+
+def test_ctrl_c_ends_the_job_with_one_line_saying_how_to_resume(tiny_data, tmp_path):
+    """Ctrl-C in a training job (as the workflow runs it, inside galmet.logs.job_errors): exit code
+    130, one line naming the epoch and the kept checkpoint, no traceback; the rerun resumes."""
+    np.savez(tmp_path / "data.npz", *tiny_data)
+    out = tmp_path / "run"
+    script = textwrap.dedent(f"""
+        import numpy as np
+        import galmet.train as gt
+        from galmet.logs import job_errors, setup_logging
+        setup_logging()
+        d = np.load({str(tmp_path / "data.npz")!r})
+        def ctrl_c(epoch):
+            if epoch == 1:
+                raise KeyboardInterrupt  # as SIGINT would, right after epoch 2's checkpoint
+        gt._after_checkpoint = ctrl_c
+        with job_errors(gt.TrainingError):
+            gt.train_model(d["arr_0"], d["arr_1"], d["arr_2"], d["arr_3"], {TINY!r}, {str(out)!r},
+                           {{"seed": 0, "target": "oh_p50"}})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1
+    assert errors[0].endswith(f"interrupted at epoch 3 of 3; the checkpoint {out / 'checkpoint.pt'} (after epoch 2) "
+                              "is kept: rerun the same command to resume from there")
+    assert train_model(*tiny_data, TINY, out, {"seed": 0, "target": "oh_p50"})["resumed_from"] == 2
+
+
+def test_too_few_training_images_stop_before_training_naming_the_cause(tmp_path):
+    """Four galaxies in the train split, none with a cutout: the count and the cause, not a
+    batch-norm error from inside training."""
+    from galmet.dataset import DataError, require, split_members
+
+    ids = np.arange(1, 7, dtype=np.int64)
+    pd.DataFrame({"objID": ids, "oh_p50": [8.9, 8.8, 8.7, 8.6, 9.0, np.nan]}).to_parquet(tmp_path / "c.parquet")
+    pd.DataFrame({"objID": ids, "split": ["train"] * 4 + ["valid", "train"]}).to_parquet(tmp_path / "s.parquet")
+    pd.DataFrame({"objID": np.array([5, 6], dtype=np.int64)}).to_parquet(tmp_path / "index.parquet")
+    members = split_members(tmp_path / "c.parquet", tmp_path / "s.parquet", [tmp_path / "index.parquet"], "oh_p50")
+    with pytest.raises(DataError) as err:
+        require(members, "train", gt.MIN_TRAIN, "training (batch norm)", "the failures files list them")
+    assert str(err.value) == (
+        "only 0 train galaxies with an image and a valid oh_p50, of 5 in the train split: 4 without an image "
+        "(no usable cutout, or a cutout that did not decode; the failures files list them); 1 without a valid "
+        "oh_p50. Training (batch norm) needs at least 2: fix the cause and rerun")
+    assert require(members, "valid", 1, "scoring") == 1

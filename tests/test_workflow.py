@@ -215,6 +215,13 @@ def test_invalid_config_names_the_key(tmp_path):
     proc = snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0
     assert "bogus_key" in proc.stdout + proc.stderr
+    # the message alone: no traceback lines of Snakemake's pointing into the workflow's files
+    assert "common.smk" not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+    del cfg["train"]["bogus_key"]  # a valid config whose cutouts folder does not exist: stopped at start
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0 and "common.smk" not in proc.stderr
+    assert f"galmet: config key cutouts.local_dir: {tmp_path / 'images'} is not a directory" in proc.stderr
 
 
 # Snakemake in a process where one more target is registered, as an entry in galmet.targets would

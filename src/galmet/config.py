@@ -170,8 +170,15 @@ def _check_cutout_service(c: dict) -> None:
 
 
 def check_inputs(config: dict) -> None:
-    """What can be known before any job runs, from the input files themselves: the local
-    catalog table must have every target column (relative paths from the working directory)."""
+    """What can be known before any job runs, from the input files themselves (relative paths
+    from the working directory): local cutouts need their folder, and the local catalog table
+    must have every target column."""
+    cut = config["cutouts"]
+    if cut["source"] == "local" and not Path(cut["local_dir"]).is_dir():
+        where = "" if Path(cut["local_dir"]).is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        raise ConfigError(
+            f"config key cutouts.local_dir: {cut['local_dir']} is not a directory{where}; set it to the folder of "
+            "<objID>.jpg cutouts, or use a cutout service (cutouts.source: skyserver or legacysurvey)")
     cat = config["catalog"]
     path = Path(cat.get("path") or "")
     if cat["source"] != "table" or path.suffix.lower() not in (".csv", ".parquet") or not path.is_file():

@@ -323,10 +323,38 @@ def client_from_config(cfg: dict) -> CutoutClient:
     )
 
 
+class NoCutoutsError(RuntimeError):
+    """A shard of the catalog has no usable cutout; the message says why and what to change."""
+
+
+def why_no_cutouts(result: DownloadResult, cfg: dict) -> str:
+    """Why a download gave no cutout, from its failure reasons, and what to change."""
+    reasons = result.reasons
+    counts = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    source = cfg.get("source", "local")
+    only = set(reasons)
+    if result.requests_sent and not result.answers:
+        return (f"no request reached the {source} service ({counts}): it is unreachable from here (offline, "
+                "a firewall, or a wrong cutouts.base_url); rerun when it can be reached (cutouts already "
+                "downloaded are kept), or use cutouts.source: local with a folder of <objID>.jpg")
+    if only == {"no_coverage"}:
+        return (f"the {source} service has no image at any of their positions ({counts}): the galaxies lie "
+                "outside its footprint; choose another cutouts.source or cutouts.layer")
+    if only == {"missing"}:
+        return (f"no <objID>.jpg of theirs in cutouts.local_dir {cfg.get('local_dir')} ({counts}): check "
+                "the folder and that the files are named by objID")
+    if only <= {"bad_position", "no_scale"}:
+        return (f"their positions or sizes cannot be requested ({counts}): bad_position is ra/dec missing or "
+                "out of range, no_scale a petroR90_r missing for cutouts.scale: adaptive (use a fixed scale)")
+    return f"every request failed ({counts}); the reasons are described in galmet.cutouts"
+
+
 def cutouts_for_shard(shard: str | os.PathLike, manifest_out: str | os.PathLike,
                       failures_out: str | os.PathLike, cfg: dict,
                       progress: bool = False) -> DownloadResult:
     """Workflow step: a catalog shard -> manifest (objID, path) + failures CSV, written atomically.
+    A shard with galaxies but no usable cutout raises :class:`NoCutoutsError`, saying why
+    (:func:`why_no_cutouts`: the service unreachable, no coverage, no files, ...).
 
     ``cfg`` is the ``cutouts`` config section (source, layer, local_dir, cache_dir, scale,
     width, height, base_url, concurrency, timeouts...). Downloads go to
@@ -352,9 +380,14 @@ def cutouts_for_shard(shard: str | os.PathLike, manifest_out: str | os.PathLike,
             scale=cfg.get("scale", "adaptive"), concurrency=cfg.get("concurrency"),
             progress=progress,
         )
+    if len(catalog) and not len(result.manifest):
+        raise NoCutoutsError(f"{shard}: none of its {len(catalog)} galaxies has a usable cutout: "
+                             + why_no_cutouts(result, cfg))
     if len(result.failures):
         log.warning("%s: %d of %d galaxies excluded (no good cutout): %s; see %s", shard,
                     len(result.failures), len(catalog), result.reasons, failures_out)
+        if result.requests_sent and not result.answers:
+            log.warning("%s: no request reached the cutout service: %s", shard, why_no_cutouts(result, cfg))
     write_table(result.manifest, manifest_out)
     write_table(result.failures, failures_out)
     return result

@@ -43,8 +43,10 @@ def split_members(catalog_path, split_path, index_paths, target: str) -> pd.Data
     imaged = pd.concat([pd.read_parquet(p, columns=["objID"]) for p in index_paths], ignore_index=True)
     df = catalog[["objID", target]].merge(split, on="objID", how="inner")
     n_all = len(df)
+    in_split = df["split"].value_counts()
     df = df[df["objID"].isin(imaged["objID"])]
     n_img = len(df)
+    with_image = df["split"].value_counts()
     y = pd.to_numeric(df[target], errors="coerce")
     ok = np.isfinite(y) & (y > -999)
     df = df[ok.to_numpy()].copy()
@@ -53,7 +55,44 @@ def split_members(catalog_path, split_path, index_paths, target: str) -> pd.Data
         "%s: %d galaxies in catalog and split, %d with an image, %d with a valid %s",
         target, n_all, n_img, len(df), target,
     )
-    return df.reset_index(drop=True)
+    out = df.reset_index(drop=True)
+    labelled = out["split"].value_counts()
+    out.attrs["counts"] = {s: {"in_split": int(in_split.get(s, 0)), "with_image": int(with_image.get(s, 0)),
+                               "labelled": int(labelled.get(s, 0))} for s in SPLITS}
+    out.attrs["target"] = target
+    return out
+
+
+SPLITS = ("train", "valid", "test")
+
+
+class DataError(ValueError):
+    """Too few galaxies reach a step; the message gives the counts, the cause and the fix."""
+
+
+def require(members: pd.DataFrame, which: str, minimum: int, why: str, where: str = "") -> int:
+    """The number of galaxies of split ``which`` in ``members`` (:func:`split_members`); fewer than
+    ``minimum`` raise :class:`DataError` with the count at each step (in the split, with an image,
+    with a valid target), so that the message names what lost them. ``why`` says what needs the
+    minimum, ``where`` where the lost galaxies are listed (the workflow's failure files)."""
+    counts = members.attrs.get("counts", {}).get(which)
+    n = int((members["split"] == which).sum())
+    if n >= minimum:
+        return n
+    target = members.attrs.get("target", "the target")
+    if counts is None:
+        raise DataError(f"only {n} {which} galaxies: {why} needs at least {minimum}")
+    lost = []
+    if counts["in_split"] > counts["with_image"]:
+        lost.append(f"{counts['in_split'] - counts['with_image']} without an image (no usable cutout, or a "
+                    f"cutout that did not decode{'; ' + where if where else ''})")
+    if counts["with_image"] > counts["labelled"]:
+        lost.append(f"{counts['with_image'] - counts['labelled']} without a valid {target}")
+    cause = ("; ".join(lost) if lost else
+             "the catalog is too small for the split (more galaxies, or other split.fractions)")
+    raise DataError(f"only {n} {which} galaxies with an image and a valid {target}, of "
+                    f"{counts['in_split']} in the {which} split: {cause}. {why.capitalize()} needs at least "
+                    f"{minimum}: fix the cause and rerun")
 
 
 def _split_ids(members: pd.DataFrame, which: str, target: str) -> tuple[np.ndarray, np.ndarray]:

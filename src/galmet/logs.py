@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import contextmanager
 
 
 def setup_logging(path: str | os.PathLike | None = None, level: int = logging.INFO) -> logging.Logger:
@@ -21,3 +22,23 @@ def setup_logging(path: str | os.PathLike | None = None, level: int = logging.IN
     )
     logging.captureWarnings(True)
     return logging.getLogger("galmet")
+
+
+#: exit code of a job stopped by Ctrl-C (128 + SIGINT), as a shell reports it.
+INTERRUPTED = 130
+
+
+@contextmanager
+def job_errors(*expected: type[BaseException], log: logging.Logger | None = None):
+    """Around a workflow job's work: an ``expected`` error (a data or input problem whose message
+    says what to do) is logged as one ERROR line and ends the job with exit code 1, without a
+    traceback; Ctrl-C ends it with exit code 130, without a traceback (whoever was interrupted has
+    logged what is kept). Any other error keeps its traceback."""
+    log = log or logging.getLogger("galmet")
+    try:
+        yield
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED)
+    except expected as exc:
+        log.error("%s", exc)
+        sys.exit(1)

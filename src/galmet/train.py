@@ -30,6 +30,9 @@ Robustness
     log) and removed once ``model.pt`` is written; a rerun with the same parameters and data
     resumes after the last finished epoch (a checkpoint of other parameters or data is
     ignored and overwritten). A non-finite loss stops training with :class:`TrainingError`.
+    Ctrl-C logs one line (:func:`interrupted_message`: the epoch, the checkpoint kept, rerun to
+    resume) and lets the KeyboardInterrupt go on (a workflow job then exits 130 without a
+    traceback: :func:`galmet.logs.job_errors`).
 
 Model selection
     ``keep: last`` (default, the paper's practice) keeps the final weights — at the end of
@@ -84,6 +87,8 @@ from galmet.model import (
 log = logging.getLogger("galmet.train")
 
 GROUPS = ("early", "middle", "head")
+#: fewest training images: batch norm needs two samples per batch.
+MIN_TRAIN = 2
 LOG_COLUMNS = ["epoch", "stage", "lr_early", "lr_middle", "lr_head", "train_rmse", "valid_rmse", "seconds"]
 
 
@@ -684,12 +689,24 @@ def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="a
         len(x_valid), run.batch_size, len(run.schedule), _stage1_epochs(params),
         "resident on the device" if run.train.resident else "streamed from the array",
     )
-    fit(run, progress, outputs)
-    result = finalise(run, progress, outputs, meta)
+    try:
+        fit(run, progress, outputs)
+        result = finalise(run, progress, outputs, meta)
+    except KeyboardInterrupt:
+        log.error("%s", interrupted_message(len(progress.rows), len(run.schedule), outputs.checkpoint))
+        raise
     result["seconds"] = time.perf_counter() - t_start
     log.info("wrote %s: valid RMSE %.4f (TTA x%d: %.4f), %.1f s", outputs.model, result["valid_rmse"],
              int(meta.get("tta", 8)), result["valid_rmse_tta"], result["seconds"])
     return result
+
+
+def interrupted_message(done: int, epochs: int, checkpoint: Path) -> str:
+    """The one line of a training stopped by Ctrl-C: where it stopped and how to resume."""
+    if done and checkpoint.exists():
+        return (f"interrupted at epoch {min(done + 1, epochs)} of {epochs}; the checkpoint {checkpoint} (after "
+                f"epoch {done}) is kept: rerun the same command to resume from there")
+    return f"interrupted in epoch 1 of {epochs}, before any checkpoint: rerun the same command to start again"
 
 
 def _unit(target) -> str:
@@ -706,8 +723,8 @@ def _check_data(x_train, y_train, x_valid, y_valid):
     y_valid = _check_labels(y_valid, len(x_valid), "y_valid")
     if x_valid.shape[1:] != x_train.shape[1:]:
         raise TrainingError(f"x_valid images are {x_valid.shape[1:]}, x_train {x_train.shape[1:]}: use one resolution")
-    if len(x_train) < 2:
-        raise TrainingError(f"only {len(x_train)} training image(s): batch norm needs at least 2")
+    if len(x_train) < MIN_TRAIN:
+        raise TrainingError(f"only {len(x_train)} training image(s): batch norm needs at least {MIN_TRAIN}")
     return x_train, y_train, x_valid, y_valid
 
 

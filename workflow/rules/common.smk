@@ -35,7 +35,9 @@ try:
     validate_config(config)
     check_inputs(config)
 except ConfigError as exc:
-    raise WorkflowError(str(exc)) from None
+    # one message, without Snakemake's traceback lines (file and line of this include)
+    print(f"galmet: {exc}", file=sys.stderr)
+    sys.exit(1)
 
 
 CUTOUT_SIZE = min(config["cutouts"]["width"], config["cutouts"]["height"])
