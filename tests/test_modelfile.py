@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -61,8 +63,45 @@ def test_missing_key_and_not_a_model(tmp_path, model_path):
     with pytest.raises(modelfile.ModelFileError, match="lacks 'normalisation'"):
         modelfile.load(tmp_path / "m.pt")
     (tmp_path / "junk.pt").write_bytes(b"not torch")
-    with pytest.raises(modelfile.ModelFileError, match="not a loadable torch file"):
+    with pytest.raises(modelfile.ModelFileError) as err:
         modelfile.read_meta(tmp_path / "junk.pt")
+    assert str(err.value) == (f"{tmp_path / 'junk.pt'}: not a torch file (9 bytes), not a galmet model that can be "
+                              "read: copy it again, or give the model.pt that the workflow's training wrote")
+    (tmp_path / "cut.pt").write_bytes(model_path.read_bytes()[:5000])  # a copy cut short
+    with pytest.raises(modelfile.ModelFileError) as err:
+        modelfile.load(tmp_path / "cut.pt")
+    assert "a torch file cut short or damaged (5,000 bytes)" in str(err.value)
+    assert not re.search(r"\(\d+\)|0x[0-9a-f]+|object at", str(err.value))  # no error numbers, no reprs
+
+
+@pytest.fixture()
+def tiny_checkpoint(tmp_path, monkeypatch):
+    """The checkpoint.pt of a real training stopped after its first epoch (no model.pt yet)."""
+    import galmet.train as gt
+    from galmet.imaging import block_average, read_image
+
+    ids = sorted(p.stem for p in DEMO.joinpath("images").glob("*.jpg"))[:10]
+    x = block_average(np.stack([read_image(DEMO / "images" / f"{i}.jpg") for i in ids]), 16)
+    y = np.linspace(8.5, 9.0, len(ids), dtype=np.float32)
+
+    def stop(epoch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gt, "_after_checkpoint", stop)
+    params = {"arch": "resnet18", "pretrained": "none", "batch_size": 4, "stage2": {"cycles": [1, 1]},
+              "num_threads": 1, "device": "cpu"}
+    with pytest.raises(KeyboardInterrupt):
+        gt.train_model(x[:8], y[:8], x[8:], y[8:], params, tmp_path / "run", {"seed": 0})
+    return tmp_path / "run" / "checkpoint.pt"
+
+
+def test_a_training_checkpoint_given_as_a_model_says_to_use_model_pt(tiny_checkpoint):
+    with pytest.raises(modelfile.ModelFileError) as err:
+        modelfile.load(tiny_checkpoint)
+    beside = tiny_checkpoint.with_name("model.pt")
+    assert str(err.value) == (f"{tiny_checkpoint}: a training checkpoint (saved after epoch 1), not a model: use the "
+                              f"model.pt beside it, {beside}; it is written when the training finishes: rerun the "
+                              "workflow to finish it")
 
 
 def test_images_block_says_where_images_came_from():

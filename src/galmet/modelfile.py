@@ -135,10 +135,17 @@ def _read(path) -> dict:
         raise ModelFileError(f"{path}: no such model file (train one with the workflow, or check --model)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"{path}: not a loadable torch file ({exc})") from exc
+    except Exception:  # noqa: BLE001 - torch's messages (zip error numbers, pickle keys) mean nothing to a user
+        raise ModelFileError(f"{path}: {_what_it_is(path)}, not a galmet model that can be read: copy it again, or "
+                             "give the model.pt that the workflow's training wrote") from None
+    if isinstance(obj, dict) and {"fingerprint", "optimizer", "epoch"} <= set(obj):
+        beside = path.with_name("model.pt")
+        done = "" if beside.is_file() else "; it is written when the training finishes: rerun the workflow to finish it"
+        raise ModelFileError(f"{path}: a training checkpoint (saved after epoch {int(obj['epoch']) + 1}), not a "
+                             f"model: use the model.pt beside it, {beside}{done}")
     if not isinstance(obj, dict) or "state_dict" not in obj or "meta" not in obj:
-        raise ModelFileError(f"{path}: not a galmet model file (expected a dict with state_dict and meta)")
+        raise ModelFileError(f"{path}: a torch file but not a galmet model (it has no state_dict and meta): give the "
+                             "model.pt that the workflow's training wrote")
     meta = {"format_version": 0, "kind": "single", "images": None, **obj["meta"]}
     _check_meta(meta, path)
     if obj.get("domain") is not None:
@@ -167,6 +174,18 @@ def _check_domain(block: dict, path) -> dict:
         raise ModelFileError(f"{path}: its domain block's tensors have the wrong shapes {shapes} for {s} "
                              "statistics; rebuild the model file with this galmet")
     return block
+
+
+def _what_it_is(path: Path) -> str:
+    """What an unreadable file looks like, in words."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    size = path.stat().st_size
+    if not size:
+        return "an empty file"
+    if head.startswith(b"PK"):
+        return f"a torch file cut short or damaged ({size:,} bytes)"
+    return f"not a torch file ({size:,} bytes)"
 
 
 def _check_meta(meta: dict, path) -> None:
