@@ -150,3 +150,23 @@ def test_cli_evaluate_without_json_prints_the_numbers(tmp_path, capsys):
     rmse = np.sqrt(np.mean(np.square([0.1, 0.0, -0.1, 0.0])))
     assert f"rmse             {rmse:.4f}" in out and "n                4" in out
     assert "binned in the true value" in out and not list(tmp_path.glob("*.json"))
+
+
+def test_cli_evaluate_reports_coverage_and_width_of_interval_columns(tmp_path, capsys):
+    """A calibrated ensemble's predictions (galmet predict's columns): each interval scored."""
+    csv = tmp_path / "p.csv"
+    pd.DataFrame({"objID": [1, 2, 3, 4], "oh_p50": [8.5, 8.7, 8.9, 9.1], "prediction": [8.6, 8.7, 8.8, 9.3],
+                  "p2p5": [8.3, 8.5, 8.6, 9.0], "p16": [8.55, 8.6, 8.7, 9.2], "p84": [8.65, 8.8, 8.9, 9.4],
+                  "p97p5": [8.9, 8.9, 9.0, 9.6]}).to_csv(csv, index=False)
+    out = tmp_path / "m.json"
+    assert galmet_main(["evaluate", str(csv), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "68% interval (p16-p84): coverage 0.5000 of 4 (nominal 0.68), mean width 0.1750" in text
+    assert "95% interval (p2p5-p97p5): coverage 1.0000 of 4 (nominal 0.95), mean width 0.5000" in text
+    m = json.loads(out.read_text())
+    assert [(r["level"], r["lower"], r["upper"], r["n"]) for r in m["intervals"]] == [
+        (0.68, "p16", "p84", 4), (0.95, "p2p5", "p97p5", 4)]
+    # a table without interval columns has no such lines
+    pd.read_csv(csv)[["objID", "oh_p50", "prediction"]].to_csv(csv, index=False)
+    assert galmet_main(["evaluate", str(csv), "--json", str(out)]) == 0
+    assert "interval" not in capsys.readouterr().out and "intervals" not in json.loads(out.read_text())

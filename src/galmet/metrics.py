@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -40,6 +41,7 @@ __all__ = [
     "sampling_error",
     "evaluate_predictions",
     "evaluate_table",
+    "interval_scores",
     "compare_on_overlap",
     "cli_parser",
     "cli_main",
@@ -242,7 +244,40 @@ def evaluate_table(df: pd.DataFrame, truth: str = "oh_p50", pred: str = "predict
     p = pd.to_numeric(df[pred], errors="coerce").to_numpy(dtype=np.float64)
     out = evaluate_predictions(t, p, bin_width=bin_width)
     out = {"source": str(source), "truth": truth, "pred": pred, **out}
+    intervals = interval_scores(df, truth)
+    if intervals:
+        out["intervals"] = intervals
     return out
+
+
+_PERCENTILE = re.compile(r"p(\d+)(?:p(\d+))?")
+
+
+def _percentile(column: str) -> float | None:
+    """The percentile a column is named for (``p16`` -> 16, ``p2p5`` -> 2.5, as galmet predict
+    writes them), or None."""
+    m = _PERCENTILE.fullmatch(str(column))
+    return None if m is None else float(f"{m.group(1)}.{m.group(2) or 0}")
+
+
+def interval_scores(df: pd.DataFrame, truth: str) -> list[dict]:
+    """Coverage and mean width of each central interval in a predictions table: the columns named
+    by percentile in pairs ``q`` and ``100 - q`` (``p16``/``p84`` the 68% interval, ``p2p5``/``p97p5``
+    the 95%, as ``galmet predict`` writes a calibrated ensemble's). One row per level, narrowest
+    first: ``level, lower, upper, n, coverage, width_mean`` (rows with a NaN left out of ``n``)."""
+    named = {q: c for c in df.columns if (q := _percentile(c)) is not None and 0 < q < 50}
+    upper = {q: c for c in df.columns if (q := _percentile(c)) is not None and 50 < q < 100}
+    rows = []
+    for q in sorted(named, reverse=True):
+        hi_col = upper.get(round(100 - q, 6))
+        if hi_col is None:
+            continue
+        t, lo, hi = (pd.to_numeric(df[c], errors="coerce").to_numpy(np.float64) for c in (truth, named[q], hi_col))
+        ok = np.isfinite(t) & np.isfinite(lo) & np.isfinite(hi)
+        rows.append({"level": round((100 - 2 * q) / 100, 6), "lower": named[q], "upper": hi_col, "n": int(ok.sum()),
+                     "coverage": _json_number(np.mean((t[ok] >= lo[ok]) & (t[ok] <= hi[ok]))) if ok.any() else None,
+                     "width_mean": _json_number(np.mean(hi[ok] - lo[ok])) if ok.any() else None})
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,7 +288,8 @@ def cli_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="RMSE, NMAD (about the median and about zero), median residual and statistics "
         "binned in the true value, of a predictions table (CSV or Parquet): printed, and written "
-        "as JSON with --json.",
+        "as JSON with --json. A table with interval columns (p16/p84, p2p5/p97p5, ... as galmet "
+        "predict writes a calibrated ensemble's) also gets each interval's coverage and mean width.",
     )
     p.add_argument("table", help="CSV or Parquet with a truth and a prediction column")
     p.add_argument("--truth", default="oh_p50", help="truth column (default: oh_p50)")
@@ -312,6 +348,10 @@ def format_metrics(out: dict, title: str = "") -> str:
         for row in binned:
             cells = (f"{row['n']:>10}" if k == "n" else f"{fmt(row.get(k)):>10}" for k in cols)
             lines.append("    " + "  ".join(cells))
+    for row in out.get("intervals") or []:
+        lines.append(f"  {100 * row['level']:g}% interval ({row['lower']}-{row['upper']}): coverage "
+                     f"{fmt(row['coverage'])} of {row['n']} (nominal {row['level']:g}), mean width "
+                     f"{fmt(row['width_mean'])}")
     return "\n".join(lines)
 
 
