@@ -377,7 +377,7 @@ def test_fig7_saliency_maps_beside_cutouts(demo_catalog, tmp_path, published):
     cat["prediction"] = cat["oh_p50"] + (published["prediction"] - published["oh_p50"])[:24]
     maps = np.random.default_rng(0).normal(size=(24, 16, 16)).astype(np.float32)
     fig = figures.fig7_saliency(images, maps, cat, n=3, method="gradcam layer2")
-    assert len(fig.axes) == 4 * 3 * 2
+    assert len(fig.axes) == 4 * 3 * 2 + 1  # and the colour bar
     ylabels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
     assert ylabels == ["lowest\npredicted", "highest\npredicted", "most\nunder-predicted", "most\nover-predicted"]
     shown = fig.axes[1].images[0].get_array()
@@ -386,3 +386,34 @@ def test_fig7_saliency_maps_beside_cutouts(demo_catalog, tmp_path, published):
     _png_ok(fig, tmp_path, "fig7")
     with pytest.raises(ValueError, match="table rows"):
         figures.fig7_saliency(images[:3], maps, cat)
+
+
+def test_fig7_shows_no_rings_or_frames_made_by_upsampling():
+    """A Grad-CAM map whose cells alternate in sign, upsampled bilinearly as captum does: its
+    |upsampled map| has dark rings at every sign change; Figure 7 takes the magnitude per cell of
+    the layer (uniform here) and masks the edge cells that saw the convolutions' zero padding."""
+    import torch
+
+    cells = np.where(np.indices((8, 8)).sum(axis=0) % 2, 1.0, -1.0)  # a checkerboard of +-1
+    up = torch.nn.functional.interpolate(torch.tensor(cells)[None, None], size=(64, 64), mode="bilinear")[0, 0]
+    signed = up.numpy()
+    assert np.abs(signed).min() < 0.1 * np.abs(signed).max()  # the rings of |upsampled map|
+    shown = figures.saliency_display(signed, cells=8)
+    assert shown.shape == (8, 8)
+    assert shown.mask[0].all() and shown.mask[-1].all() and shown.mask[:, 0].all() and shown.mask[:, -1].all()
+    inner = shown[1:-1, 1:-1]
+    assert inner.count() == 36 and np.allclose(inner, 1.0)  # one magnitude everywhere: no ring
+    assert figures.saliency_display(signed).shape == (64, 64)  # a map made at the input's resolution
+
+
+def test_fig7_grad_cam_maps_on_the_layer_grid_with_a_colour_bar(demo_catalog, published):
+    cat = demo_catalog.head(24).reset_index(drop=True)
+    images = np.zeros((24, 64, 64, 3), np.uint8)
+    cat["prediction"] = cat["oh_p50"] + (published["prediction"] - published["oh_p50"])[:24]
+    maps = np.random.default_rng(0).normal(size=(24, 64, 64)).astype(np.float32)
+    fig = figures.fig7_saliency(images, maps, cat, n=2, method="gradcam layer2", layer="layer2")
+    shown = fig.axes[1].images[0].get_array()
+    assert shown.shape == (8, 8) and shown.mask[0].all() and shown.max() == pytest.approx(1.0)
+    colourbar = fig.axes[-1]
+    assert "|map| / its maximum" in colourbar.get_xlabel() and "masked" in colourbar.get_xlabel()
+    assert "8 x 8 grid of layer2" in fig._suptitle.get_text()

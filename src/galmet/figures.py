@@ -784,16 +784,47 @@ def save_figure(fig: Figure, paths: str | os.PathLike | Iterable[str | os.PathLi
 SALIENCY_ROWS = [row for row in EXAMPLE_ROWS if row[0] in ("lowest_pred", "highest_pred", "most_under", "most_over")]
 
 
+#: pixels of the input per cell of a ResNet layer's feature map (Grad-CAM's resolution).
+LAYER_STRIDE = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
+#: the outermost ring of cells is masked when the layer's map has at least this many across.
+EDGE_MASK_MIN = 6
+
+
+def saliency_display(saliency: np.ndarray, cells: int | None = None) -> np.ma.MaskedArray:
+    """The magnitude of a signed map as Figure 7 shows it, scaled to its maximum.
+
+    ``cells``: the width of the layer map the signed map was upsampled from (Grad-CAM; None for a
+    map made at the input's resolution). Then the map is averaged over each cell and its magnitude
+    taken there, before any display interpolation: |upsampled signed map| has a dark ring wherever
+    the sign changes between cells, which is no structure of the galaxy. With
+    :data:`EDGE_MASK_MIN` cells or more, the outermost ring of cells is masked: there the layer's
+    features saw the zero padding of the convolutions, and their frame is no structure either.
+    """
+    m = np.asarray(saliency, dtype=np.float64)
+    res = m.shape[-1]
+    if cells and cells < res and res % cells == 0:
+        k = res // cells
+        m = m.reshape(cells, k, cells, k).mean(axis=(1, 3))
+    mag = np.ma.masked_invalid(np.abs(m))
+    if cells and cells >= EDGE_MASK_MIN and mag.shape[-1] == cells:
+        mag[[0, -1], :] = np.ma.masked
+        mag[:, [0, -1]] = np.ma.masked
+    top = float(mag.max()) if mag.count() else 0.0
+    return mag / top if top > 0 else mag
+
+
 @_styled
 def fig7_saliency(images, maps: np.ndarray, table: pd.DataFrame, truth: str = METALLICITY,
                   pred: str = "prediction", n: int = 4, radius: float = 1 / 8, method: str = "",
-                  title: str | None = None) -> Figure:
+                  layer: str | None = None, title: str | None = None) -> Figure:
     """The categories of Figure 1 (lowest and highest predicted, most under- and over-predicted;
     ``n`` galaxies each), each cutout with the magnitude of its saliency map beside it.
 
     ``images`` (uint8 ``N x H x W x 3``, or a lazy sequence), ``maps`` (signed ``N x res x res``)
-    and ``table`` (``truth`` and ``pred`` columns) are aligned row by row. Each map is scaled to
-    its own maximum; the dashed circle (radius ``radius`` x res) is the central region of the
+    and ``table`` (``truth`` and ``pred`` columns) are aligned row by row. A Grad-CAM map (its
+    ``layer`` given) is shown as :func:`saliency_display` makes it: magnitude per cell of the
+    layer, smoothly interpolated, edge cells masked (grey); each map is scaled to its own maximum
+    (one colour bar). The dashed circle (radius ``radius`` x res) is the central region of the
     science statement.
     """
     from matplotlib.patches import Circle
@@ -805,10 +836,14 @@ def fig7_saliency(images, maps: np.ndarray, table: pd.DataFrame, truth: str = ME
     p = table[pred].to_numpy(dtype=np.float64)
     picks = select_examples(t, p, n=n)
     info = get_target(truth)
+    res = maps.shape[-1] if maps.ndim == 3 else 0
+    cells = res // LAYER_STRIDE[layer] if layer in LAYER_STRIDE and res >= LAYER_STRIDE[layer] else None
+    cmap = matplotlib.colormaps["inferno"].with_extremes(bad="0.55")
     ncol = 2 * max(n, 1)
-    fig = _figure(PAGE_WIDTH, PAGE_WIDTH * len(SALIENCY_ROWS) / ncol * 1.06 + 0.35)
-    grid = fig.add_gridspec(len(SALIENCY_ROWS), ncol, left=0.09, right=0.995, top=0.95, bottom=0.005,
+    fig = _figure(PAGE_WIDTH, PAGE_WIDTH * len(SALIENCY_ROWS) / ncol * 1.06 + 0.6)
+    grid = fig.add_gridspec(len(SALIENCY_ROWS), ncol, left=0.09, right=0.995, top=0.93, bottom=0.07,
                             wspace=0.03, hspace=0.12)
+    shown = None
     for r, (key, label) in enumerate(SALIENCY_ROWS):
         for c in range(max(n, 1)):
             axes = [fig.add_subplot(grid[r, 2 * c + j]) for j in (0, 1)]
@@ -827,18 +862,25 @@ def fig7_saliency(images, maps: np.ndarray, table: pd.DataFrame, truth: str = ME
                          color="white", fontsize=6)
             axes[0].text(0.03, 0.03, f"{info.symbol_true} = {t[i]:.2f}", transform=axes[0].transAxes,
                          va="bottom", color="yellow", fontsize=6)
-            mag = np.abs(maps[i])
-            res = mag.shape[-1]
-            axes[1].imshow(mag, cmap="inferno", vmin=0, vmax=float(mag.max()) or 1.0, interpolation="nearest")
+            shown = axes[1].imshow(saliency_display(maps[i], cells), cmap=cmap, vmin=0, vmax=1,
+                                   interpolation="bilinear" if cells else "nearest",
+                                   extent=(-0.5, res - 0.5, res - 0.5, -0.5))
             axes[1].add_patch(Circle(((res - 1) / 2, (res - 1) / 2), radius * res, fill=False, color="cyan",
                                      lw=0.6, ls="--"))
+    if shown is not None:
+        cax = fig.add_axes([0.35, 0.025, 0.3, 0.012])
+        cb = fig.colorbar(shown, cax=cax, orientation="horizontal")
+        cb.set_label("|map| / its maximum" + (" (grey: edge cells, masked)" if cells and cells >= EDGE_MASK_MIN
+                                               else ""), fontsize=6.5)
+        cb.ax.tick_params(labelsize=6)
     shape = np.shape(images[0]) if len(images) else (0,)
-    fig.suptitle(title or f"Saliency{' (' + method + ')' if method else ''}: cutouts ({shape[0]} px) and |map| "
-                 f"({maps.shape[-1] if maps.ndim == 3 else 0} px), each scaled to its maximum", fontsize=8, y=0.995)
+    how = f"|map| on the {cells} x {cells} grid of {layer}" if cells else f"|map| ({res} px)"
+    fig.suptitle(title or f"Saliency{' (' + method + ')' if method else ''}: cutouts ({shape[0]} px) and {how}, "
+                 "each scaled to its maximum", fontsize=8, y=0.995)
     return fig
 
 
-__all__ += ["fig7_saliency"]
+__all__ += ["fig7_saliency", "saliency_display"]
 
 
 @_styled

@@ -19,6 +19,7 @@ if not keep.all():
 table = preds.loc[objid[keep], [target, "prediction"]].reset_index(drop=True)
 numbers = snakemake.params.numbers
 fig = fig7_saliency(view.lazy(objid[keep]), maps[keep], table, truth=target, n=min(4, snakemake.params.examples),
-                    method=f"{numbers.get('method', '')} {numbers.get('layer', '')}".strip())
+                    method=f"{numbers.get('method', '')} {numbers.get('layer', '')}".strip(),
+                    layer=numbers.get("layer") or None)
 save_figure(fig, [snakemake.output.png, *snakemake.output.others])
 log.info("figure 7 of %s %s from %d test galaxies", target, snakemake.wildcards.model, len(table))
