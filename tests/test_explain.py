@@ -208,10 +208,14 @@ def test_cli_explains_a_directory_and_skips_a_bad_file(model_file, cutouts, tmp_
         shutil.copy(IMAGES / f"{i}.jpg", images / f"{i}.jpg")
     (images / "1237648702973411999.jpg").write_bytes(b"<html>502 Bad Gateway</html>")
     out = tmp_path / "out"
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         rc = galmet_main(["explain", "--model", str(model_file), "--images", str(images), "--out", str(out),
                           "--no-tta", "--steps", "5"])
     assert rc == 0
+    # each check with its own verdict, on a line of its own
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("check ")]
+    assert [ln.split(":")[0] for ln in lines] == ["check randomisation", "check deletion", "check science"]
+    assert lines[1].split(": ")[1].split(":")[0] in ("passes", "FAILS", "inconclusive")
     assert "1237648702973411999" in caplog.text  # skipped with a warning
     log = (out / "skipped.log").read_text()
     assert log.startswith("# galmet explain") and "1237648702973411999" in log and "undecodable: " in log
@@ -225,6 +229,14 @@ def test_cli_explains_a_directory_and_skips_a_bad_file(model_file, cutouts, tmp_
     assert isinstance(checks["randomisation"]["passes"], bool) and checks["science"]["by"] == "predicted"
     assert set(checks["seconds"]) >= {"maps", "randomisation", "deletion", "science", "total"}
     assert all((out / f"{i}.png").stat().st_size > 0 for i in ids[:3])
+    from PIL import Image
+
+    png = np.asarray(Image.open(out / f"{ids[0]}.png").convert("RGB"))
+    assert png.shape[0] > png.shape[1] > 250  # the overlay, its title above and the colour bar below
+    with np.load(out / "saliency.npz") as z:
+        pred = dict(zip(z["objID"].tolist(), z["prediction"].tolist()))[int(ids[0])]
+    title = ex._png_title(int(ids[0]), pred, {"target": "oh_p50"})
+    assert title == f"objID {ids[0]}\npredicted oh_p50 = {pred:.2f} dex"
     # Figure 7's caption quotes these numbers (galmet.captions), and renders
     numbers = captions.saliency_numbers(out / "saliency_checks.json")
     assert numbers["passes"] in ("passes", "fails") and " ± " in numbers["spearman"]
@@ -247,3 +259,22 @@ def test_overlay_marks_the_salient_pixels():
     out = ex.overlay(img, m, size=64)
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
     assert not np.array_equal(out[2 * 4, 3 * 4], out[0, 0]) and (out[0, 0] == 40).all()
+
+
+@pytest.mark.parametrize("area, sem, verdict", [
+    (0.02, 0.005, "passes: deleting the most salient pixels first changed the prediction more than random"),
+    (-0.02, 0.005, "FAILS: deleting the most salient pixels first changed the prediction less than random"),
+    (0.0071, 0.0054, "inconclusive: deleting the most salient pixels first changed the prediction no more"),
+])
+def test_each_check_has_its_own_verdict(area, sem, verdict):
+    """The deletion test is judged on its own numbers, never carried by the randomisation check's
+    "passes" (the demo's: salient pixels no better than random ones)."""
+    checks = {"randomisation": {"spearman_mean": 0.26, "spearman_std": 0.33, "threshold": 0.3, "passes": True},
+              "deletion": {"area_between_mean": area, "area_between_sem": sem},
+              "science": {"verdict": "cannot tell at this sample size"}}
+    v = captions.check_verdicts(checks)
+    assert v["randomisation"].startswith("passes: the maps change when the weights are re-initialised")
+    assert v["deletion"].startswith(verdict) and f"{area:.4f} ± {sem:.4f} dex" in v["deletion"]
+    assert v["science"] == "cannot tell at this sample size"
+    failed = captions.check_verdicts({**checks, "randomisation": {"spearman_mean": 0.6, "passes": False}})
+    assert failed["randomisation"].startswith("FAILS: a re-initialised network ranks the pixels alike")

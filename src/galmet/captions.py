@@ -172,6 +172,38 @@ def coverage_cell(u: dict) -> str:
     return f"{u['coverage68']:.2f}\u00a0/\u00a0{u['coverage95']:.2f}"
 
 
+def check_verdicts(checks: dict) -> dict[str, str]:
+    """Each sanity check of ``saliency_checks.json`` (galmet.explain) with its own verdict, in words:
+    ``randomisation`` (passes below the threshold), ``deletion`` (passes when deleting the most
+    salient pixels first changes the prediction more than random deletions by over two standard
+    errors, fails when less by as much, else inconclusive) and ``science`` (the central share)."""
+    r, d = checks.get("randomisation") or {}, checks.get("deletion") or {}
+    out = {}
+    rho = f"Spearman {fmt(r.get('spearman_mean'))} ± {fmt(r.get('spearman_std'))}, needs < {r.get('threshold', 0.3)}"
+    if r.get("spearman_mean") is None:
+        out["randomisation"] = "not run (no map to compare)"
+    elif r.get("passes"):
+        out["randomisation"] = f"passes: the maps change when the weights are re-initialised ({rho})"
+    else:
+        out["randomisation"] = (f"FAILS: a re-initialised network ranks the pixels alike ({rho}): the maps show the "
+                                "architecture or the image, not what the model learnt")
+    area, sem = d.get("area_between_mean"), d.get("area_between_sem")
+    numbers = f"area between the curves {fmt(area, 4)} ± {fmt(sem, 4)} dex, mean ± standard error"
+    if area is None or sem is None:
+        out["deletion"] = "not run"
+    elif area > 2 * sem:
+        out["deletion"] = (f"passes: deleting the most salient pixels first changed the prediction more than "
+                           f"random deletions ({numbers})")
+    elif area < -2 * sem:
+        out["deletion"] = (f"FAILS: deleting the most salient pixels first changed the prediction less than random "
+                           f"deletions ({numbers}): the maps do not point at what drives the prediction")
+    else:
+        out["deletion"] = (f"inconclusive: deleting the most salient pixels first changed the prediction no more "
+                           f"than random deletions, within two standard errors ({numbers})")
+    out["science"] = (checks.get("science") or {}).get("verdict", "n/a")
+    return out
+
+
 def saliency_numbers(path) -> dict:
     """The sanity checks of ``saliency_checks.json`` (galmet.explain) formatted for Figure 7's
     caption; ``{}`` before the file exists."""
@@ -197,8 +229,9 @@ def saliency_numbers(path) -> dict:
         "share_high": f"{fmt(high.get('share_mean'))} ± {fmt(high.get('share_std'))}", "n_high": high.get("n", "n/a"),
         "share_flat": fmt(s.get("uniform_share")), "difference": fmt(diff.get("high_minus_low")),
         "ci95": f"[{fmt(ci[0])}, {fmt(ci[1])}]", "verdict": s.get("verdict", "n/a"),
+        "deletion_verdict": check_verdicts(c)["deletion"],
         "seconds": {k: fmt(v, 1) for k, v in (c.get("seconds") or {}).items()},
     }
 
 
-__all__ += ["saliency_numbers"]
+__all__ += ["saliency_numbers", "check_verdicts"]

@@ -38,7 +38,8 @@ Command line::
     galmet explain --model model.pt --images DIR --out OUTDIR [--method gradcam|ig|occlusion]
                    [--allow-survey-mismatch]
 
-writes ``OUTDIR/<objID>.png`` (|map| over the cutout at the model's resolution),
+writes ``OUTDIR/<objID>.png`` (|map| over the cutout at the model's resolution, titled with the
+prediction, with a colour bar),
 ``OUTDIR/saliency.npz`` (``objID`` int64 N, ``maps`` float32 N x res x res, ``prediction`` float64
 N), ``OUTDIR/saliency_checks.json`` and ``OUTDIR/skipped.log`` (unreadable images, skipped with a
 warning as ``galmet predict`` does).
@@ -471,11 +472,47 @@ def overlay(image: np.ndarray, saliency: np.ndarray, size: int = 256, alpha: flo
     return np.asarray(out.resize((size, size), resample=Image.Resampling.NEAREST))
 
 
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    from PIL import Image
+class _PngWriter:
+    """``OUT/<objID>.png``: the overlay titled with the galaxy and its prediction, above a colour bar
+    of |map| / its maximum (one figure, its image and title replaced for each galaxy)."""
 
-    with atomic_path(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
+    def __init__(self):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.figure import Figure
+
+        self.fig = Figure(figsize=(2.8, 3.25))
+        FigureCanvasAgg(self.fig)
+        ax = self.fig.add_axes([0.04, 0.2, 0.92, 0.7])
+        ax.set_axis_off()
+        self.image = ax.imshow(np.zeros((2, 2, 3), np.uint8))
+        self.title = ax.set_title("", fontsize=7.5)
+        cax = self.fig.add_axes([0.1, 0.11, 0.8, 0.03])
+        bar = self.fig.colorbar(ScalarMappable(cmap="inferno"), cax=cax, orientation="horizontal")
+        bar.set_label("|saliency| / its maximum (opaque where strong)", fontsize=6)
+        bar.ax.tick_params(labelsize=6)
+
+    def write(self, path: Path, rgb: np.ndarray, title: str) -> None:
+        self.image.set_data(rgb)
+        self.title.set_text(title)
+        with atomic_path(path) as tmp:
+            self.fig.savefig(tmp, format="png", dpi=110)
+
+
+def _png_title(oid, prediction: float, meta: dict) -> str:
+    from galmet.targets import TARGETS
+
+    target = meta.get("target")
+    unit = TARGETS[target].unit if target in TARGETS else ""
+    return f"objID {oid}\npredicted {target or 'value'} = {prediction:.2f}{' ' + unit if unit else ''}"
+
+
+def _log_checks(checks: dict) -> None:
+    """One log line per check, each with its own verdict."""
+    from galmet.captions import check_verdicts
+
+    for name, verdict in check_verdicts(checks).items():
+        log.info("check %s: %s", name, verdict)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -552,12 +589,10 @@ def cli_main(args) -> int:
     write_maps(out / "saliency.npz", ids, maps, preds)
     write_json({"model": str(args.model), **checks}, out / "saliency_checks.json")
     if not args.no_png:
-        for oid, img, m in zip(ids, x, maps):
-            _write_png(out / f"{oid}.png", overlay(img, m))
-    r, dl = checks["randomisation"], checks["deletion"]
-    log.info("randomisation: Spearman %.3f ± %.3f (%s); deletion area %.4f ± %.4f dex; %s",
-             r["spearman_mean"] or np.nan, r["spearman_std"] or np.nan, "passes" if r["passes"] else "FAILS",
-             dl["area_between_mean"] or np.nan, dl["area_between_std"] or np.nan, checks["science"]["verdict"])
+        png = _PngWriter()
+        for oid, img, m, pred in zip(ids, x, maps, preds):
+            png.write(out / f"{oid}.png", overlay(img, m), _png_title(oid, pred, meta))
+    _log_checks(checks)
     return 0
 
 
