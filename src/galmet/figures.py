@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap, LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from galmet import metrics, mzr  # noqa: E402
 from galmet.io import atomic_path  # noqa: E402
@@ -751,6 +752,9 @@ def loss_curve(log_df: pd.DataFrame, title: str = "", unit: str = "dex") -> Figu
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"RMSE [{unit}]" if unit else "RMSE")
     ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.2, not 2 x 10^-1
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
