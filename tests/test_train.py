@@ -284,3 +284,19 @@ def test_too_few_training_images_stop_before_training_naming_the_cause(tmp_path)
         "(no usable cutout, or a cutout that did not decode; the failures files list them); 1 without a valid "
         "oh_p50. Training (batch norm) needs at least 2: fix the cause and rerun")
     assert require(members, "valid", 1, "scoring") == 1
+
+
+def test_job_errors_ends_a_job_with_its_message_and_no_traceback(tmp_path):
+    """An expected error: one ERROR line, exit 1; Ctrl-C: the job's resume line, exit 130."""
+    script = textwrap.dedent("""
+        import sys
+        from galmet.logs import job_errors, setup_logging
+        setup_logging()
+        with job_errors(ValueError, interrupted="interrupted: rerun the same command to resume"):
+            raise (KeyboardInterrupt if sys.argv[1] == "ctrl-c" else ValueError)("no cutout: the service is down")
+    """)
+    for how, rc, line in (("error", 1, "ERROR galmet: no cutout: the service is down"),
+                          ("ctrl-c", 130, "ERROR galmet: interrupted: rerun the same command to resume")):
+        proc = subprocess.run([sys.executable, "-c", script, how], capture_output=True, text=True)
+        assert proc.returncode == rc and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().endswith(line)

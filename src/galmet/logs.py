@@ -29,15 +29,18 @@ INTERRUPTED = 130
 
 
 @contextmanager
-def job_errors(*expected: type[BaseException], log: logging.Logger | None = None):
+def job_errors(*expected: type[BaseException], log: logging.Logger | None = None, interrupted: str = ""):
     """Around a workflow job's work: an ``expected`` error (a data or input problem whose message
     says what to do) is logged as one ERROR line and ends the job with exit code 1, without a
-    traceback; Ctrl-C ends it with exit code 130, without a traceback (whoever was interrupted has
-    logged what is kept). Any other error keeps its traceback."""
+    traceback; Ctrl-C ends it with exit code 130, without a traceback, after the one line
+    ``interrupted`` (what is kept, how to resume; empty when the interrupted code logs its own).
+    Any other error keeps its traceback."""
     log = log or logging.getLogger("galmet")
     try:
         yield
     except KeyboardInterrupt:
+        if interrupted:
+            log.error("%s", interrupted)
         sys.exit(INTERRUPTED)
     except expected as exc:
         log.error("%s", exc)

@@ -10,7 +10,8 @@ from galmet.logs import job_errors, setup_logging
 
 log = setup_logging(snakemake.log[0])
 cfg = {**snakemake.config["cutouts"], **snakemake.params.images}
-with job_errors(NoCutoutsError, log=log):
+with job_errors(NoCutoutsError, log=log, interrupted="interrupted: the cutouts downloaded so far are kept in the "
+                "cache; rerun the same command to fetch the rest"):
     cutouts_for_shard(
         snakemake.input.shard,
         snakemake.output.manifest,
