@@ -6,13 +6,16 @@ global registry. Sizes are for a journal column (3.5 in) or page (7.2 in), fonts
 
 - :func:`fig1_examples`    example cutouts with Z_pred and Z_true (7 selections x 5)
 - :func:`fig2_histograms`  histograms of Z_true and Z_pred (Freedman-Diaconis bins)
-- :func:`fig3_scatter`     Z_pred against Z_true with binned statistics and a residual inset
-- :func:`fig4_resolution`  RMSE and NMAD against image resolution, beside the baselines
+- :func:`fig3_scatter`     Z_pred against Z_true, every galaxy drawn, with binned statistics (sizes keyed)
+                           and the residuals' histogram beside the panels
+- :func:`fig4_resolution`  RMSE and NMAD against image resolution with 1-sigma errors, beside the
+                           baselines, each curve's test set named
 - :func:`fig5_mass`        predicted against true stellar mass; Z_MZR against Z_true
 - :func:`fig6_mzr`         Z_pred against true stellar mass beside the empirical MZR
 - :func:`fig_calibration`  calibrated intervals: observed against nominal coverage, and the PIT
 - :func:`fig_risk_coverage` RMSE of the most confident fraction of the galaxies
-- :func:`loss_curve`       train and validation RMSE per epoch of one training run
+- :func:`loss_curve`       train and validation RMSE per epoch of one training run (in dex)
+- :func:`fig7_saliency`    saliency maps beside the cutouts (:func:`saliency_display`: no rings, no frames)
 
 Figures 3 and 6 draw a calibrated ensemble's 68% intervals when given (``intervals``).
 - :func:`save_figure`      write PNG/PDF atomically
