@@ -220,7 +220,7 @@ class PredictionWriter:
         self._open(table.schema)
         self.n += table.num_rows
         if self.kind == "csv":
-            fmt = [_csv_format(f.type) for f in table.schema]
+            fmt = [_csv_format(f.name, f.type) for f in table.schema]
             cols = [c.to_pylist() for c in table.columns]
             self._out.writelines(",".join(f(v) for f, v in zip(fmt, row)) + "\n" for row in zip(*cols))
         else:
@@ -249,12 +249,16 @@ def _after_array(values) -> pa.Array:
     return pa.array(v, pa.bool_()) if v.dtype == bool else pa.array(v.astype(np.float64), pa.float64())
 
 
-def _csv_format(dtype: pa.DataType):
+def _csv_format(name: str, dtype: pa.DataType):
+    """How a CSV cell of this column is written: integers exact, floats to :data:`CSV_DECIMALS`
+    decimals (``domain_p`` to 4 significant digits: p-values can be small), booleans as true/false."""
     if pa.types.is_integer(dtype):
         return lambda v: f"{int(v)}"
     if pa.types.is_boolean(dtype):
         return lambda v: "true" if v else "false"
-    return lambda v: repr(float(v))
+    if name == "domain_p":
+        return lambda v: f"{float(v):.4g}"
+    return lambda v: f"{float(v):.{CSV_DECIMALS}f}"
 
 
 def predict_chunks(chunks: Iterable, model, meta: dict, writer: PredictionWriter, skipped: list,
@@ -299,11 +303,29 @@ def output_columns(meta: dict, levels=None) -> list[str]:
 # ----------------------------------------------------------------------------- command line
 
 
+#: digits after the point of the float columns in a CSV table (Parquet keeps float64): 1e-4 dex
+#: is far below any model's scatter (~0.1 dex) and any interval's width.
+CSV_DECIMALS = 4
+
+OUTPUT_COLUMNS = f"""output columns (CSV or Parquet by the extension of --out):
+  objID           the SDSS objID from the file name or catalog (int64, exact)
+  prediction      the model's value of its target, in the target's unit: 12 + log(O/H) in dex for
+                  oh_p50, log10(M*/Msun) for lgm_tot_p50 (the mean over TTA views and ensemble members)
+  p2p5, p16,      a calibrated ensemble's interval bounds, same unit: p16-p84 is the 68% interval,
+  p84, p97p5      p2p5-p97p5 the 95% one; --levels 0.9 adds p5, p95
+  domain_p        conformal p-value (0..1) of how usual the image is for the model, relative to its
+                  training images (absent for model files without an applicability-domain block)
+  in_domain       true when domain_p >= --domain-alpha: the intervals' calibration applies; it tests
+                  the image, not the physics
+CSV values carry {CSV_DECIMALS} decimals (domain_p 4 significant digits); Parquet keeps float64.
+Skipped files are listed with a reason (too_large, not_colour, too_small, undecodable, bad_objid, ...)
+in <out>.log; when nothing could be predicted no table is written and the exit code is 1."""
+
+
 def cli_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description="Predict with a trained galmet model on <objID>.jpg cutouts, with test-time "
-        "augmentation. Output columns: objID, prediction (CSV or Parquet by the extension of --out); "
-        "unreadable images are skipped and listed in <out>.log.",
+        description="Predict with a trained galmet model on <objID>.jpg cutouts, with test-time augmentation.",
+        epilog=OUTPUT_COLUMNS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="model.pt written by the workflow's training")
     p.add_argument("--images", help="directory of <objID>.jpg; alone: predict every *.jpg in it")
@@ -458,26 +480,38 @@ def cli_main(args) -> int:
     kind = f"ensemble of {len(meta['members'])}" if meta["kind"] == "ensemble" else meta["arch"]
     log.info("predicting %s (%s, %s px, TTA x%d%s) on %s", meta.get("target", "target"), kind,
              meta["resolution"], tta, f", intervals at {', '.join(map(str, levels))}" if levels else "", dev)
+    n_seen = 0
     try:
         with PredictionWriter(out) as writer:
             n_seen = predict_chunks(
                 chunks, model, meta, writer, skipped, tta=tta, batch_size=args.batch_size, device=dev, levels=levels,
                 alpha=args.domain_alpha, max_pixels=args.max_pixels,
                 progress=lambda n: log.info("%d images read, %d predicted, %d skipped", n, writer.n, len(skipped)))
+            if writer.n == 0:
+                raise _NothingPredicted  # no table at all rather than a header-only one
+    except _NothingPredicted:
+        pass
     except (ValueError, OSError) as exc:
         print(f"galmet predict: {exc}", file=sys.stderr)
         return 2
     log_path = out.with_name(out.name + ".log")
     _write_skipped_log(log_path, f"model {args.model}, TTA x{tta}; {writer.n} predicted, "
                        f"{len(skipped)} skipped of {n_seen}", skipped, warnings=survey_notes)
-    log.info("wrote %d predictions to %s (%d skipped, listed in %s)", writer.n, out, len(skipped), log_path)
+    if writer.n:
+        log.info("wrote %d predictions to %s (%d skipped, listed in %s)", writer.n, out, len(skipped), log_path)
     if n_seen == 0:
-        print("galmet predict: no images to predict (no *.jpg / empty catalog)", file=sys.stderr)
+        where = f"the catalog {args.catalog} is empty" if args.catalog else f"no <objID>.jpg in {images}"
+        print(f"galmet predict: no images to predict ({where}); no table written", file=sys.stderr)
         return 1
     if writer.n == 0:
-        print(f"galmet predict: none of the {n_seen} images could be used; see {log_path}", file=sys.stderr)
+        print(f"galmet predict: none of the {n_seen} images could be used, no table written; the reasons are "
+              f"in {log_path}", file=sys.stderr)
         return 1
     return 0
+
+
+class _NothingPredicted(Exception):
+    """Raised inside the writer's block so that no output file appears."""
 
 
 def domain_notes(meta: dict, alpha: float) -> list[str]:
