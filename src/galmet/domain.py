@@ -226,7 +226,9 @@ def columns(block: dict | None, x_uint8_nhwc, alpha: float) -> dict[str, np.ndar
 def flagged_summary(domain_p, alpha: float) -> dict:
     """How many galaxies of a set ``domain_p < alpha`` flags, beside what chance gives when all are
     in the domain: ``{"alpha", "n", "flagged", "fraction", "band", "inside"}``; ``band`` is the
-    central 95% of the flagged fraction of ``n`` exchangeable galaxies (binomial at alpha)."""
+    central 95% of the flagged fraction of ``n`` exchangeable galaxies (binomial at alpha) and
+    ``inside`` says the fraction is not above it (the guarantee is an upper bound: with few
+    calibration galaxies the p-values are coarse and flag fewer than alpha)."""
     from galmet.uncertainty import binomial_band
 
     p = np.asarray(domain_p, dtype=np.float64)

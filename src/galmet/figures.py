@@ -915,7 +915,7 @@ def fig_domain(check: dict, table: pd.DataFrame, target: str = METALLICITY, titl
     ax.invert_yaxis()
     ax.set_xlabel("domain_p (conformal, calibrated on the validation split)")
     ax.set_title("test galaxies as observed and shifted; % flagged", fontsize=10)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)
     inside = table["domain_p"] >= alpha
     bx.scatter(table.loc[inside, "domain_p"], table.loc[inside, "prediction"], s=14, c="#1f77b4",
                label=f"in domain ({int(inside.sum())})")
@@ -926,7 +926,7 @@ def fig_domain(check: dict, table: pd.DataFrame, target: str = METALLICITY, titl
     bx.set_xlabel("domain_p")
     bx.set_ylabel(t.label_pred)
     bx.set_title("test split: prediction against domain_p", fontsize=10)
-    bx.legend(fontsize=8)
+    bx.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
