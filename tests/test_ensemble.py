@@ -95,8 +95,8 @@ def test_galmet_predict_on_an_ensemble_gives_the_workflows_numbers(demo, ensembl
     ids = [int(i) for i in ids[:12]]
     images = _image_dir(ids, tmp_path)
     assert galmet_main(["predict", "--model", str(ensemble), "--images", str(images),
-                        "--out", str(tmp_path / "cli.csv")]) == 0
-    cli = pd.read_csv(tmp_path / "cli.csv")
+                        "--out", str(tmp_path / "cli.parquet")]) == 0
+    cli = pd.read_parquet(tmp_path / "cli.parquet")  # float64 (the CSV carries 4 decimals)
     assert list(cli.columns) == ["objID", "prediction", "p2p5", "p16", "p84", "p97p5"]
     # the workflow's path (workflow/scripts/predict_split.py): image stores, same function, same writer
     model, meta = modelfile.load(ensemble)

@@ -126,7 +126,8 @@ def test_own_jpegs_without_manifest_get_a_warning_not_an_error(tmp_path, sdss_mo
     # and the bundled demo images match the demo model: nothing to say
     assert cli.main(["predict", "--model", str(sdss_model), "--images", str(DEMO / "images"), "--out",
                      str(tmp_path / "demo.parquet"), "--batch-size", "400"]) == 0
-    assert "warning" not in (tmp_path / "demo.parquet.log").read_text()
+    assert "survey" not in (tmp_path / "demo.parquet.log").read_text()
+    assert "cutouts.json" not in (tmp_path / "demo.parquet.log").read_text()
 
 
 def test_infer_shard_checks_each_image_folder(tmp_path, sdss_model, demo_catalog):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from galmet.runlock import clear_stale_lock, lock_files, main, snakemake_pids
 
@@ -35,6 +36,9 @@ def test_lock_of_a_live_snakemake_is_kept(tmp_path, capsys):
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=tmp_path)
     live = subprocess.Popen([sys.executable, str(fake), "--cores", "2"], cwd=tmp_path)
     try:
+        deadline = time.monotonic() + 10  # a loaded machine may take a moment to show the new process
+        while live.pid not in snakemake_pids(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert live.pid in snakemake_pids(tmp_path) and other.pid not in snakemake_pids(tmp_path)
         assert live.pid not in snakemake_pids(tmp_path / "bin")  # another directory's run
         assert clear_stale_lock(tmp_path) is None and lock_files(tmp_path)
