@@ -1,4 +1,4 @@
-"""Baselines the CNN is compared with (SPEC section 6), on the CNN's own train/valid/test split.
+"""Baselines the CNN is compared with (docs/method.md, section 6), on the CNN's own train/valid/test split.
 
 - ``constant``: every galaxy gets the mean of the training targets.
 - ``rf_gri`` / ``rf_ugriz``: a scikit-learn random forest on the g, r, i (or u, g, r, i, z)

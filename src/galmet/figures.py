@@ -1,4 +1,4 @@
-"""The six figures of SPEC section 7, one function each, returning a matplotlib Figure.
+"""The six figures of docs/method.md, section 7, one function each, returning a matplotlib Figure.
 
 Figures are built with the object-oriented API (``matplotlib.figure.Figure``, Agg canvas), so
 importing this module never touches pyplot or a display, and figures are not kept alive by a

@@ -1,4 +1,4 @@
-"""Scatter statistics of predictions against truth (SPEC section 5) and ``galmet evaluate``.
+"""Scatter statistics of predictions against truth (docs/method.md, section 5) and ``galmet evaluate``.
 
 Residual ``dZ = Z_pred - Z_true``.
 
@@ -208,7 +208,7 @@ def evaluate_predictions(y_true, y_pred, bin_width: float = 0.1, z_high: float =
     ``{n, n_invalid, rmse, nmad, nmad_about_zero, median_residual, frac_pred_above_9p1,
     frac_true_above_9p1, bin_width, binned: [rows of binned_statistics]}``. Rows with a NaN
     or infinite value are left out and counted in ``n_invalid``. ``frac_*_above_9p1`` are
-    the fractions of galaxies with Z above ``z_high`` (9.1 dex, SPEC section 5) - only
+    the fractions of galaxies with Z above ``z_high`` (9.1 dex, docs/method.md, section 5) - only
     meaningful for a metallicity target.
     """
     t_all, p_all = _arr(y_true), _arr(y_pred)

@@ -9,7 +9,7 @@ with a scatter of about 0.10 dex about the relation. The fit is valid over rough
 x = 11.5). :func:`tremonti_z` evaluates it anywhere; with
 ``strict=True`` it returns NaN outside the range, and figures draw it only inside.
 
-SPEC section 6: a CNN trained on stellar mass gives a predicted mass; through this relation
+docs/method.md, section 6: a CNN trained on stellar mass gives a predicted mass; through this relation
 it gives a metallicity ``Z_MZR`` that can be compared with the measured ``Z_true``, and the
 scatter of ``Z_MZR - Z_true`` (paper: 0.12 dex) with that of the direct ``Z_pred - Z_true``.
 """
@@ -28,7 +28,7 @@ TREMONTI_COEFFS = (-1.492, 1.847, -0.08026)
 TREMONTI_VALID_RANGE = (8.5, 11.5)
 #: Scatter (dex) of SDSS galaxies about the Tremonti relation.
 TREMONTI_SCATTER = 0.10
-#: Width of the stellar-mass bins of the binned MZR (dex), as in SPEC section 6.
+#: Width of the stellar-mass bins of the binned MZR (dex), as in docs/method.md, section 6.
 MASS_BIN_WIDTH = 0.2
 
 __all__ = [

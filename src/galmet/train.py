@@ -1,4 +1,4 @@
-"""Training: the paper's recipe (SPEC section 4) in plain PyTorch.
+"""Training: the paper's recipe (docs/method.md, section 4) in plain PyTorch.
 
 Schedule
     Stage 1 (only with a pretrained body and ``stage1.epochs > 0``): the body is frozen — its

@@ -1,4 +1,4 @@
-# Baselines on the CNN's own split (SPEC section 6): constant, random forests on gri / ugriz.
+# Baselines on the CNN's own split (docs/method.md, section 6): constant, random forests on gri / ugriz.
 # Called by rule all / rule summary:  baseline_outputs() -> every baseline JSON.
 
 

@@ -1,4 +1,4 @@
-# Figures 1-6 of SPEC section 7 (galmet.figures), each marked for the report with a caption
+# Figures 1-6 of docs/method.md, section 7 (galmet.figures), each marked for the report with a caption
 # that quotes its numbers (read from the metrics and mzr.smk's JSON by galmet.captions).
 # Called by rule all:  figure_outputs() -> every figure file (this run's and the published
 # reference's).

@@ -1,5 +1,5 @@
 # The published predictions of Wu & Boada (2019) through the same evaluation and figures as this
-# run (SPEC section 6), so the report shows "published" beside "this run".
+# run (docs/method.md, section 6), so the report shows "published" beside "this run".
 # Called by figure_outputs():  reference_outputs(), reference_metrics().
 
 
