@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT / "src"))
 from galmet import domain  # noqa: E402
 from galmet.augment import d4  # noqa: E402
 from galmet.dataset import load_split, sample_split, split_members  # noqa: E402
+from galmet.imaging import bring_to_resolution  # noqa: E402
 from galmet.model import members as model_members  # noqa: E402
 from galmet.model import normalisation_constants, to_input  # noqa: E402
 from galmet.modelfile import load  # noqa: E402
-from galmet.predict import bring_to_resolution  # noqa: E402
 from galmet.shifts import SHIFTS, shift  # noqa: E402
 
 

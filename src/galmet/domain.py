@@ -48,6 +48,8 @@ import logging
 import numpy as np
 import torch
 
+from galmet.imaging import bring_to_resolution
+
 log = logging.getLogger("galmet.domain")
 
 VERSION = 1
@@ -152,8 +154,6 @@ def stats_distance(stats: np.ndarray, fitted: dict) -> np.ndarray:
 
 
 def _at(x_uint8_nhwc, res: int) -> np.ndarray:
-    from galmet.predict import bring_to_resolution
-
     return bring_to_resolution(np.ascontiguousarray(x_uint8_nhwc), int(res))
 
 

@@ -60,10 +60,10 @@ import torch
 
 from galmet.augment import D4_SIZE, d4, d4_inverse
 from galmet.domain import DEFAULT_ALPHA
-from galmet.imaging import MAX_PIXELS
+from galmet.imaging import MAX_PIXELS, bring_to_resolution
 from galmet.io import atomic_path, write_json
 from galmet.model import members, normalisation_constants, resolve_device, to_input
-from galmet.predict import bring_to_resolution, predict_images
+from galmet.predict import predict_images
 
 log = logging.getLogger("galmet.explain")
 

@@ -88,11 +88,11 @@ def decode_image(data: bytes, source: str = "image", max_pixels: int = MAX_PIXEL
                 rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8).copy()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(source, "too_large", f"PIL refuses it as a decompression bomb ({exc})") from None
+    except ImageError:  # the header's verdict (_check_header)
+        raise
     except UnidentifiedImageError:
         raise ImageError(source, "undecodable", "not an image file PIL can read (JPEG, PNG, ...)") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, ImageError):
-            raise
         raise ImageError(source, "undecodable", f"damaged or truncated ({exc})") from None
     if _channels_equal(rgb):
         what = (f"every pixel has the same value ({rgb.reshape(-1)[0]})" if rgb.min() == rgb.max() else
@@ -160,6 +160,14 @@ def to_resolution(image: np.ndarray, res: int) -> np.ndarray:
         return block_average(image, res)
     resized = Image.fromarray(image).resize((res, res), resample=Image.Resampling.BOX)
     return np.asarray(resized, dtype=np.uint8)
+
+
+def bring_to_resolution(x: np.ndarray, res: int) -> np.ndarray:
+    """``N x H x W x 3`` uint8 at the model's ``res`` (unchanged when already there)."""
+    if x.shape[1:3] == (res, res):
+        return x
+    return np.stack([to_resolution(np.asarray(img), res) for img in x]) if len(x) else \
+        np.empty((0, res, res, 3), np.uint8)
 
 
 def pack_images(

@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from galmet.imaging import MAX_PIXELS
 from galmet.io import atomic_path, iter_table_chunks, table_columns
 
 log = logging.getLogger("galmet.infer")
@@ -174,7 +175,7 @@ def shard_dirs(shard_path) -> list[str]:
 def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int = 1,
                   batch_size: int = 256, chunk_size: int = 1024, device="cpu",
                   allow_survey_mismatch: bool = False, model_path=None, alpha: float | None = None,
-                  max_pixels: int | None = None) -> dict:
+                  max_pixels: int = MAX_PIXELS) -> dict:
     """Predict every galaxy of one shard; write ``objID, prediction`` (Parquet) atomically, with
     a calibrated model's intervals and a model's ``domain_p``, ``in_domain`` at ``alpha``.
 
@@ -188,7 +189,6 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
     non-finite outputs are left out and listed in ``skipped_path`` (CSV ``objID,path,reason``).
     Returns ``{"n_in", "n_predicted", "n_skipped", "seconds", "survey_notes"}``.
     """
-    from galmet.imaging import MAX_PIXELS
     from galmet.predict import PredictionWriter, predict_chunks
     from galmet.provenance import check_image_dirs
 
@@ -203,7 +203,7 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
     with PredictionWriter(out_path) as writer:
         n_in = predict_chunks(
             chunks, model, meta, writer, skipped, tta=tta, batch_size=batch_size, device=device, alpha=alpha,
-            max_pixels=max_pixels or MAX_PIXELS,
+            max_pixels=max_pixels,
             progress=lambda n: log.info("%s: %d read, %d predicted, %d skipped", shard_path, n, writer.n,
                                         len(skipped)))
     if skipped_path is not None:

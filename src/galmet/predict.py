@@ -43,19 +43,19 @@ import torch
 
 from galmet.augment import D4_SIZE, d4
 from galmet.domain import DEFAULT_ALPHA
-from galmet.imaging import MAX_PIXELS, ImageError, is_image_name, read_image, to_resolution
+from galmet.imaging import (
+    IMAGE_SUFFIXES,
+    MAX_PIXELS,
+    ImageError,
+    bring_to_resolution,
+    is_image_name,
+    read_image,
+    to_resolution,
+)
 from galmet.io import atomic_path
 from galmet.model import members, normalisation_constants, resolve_device, to_input
 
 log = logging.getLogger("galmet.predict")
-
-
-def bring_to_resolution(x: np.ndarray, res: int) -> np.ndarray:
-    """``N x H x W x 3`` uint8 at the model's ``res`` (unchanged when already there)."""
-    if x.shape[1:3] == (res, res):
-        return x
-    return np.stack([to_resolution(np.asarray(img), res) for img in x]) if len(x) else \
-        np.empty((0, res, res, 3), np.uint8)
 
 
 @torch.no_grad()
@@ -122,10 +122,8 @@ def predict_columns(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cp
     """``{"prediction": ...}`` and, for a calibrated model, ``spread`` (when asked) and the
     interval columns at ``levels`` (default 0.68 and 0.95: ``p2p5, p16, p84, p97p5``); for a model
     with a ``domain`` block, ``domain_p`` and ``in_domain`` at ``alpha`` (default 0.01,
-    :mod:`galmet.domain`; its embeddings are averaged over the views it was calibrated with, so
-    ``tta`` does not change them)."""
+    :mod:`galmet.domain`: a test of the images, so ``tta`` does not change it)."""
     from galmet.conformal import interval_columns
-    from galmet.domain import DEFAULT_ALPHA
     from galmet.domain import columns as domain_columns
 
     check_tta(meta, tta)
@@ -402,7 +400,7 @@ def _image_path(images: Path, oid: int) -> Path:
     """``images/<objID>.jpg``, or the ``.jpeg`` / upper-case file when that is the one there."""
     first = images / f"{oid}.jpg"
     if not first.exists():
-        for suffix in (".jpeg", ".JPG", ".JPEG"):
+        for suffix in (s for base in IMAGE_SUFFIXES for s in (base, base.upper())):
             if (images / f"{oid}{suffix}").exists():
                 return images / f"{oid}{suffix}"
     return first
