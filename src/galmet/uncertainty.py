@@ -75,24 +75,17 @@ def pit_histogram(y, mean, spread, scores, bins: int = 10) -> dict:
 
 
 def binned_coverage(y, mean, spread, scores, bin_width: float = 0.1) -> list[dict]:
-    """Coverage of the 68% and 95% intervals in bins of the truth ``bin_width`` wide, with the
-    median residual and the band of each bin's size."""
+    """Coverage (and mean width) of the 68% and 95% intervals in bins of the truth ``bin_width``
+    wide, with the binomial band of each bin's size (:func:`interval_rows`) and its median residual."""
     from galmet.metrics import bin_index, make_edges
 
     edges = make_edges(y, bin_width)
     idx = bin_index(y, edges)
-    in68, in95 = _inside(y, mean, spread, scores, 0.68), _inside(y, mean, spread, scores, 0.95)
-    rows = []
-    for b in range(len(edges) - 1):
-        sel = idx == b
-        n = int(sel.sum())
-        if n == 0:
-            continue
-        lo, hi = binomial_band(0.68, n)
-        rows.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": n,
-                     "coverage68": float(in68[sel].mean()), "coverage95": float(in95[sel].mean()),
-                     "band68_lo": lo, "band68_hi": hi,
-                     "median_residual": float(np.median(mean[sel] - y[sel]))})
+    bounds = {level: interval(mean, spread, scores, level) for level in (0.68, 0.95)}
+    rows = interval_rows(y, bounds, idx, edges)
+    filled = [g for g in range(len(edges) - 1) if np.any(idx == g)]  # interval_rows' rows, in order
+    for row, g in zip(rows, filled, strict=True):
+        row["median_residual"] = float(np.median(mean[idx == g] - y[idx == g]))
     return rows
 
 
