@@ -39,3 +39,11 @@ def sky(sample):
     with FakeSky(cat, images) as s:
         s.slow_s = 1.0
         yield s
+
+
+def cutouts_config(**keys) -> dict:
+    """A validated ``cutouts`` config section: ``keys`` and the schema's defaults for the rest
+    (what the library's cutouts functions take, as the workflow passes them)."""
+    from galmet.config import load_config
+
+    return load_config({"catalog": {"source": "table", "path": "x.csv"}, "cutouts": keys})["cutouts"]

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from galmet import cli
-from galmet.cutouts import (
+from galmet.cutouts.base import CutoutClient, get_provider
+from galmet.cutouts.download import (
     NoCutoutsError,
     cache_dir,
     collect_local,
@@ -22,10 +23,8 @@ from galmet.cutouts import (
     download_cutouts,
     pixel_scales,
 )
-from galmet.provenance import read_manifest
-from galmet.provider import CutoutClient, get_provider
-from galmet.skyserver import SkyServerClient
-from tests.conftest import DEMO, ROOT
+from galmet.cutouts.manifest import read_manifest
+from tests.conftest import DEMO, ROOT, cutouts_config
 from tests.fakesky import FakeSky, made_up_catalog
 
 FAST = dict(timeout_s=0.4, max_attempts=4, backoff_s=0.01, backoff_max_s=0.05,
@@ -113,7 +112,7 @@ def test_adaptive_scale_and_bad_rows(tmp_path, sky, sample):
     scales = pixel_scales(cat, "adaptive", 128)
     assert scales[0] == pytest.approx(2 * cat.petroR90_r[0] / 0.396 / 128)
     assert np.isnan(scales[4])
-    res = download_cutouts(cat, tmp_path, SkyServerClient(sky.base_url, **FAST), width=128,
+    res = download_cutouts(cat, tmp_path, client_for("skyserver", sky), width=128,
                            height=128, scale="adaptive", concurrency=2, progress=False)
     for i in range(4):
         assert sky.scales[int(cat.objID[i])] == pytest.approx(scales[i], rel=1e-5)
@@ -123,11 +122,11 @@ def test_adaptive_scale_and_bad_rows(tmp_path, sky, sample):
 
 
 def test_cache_dir_naming():
-    assert cache_dir("resources/cutouts", "adaptive", 128, 128) == Path(
+    assert cache_dir("resources/cutouts", "adaptive", 128, 128, "skyserver") == Path(
         "resources/cutouts/adaptive-128x128")
-    assert cache_dir("c", 0.117, 64, 96) == Path("c/0.117-64x96")
+    assert cache_dir("c", 0.117, 64, 96, "skyserver") == Path("c/0.117-64x96")
     with pytest.raises(ValueError, match="arcsec"):
-        cache_dir("c", "auto", 64, 64)
+        cache_dir("c", "auto", 64, 64, "skyserver")
 
 
 def test_local_source_missing_files(tmp_path):
@@ -145,9 +144,9 @@ def test_shard_step_skyserver(tmp_path, sky, sample):
     shard = tmp_path / "0.parquet"
     cat.head(5).to_parquet(shard)
     sky.faults[int(cat.objID[0])] = "404"
-    cfg = {"source": "skyserver", "base_url": sky.base_url, "cache_dir": str(tmp_path / "c"),
-           "scale": "adaptive", "width": 128, "height": 128, "concurrency": 2,
-           "max_requests_per_second": 0, "timeout_s": 1, "max_attempts": 2, "backoff_s": 0.01}
+    cfg = cutouts_config(source="skyserver", base_url=sky.base_url, cache_dir=str(tmp_path / "c"),
+                         scale="adaptive", width=128, height=128, concurrency=2,
+                         max_requests_per_second=0, timeout_s=1, max_attempts=2, backoff_s=0.01)
     cutouts_for_shard(shard, tmp_path / "m.parquet", tmp_path / "f.csv", cfg)
     m = pd.read_parquet(tmp_path / "m.parquet")
     assert m.objID.tolist() == cat.objID[1:5].tolist()
@@ -164,9 +163,9 @@ def test_shard_step_fails_without_a_usable_cutout_and_says_why(tmp_path, sky, sa
     shard = tmp_path / "0.parquet"
     cat.head(4).to_parquet(shard)
     outs = (tmp_path / "m.parquet", tmp_path / "f.csv")
-    offline = {"source": "skyserver", "base_url": "http://127.0.0.1:9", "cache_dir": str(tmp_path / "c"),
-               "scale": "adaptive", "width": 128, "height": 128, "concurrency": 2,
-               "max_requests_per_second": 0, "timeout_s": 0.5, "max_attempts": 1, "backoff_s": 0.01}
+    offline = cutouts_config(source="skyserver", base_url="http://127.0.0.1:9", cache_dir=str(tmp_path / "c"),
+                             scale="adaptive", width=128, height=128, concurrency=2,
+                             max_requests_per_second=0, timeout_s=0.5, max_attempts=1, backoff_s=0.01)
     with pytest.raises(NoCutoutsError, match=r"none of its 4 galaxies .* no request reached the skyserver "
                        r"service \(4 connection\): it is unreachable"):
         cutouts_for_shard(shard, *outs, offline)
@@ -179,7 +178,7 @@ def test_shard_step_fails_without_a_usable_cutout_and_says_why(tmp_path, sky, sa
         cutouts_for_shard(shard, *outs, viewer)
     (tmp_path / "empty").mkdir()
     with pytest.raises(NoCutoutsError, match=r"no <objID>.jpg of theirs in cutouts.local_dir .*empty \(4 missing\)"):
-        cutouts_for_shard(shard, *outs, {"source": "local", "local_dir": str(tmp_path / "empty")})
+        cutouts_for_shard(shard, *outs, cutouts_config(source="local", local_dir=str(tmp_path / "empty")))
 
 
 def _cli(*args):
@@ -308,3 +307,23 @@ def test_workflow_incremental_rerun(tmp_path):
         assert log.count("rule cutouts:") == 1
         m = pd.concat(pd.read_parquet(p) for p in manifests.values())
         assert sorted(m.objID) == sorted(cat.objID)
+
+
+def test_every_registered_service_is_offered_by_the_schema_the_cli_and_the_workflow():
+    """One line in PROVIDERS: the config accepts it, --source offers it, its help and its
+    workflow resource name it; nothing else lists the services."""
+    from galmet.cli.download_cutouts import cli_parser
+    from galmet.config import load_schema
+    from galmet.cutouts.base import PROVIDERS
+
+    source = load_schema()["properties"]["cutouts"]["properties"]["source"]
+    assert source["enum"] == ["local", *PROVIDERS]
+    action = next(a for a in cli_parser()._actions if a.dest == "source")
+    assert action.choices == list(PROVIDERS)
+    for name in PROVIDERS:
+        provider = get_provider(name)
+        assert f"{name}: {provider.summary}" in source["description"]
+        assert f"{name}: {provider.summary}" in action.help
+        assert provider.resource == f"{name}_jobs"
+    smk = (ROOT / "workflow" / "rules" / "cutouts.smk").read_text()
+    assert "**CUTOUT_RESOURCES" in smk and "skyserver" not in smk.split("resources:")[1]

@@ -14,11 +14,11 @@ import yaml
 
 from galmet import cli
 from galmet.config import ConfigError, load_config
-from galmet.cutouts import cache_dir, cutouts_for_shard, download_cutouts
-from galmet.legacysurvey import LegacySurvey
-from galmet.provenance import CutoutDirMismatch, read_manifest
-from galmet.provider import CutoutClient, CutoutError, get_provider
-from tests.conftest import DEMO, ROOT
+from galmet.cutouts.base import CutoutClient, CutoutError, get_provider
+from galmet.cutouts.download import cache_dir, cutouts_for_shard, download_cutouts
+from galmet.cutouts.legacysurvey import LegacySurvey
+from galmet.cutouts.manifest import CutoutDirMismatch, read_manifest
+from tests.conftest import DEMO, ROOT, cutouts_config
 from tests.fakesky import made_up_catalog
 
 FAST = dict(timeout_s=1.0, max_attempts=3, backoff_s=0.01, backoff_max_s=0.05,
@@ -67,10 +67,10 @@ def test_fake_viewer_gets_the_viewer_query_and_black_means_no_coverage(sky, samp
 
 
 def _shard_cfg(tmp_path, sky, source):
-    return {"source": source, "base_url": sky.base_url if source == "skyserver" else sky.viewer_url,
-            "cache_dir": str(tmp_path / "c"), "scale": "adaptive", "width": 128, "height": 128,
-            "concurrency": 2, "max_requests_per_second": 0, "timeout_s": 1, "max_attempts": 2,
-            "backoff_s": 0.01}
+    return cutouts_config(source=source, base_url=sky.base_url if source == "skyserver" else sky.viewer_url,
+                          cache_dir=str(tmp_path / "c"), scale="adaptive", width=128, height=128,
+                          concurrency=2, max_requests_per_second=0, timeout_s=1, max_attempts=2,
+                          backoff_s=0.01)
 
 
 def test_one_catalog_from_both_providers_lands_in_two_caches_that_never_mix(tmp_path, sky, sample):
@@ -107,7 +107,7 @@ def test_one_catalog_from_both_providers_lands_in_two_caches_that_never_mix(tmp_
 def test_skyserver_cache_of_before_is_kept_and_never_fetched_again(tmp_path, sky, sample):
     """A cache written before the manifests (no cutouts.json) gets one; nothing is asked again."""
     cat, images = sample
-    old = cache_dir(tmp_path / "c", "adaptive", 128, 128)
+    old = cache_dir(tmp_path / "c", "adaptive", 128, 128, "skyserver")
     old.mkdir(parents=True)
     for oid in cat.objID:
         (old / f"{oid}.jpg").write_bytes(images[int(oid)])

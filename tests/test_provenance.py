@@ -9,18 +9,18 @@ import pandas as pd
 import pytest
 
 from galmet import cli
-from galmet.infer import predict_shard, write_untrained_model
-from galmet.legacysurvey import LegacySurvey
-from galmet.modelfile import images_block
-from galmet.modelfile import load as load_model
-from galmet.provenance import (
+from galmet.cutouts.legacysurvey import LegacySurvey
+from galmet.cutouts.manifest import (
     SurveyMismatchError,
     check_survey,
     describe,
     read_manifest,
     write_manifest,
 )
-from galmet.skyserver import SkyServer
+from galmet.cutouts.skyserver import SkyServer
+from galmet.infer import predict_shard, write_untrained_model
+from galmet.modelfile import images_block
+from galmet.modelfile import load as load_model
 from tests.conftest import DEMO
 from tests.fakesky import made_up_catalog
 

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from galmet import skyserver
-from galmet.skyserver import CutoutError, RateLimiter, SkyServerClient, getjpeg_url, validate_jpeg
+from galmet import catalog
+from galmet.cutouts.base import CutoutClient, CutoutError, RateLimiter, validate_jpeg
+from galmet.cutouts.skyserver import SkyServer, getjpeg_url
 from tests.conftest import DEMO
 from tests.fakesky import FakeSky, made_up_catalog
 
@@ -21,10 +22,10 @@ def sample():
 
 
 def fast_client(sky, **kw):
-    args = dict(base_url=sky.base_url, timeout_s=0.4, max_attempts=4, backoff_s=0.01,
-                backoff_max_s=0.05, max_requests_per_second=None)
+    args = dict(timeout_s=0.4, max_attempts=4, backoff_s=0.01, backoff_max_s=0.05,
+                max_requests_per_second=None)
     args.update(kw)
-    return SkyServerClient(**args)
+    return CutoutClient(SkyServer(base_url=args.pop("base_url", sky.base_url)), **args)
 
 
 def _jpeg(size=(128, 128), color=None):
@@ -128,8 +129,8 @@ def test_retry_after_is_honoured_and_user_agent_sent(sky, sample):
 
 
 def test_connection_refused_is_reported():
-    client = SkyServerClient(base_url="http://127.0.0.1:9", timeout_s=0.5, max_attempts=2,
-                             backoff_s=0.01, max_requests_per_second=None)
+    client = CutoutClient(SkyServer(base_url="http://127.0.0.1:9"), timeout_s=0.5, max_attempts=2,
+                          backoff_s=0.01, max_requests_per_second=None)
     with pytest.raises(CutoutError) as err:
         client.get_jpeg(10.0, 0.0, 0.2, 128, 128)
     assert err.value.reason == "connection"
@@ -160,7 +161,7 @@ def test_sql_paging_http(sample):
 def test_sql_through_astroquery(sample):
     cat, images = sample
     with FakeSky(cat, images, sql_table=cat) as s:
-        df = skyserver.sql_query_astroquery("SELECT TOP 100 p.objID, p.ra FROM PhotoObj AS p",
+        df = catalog.sql_query_astroquery("SELECT TOP 100 p.objID, p.ra FROM PhotoObj AS p",
                                             s.url, 14, timeout_s=10)
         assert len(s.sql_queries) == 1
     assert df["objID"].dtype == "int64"
@@ -168,8 +169,8 @@ def test_sql_through_astroquery(sample):
 
 
 def test_sql_error_page_is_an_error():
-    with pytest.raises(skyserver.SkyServerError, match="error"):
-        skyserver.parse_sql_csv("<html>error_message: syntax</html>")
-    assert skyserver.parse_sql_csv("#Table1\nobjID,ra\n1237648702973411443,1.5\n")[
+    with pytest.raises(catalog.SkyServerError, match="error"):
+        catalog.parse_sql_csv("<html>error_message: syntax</html>")
+    assert catalog.parse_sql_csv("#Table1\nobjID,ra\n1237648702973411443,1.5\n")[
         "objID"].tolist() == [1237648702973411443]
-    assert isinstance(skyserver.parse_sql_csv("#Table1\n"), pd.DataFrame)
+    assert isinstance(catalog.parse_sql_csv("#Table1\n"), pd.DataFrame)

@@ -31,16 +31,20 @@ of ids that went through a float and came back as integers (most ending in 000) 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import random
 import re
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import requests
 
+from galmet.cutouts.base import USER_AGENT, parse_retry_after
 from galmet.io import IdError, parse_ids, write_json, write_table
 
 log = logging.getLogger("galmet.catalog")
@@ -274,11 +278,83 @@ def paper_sql(top: int, after_objid: int, cuts: str = "paper") -> str:
     )
 
 
+# --- the SkyServer SQL search: plain HTTP or astroquery.sdss, both retrying transient errors ---
+
+class SkyServerError(RuntimeError):
+    """The SQL search failed; the message names the URL, the status and the server's words."""
+
+
+def sql_url(base_url: str, data_release: int = 14) -> str:
+    """SqlSearch endpoint of a SkyServer host (``https://skyserver.sdss.org``)."""
+    base = base_url.rstrip("/")
+    if base.endswith("/SqlSearch"):
+        return base
+    return f"{base}/dr{data_release}/SkyServerWS/SearchTools/SqlSearch"
+
+
+def parse_sql_csv(text: str, source: str = "SkyServer") -> pd.DataFrame:
+    """Parse SkyServer's CSV answer (``#Table1`` line, then a header); ids stay exact int64."""
+    if "error_message" in text[:2000] or text.lstrip().lower().startswith(("<!doctype", "<html")):
+        raise SkyServerError(f"{source} answered with an error: {text[:500]!r}")
+    lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    if not lines or not lines[0].strip():
+        return pd.DataFrame()
+    body = "\n".join(lines)
+    header = pd.read_csv(io.StringIO(body), nrows=0).columns
+    ids = {c: "string" for c in header if c.lower() in ("objid", "specobjid", "bestobjid")}
+    df = pd.read_csv(io.StringIO(body), dtype=ids)
+    for c in ids:
+        df[c] = parse_ids(df[c], column=c, source=source)
+    return df
+
+
+def sql_query_http(sql: str, base_url: str, data_release: int = 14, timeout_s: float = 600.0,
+                   max_attempts: int = 3, backoff_s: float = 5.0,
+                   user_agent: str = USER_AGENT) -> pd.DataFrame:
+    """Run one SQL query through SkyServer's SqlSearch with plain HTTP; retries transient errors."""
+    url = sql_url(base_url, data_release)
+    params = {"cmd": " ".join(sql.split()), "format": "csv", "searchtool": "SQL"}
+    last = ""
+    for attempt in range(1, max_attempts + 1):
+        try:
+            r = requests.get(url, params=params, timeout=timeout_s,
+                             headers={"User-Agent": user_agent})
+        except requests.RequestException as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        else:
+            if r.status_code == 200:
+                return parse_sql_csv(r.text, source=url)
+            last = f"HTTP {r.status_code}: {r.text[:300]!r}"
+            if r.status_code < 500 and r.status_code != 429:
+                break
+            ra = parse_retry_after(r.headers.get("Retry-After"))
+            if ra is not None and attempt < max_attempts:
+                time.sleep(min(ra, 300))
+                continue
+        if attempt < max_attempts:
+            time.sleep(random.uniform(0, backoff_s * 2 ** (attempt - 1)))
+    raise SkyServerError(f"SQL search at {url} failed after {attempt} attempt(s): {last}")
+
+
+def sql_query_astroquery(sql: str, base_url: str, data_release: int = 14,
+                         timeout_s: float = 600.0) -> pd.DataFrame:
+    """Run one SQL query through ``astroquery.sdss`` pointed at ``base_url``."""
+    from astroquery.sdss import SDSS, conf
+
+    with conf.set_temp("skyserver_baseurl", base_url.rstrip("/")):
+        table = SDSS.query_sql(sql, data_release=data_release, timeout=timeout_s, cache=False)
+    if table is None:
+        return pd.DataFrame()
+    df = table.to_pandas()
+    for c in df.columns:
+        if c.lower() in ("objid", "specobjid", "bestobjid"):
+            df[c] = parse_ids(df[c].astype("int64"), column=c, source=base_url)
+    return df
+
+
 def query_skyserver(cfg: dict, cuts: str = "paper") -> pd.DataFrame:
     """Page through the selection: ``page_size`` rows a query (the service stops at 500,000),
     at least ``min_interval_s`` between queries (it allows ~60 a minute)."""
-    from galmet import skyserver
-
     page = int(cfg.get("page_size", 100_000))
     if not 1 <= page <= 500_000:
         raise CatalogError(f"catalog.skyserver.page_size {page}: must be 1..500000 (service limit)")
@@ -297,10 +373,10 @@ def query_skyserver(cfg: dict, cuts: str = "paper") -> pd.DataFrame:
         last_start = time.monotonic()
         sql = paper_sql(page, after, cuts)
         if client == "astroquery":
-            df = skyserver.sql_query_astroquery(sql, url, dr, timeout)
+            df = sql_query_astroquery(sql, url, dr, timeout)
         else:
-            df = skyserver.sql_query_http(sql, url, dr, timeout,
-                                          max_attempts=int(cfg.get("max_attempts", 3)))
+            df = sql_query_http(sql, url, dr, timeout,
+                                max_attempts=int(cfg.get("max_attempts", 3)))
         if len(df) == 0:
             break
         if "objID" not in df:

@@ -29,11 +29,29 @@ class ConfigError(ValueError):
 
 
 def load_schema() -> dict:
-    """The schema, with the allowed ``targets`` taken from the registry in galmet.targets (so
-    that registering a target there is all it takes for the config to accept it)."""
+    """The schema, with the allowed ``targets`` taken from the registry in galmet.targets and
+    the cutout services (``cutouts.source``, with their defaults in the descriptions) from the
+    one in galmet.cutouts.base (so that registering one there is all it takes for the config to
+    accept it)."""
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     schema["properties"]["targets"]["items"] = {"enum": list(TARGETS)}
+    _cutout_services(schema["properties"]["cutouts"]["properties"])
     return schema
+
+
+def _cutout_services(props: dict) -> None:
+    """``cutouts.source``'s enum (``local`` and every registered service) and the services'
+    own values in the descriptions that depend on them."""
+    from galmet.cutouts.base import PROVIDERS, get_provider
+
+    providers = [get_provider(name) for name in PROVIDERS]
+    props["source"]["enum"] = ["local", *PROVIDERS]
+    props["source"]["description"] += "; " + "; ".join(f"{p.name}: {p.summary}" for p in providers)
+    for key, attr in (("concurrency", "default_concurrency"), ("max_requests_per_second", "default_rate"),
+                      ("base_url", "default_base_url")):
+        values = ", ".join(f"{p.name} {getattr(p, attr):g}" if attr != "default_base_url"
+                           else f"{p.name} {p.default_base_url}" for p in providers)
+        props[key]["description"] += f" (defaults: {values})"
 
 
 def _with_defaults(validator_class):
@@ -158,7 +176,7 @@ def _check_cutout_service(c: dict) -> None:
     """The service's own limits (size, square, layers) on the cutouts section."""
     if c["source"] == "local":
         return
-    from galmet.provider import get_provider
+    from galmet.cutouts.base import get_provider
 
     provider = get_provider(c["source"], base_url=c.get("base_url"))
     if c.get("layer") and not provider.layers:

@@ -552,10 +552,10 @@ def cli_parser() -> argparse.ArgumentParser:
 
 
 def cli_main(args) -> int:
+    from galmet.cutouts.manifest import check_cli_images
     from galmet.logs import setup_logging
     from galmet.modelfile import ModelFileError, load
     from galmet.predict import _iter_directory, _write_skipped_log, cli_tta, domain_notes, read_images
-    from galmet.provenance import check_cli_images
 
     if not logging.getLogger().handlers:
         setup_logging()

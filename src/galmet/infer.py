@@ -181,16 +181,16 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
 
     ``model, meta``: from :func:`galmet.modelfile.load`. First the ``cutouts.json`` of every
     image folder is checked against the model's training images
-    (:func:`galmet.provenance.check_survey`): another survey, band order or pixel scale raises
-    :class:`galmet.provenance.SurveyMismatchError` unless ``allow_survey_mismatch`` (then, as
+    (:func:`galmet.cutouts.manifest.check_survey`): another survey, band order or pixel scale raises
+    :class:`galmet.cutouts.manifest.SurveyMismatchError` unless ``allow_survey_mismatch`` (then, as
     for folders without a manifest, a warning in the log; ``model_path`` names the model in
     the message). The loop is
     :func:`galmet.predict.predict_chunks`, as for ``galmet predict``. Unreadable images and
     non-finite outputs are left out and listed in ``skipped_path`` (CSV ``objID,path,reason``).
     Returns ``{"n_in", "n_predicted", "n_skipped", "seconds", "survey_notes"}``.
     """
+    from galmet.cutouts.manifest import check_image_dirs
     from galmet.predict import PredictionWriter, predict_chunks
-    from galmet.provenance import check_image_dirs
 
     t0 = time.perf_counter()
     notes = check_image_dirs(meta.get("images"), shard_dirs(shard_path), allow_survey_mismatch,

@@ -12,12 +12,12 @@ Format
     ``normalisation``   ``name``, ``mean``, ``std`` (per channel, 0..1 units)
     ``target``, ``target_units``, ``tta`` (D4 elements averaged by default)
     ``images``          provenance of the training images: the fields of a cutout
-                        directory's ``cutouts.json`` (:mod:`galmet.provenance`: ``provider``,
+                        directory's ``cutouts.json`` (:mod:`galmet.cutouts.manifest`: ``provider``,
                         ``survey``, ``layer``, ``data_release``, ``bands`` in RGB order,
                         ``scale`` in arcsec/px or ``adaptive`` with its ``scale_rule``,
                         ``size`` [W, H] px) and ``source`` (a service, or ``local``); ``None``
                         where unknown. Files written before the providers have ``service``
-                        where ``provider`` is now (:func:`galmet.provenance.normalise` reads both).
+                        where ``provider`` is now (:func:`galmet.cutouts.manifest.normalise` reads both).
     and what training adds: ``seed``, ``train_params``, ``n_train``, ``n_valid``, ``epochs``,
     ``kept_epoch``, ``valid_rmse``, ``valid_rmse_tta``, versions and hashes.
 
@@ -69,8 +69,8 @@ def images_block(source: str, scale, width: int, height: int, base_url: str | No
     images are what the ``cutouts.json`` of ``local_dir`` says; without one, their survey and
     bands are unknown (``None``).
     """
-    from galmet.provenance import images_info, read_manifest
-    from galmet.provider import PROVIDERS, get_provider
+    from galmet.cutouts.base import PROVIDERS, get_provider, images_info
+    from galmet.cutouts.manifest import read_manifest
 
     if source in PROVIDERS:
         info = get_provider(source, layer=layer, base_url=base_url).info(scale, width, height)

@@ -445,9 +445,9 @@ def cli_tta(requested: bool | None, meta: dict) -> int:
 
 
 def cli_main(args) -> int:
+    from galmet.cutouts.manifest import check_cli_images
     from galmet.logs import setup_logging
     from galmet.modelfile import ModelFileError, load
-    from galmet.provenance import check_cli_images
 
     if not logging.getLogger().handlers:
         setup_logging()

@@ -216,7 +216,7 @@ def train_params(wildcards):
 
 # ---- helpers of cutouts.smk and train.smk: the keys that say what the images are ----
 
-from galmet.provider import get_provider  # noqa: E402
+from galmet.cutouts.base import PROVIDERS, get_provider  # noqa: E402
 
 CUTOUTS = config["cutouts"]
 # The cutout service (None for local images), with its default base URL and layer filled in.
@@ -225,6 +225,13 @@ CUTOUT_PROVIDER = (
     if CUTOUTS["source"] == "local"
     else get_provider(CUTOUTS["source"], layer=CUTOUTS.get("layer"), base_url=CUTOUTS.get("base_url"))
 )
+# The resources of a download job: cutout_jobs=1 for any service, <name>_jobs=1 for the service
+# downloading (skyserver_jobs, legacysurvey_jobs, ...: each registered one declared, 0 for the
+# others), so `--resources skyserver_jobs=N` caps the jobs of one service; all 0 for local images.
+CUTOUT_RESOURCES = {
+    "cutout_jobs": int(CUTOUT_PROVIDER is not None),
+    **{get_provider(name).resource: int(name == CUTOUTS["source"]) for name in PROVIDERS},
+}
 
 
 def image_params(*keys):
@@ -408,7 +415,7 @@ def infer_required(key):
 
 def infer_cache_dir():
     """Where <objID>.jpg are looked for when neither the catalog nor infer.images_dir says."""
-    from galmet.cutouts import config_cache_dir
+    from galmet.cutouts.download import config_cache_dir
 
     if CUTOUT_PROVIDER is None:
         return CUTOUTS.get("local_dir")

@@ -1,7 +1,7 @@
-# Cutouts: one job per catalog shard. Sources `skyserver` and `legacysurvey` download
-# (threads, retries, validation: galmet.provider) into the persistent cache of that service,
-# layer and geometry (resources/cutouts/<scale>-<W>x<H>/ for SkyServer,
-# resources/cutouts/legacysurvey-<layer>-<scale>-<W>x<H>/), which gets a cutouts.json saying
+# Cutouts: one job per catalog shard. A cutout service (galmet.cutouts.base.PROVIDERS: skyserver,
+# legacysurvey, ...) downloads (threads, retries, validation: galmet.cutouts) into the persistent
+# cache of that service, layer and geometry (resources/cutouts/<scale>-<W>x<H>/ for SkyServer,
+# resources/cutouts/<service>[-<layer>]-<scale>-<W>x<H>/ for the others), which gets a cutouts.json saying
 # what its images are, and request only what is not cached; source `local` takes <objID>.jpg
 # from cutouts.local_dir. Each job writes the manifest of the shard's good cutouts and the list
 # of its failures.
@@ -10,7 +10,8 @@
 # concurrency must not redo every shard); the network settings are read from the config by
 # the script. Compute nodes usually lack internet: the download rules are local rules. Several
 # shards download at once when --cores allows; `--resources cutout_jobs=N` caps how many
-# (`skyserver_jobs=N` for SkyServer alone; each job runs cutouts.concurrency connections at up
+# (`<service>_jobs=N`, e.g. `skyserver_jobs=N`, for that service alone: CUTOUT_RESOURCES in
+# common.smk; each job runs cutouts.concurrency connections at up
 # to cutouts.max_requests_per_second).
 
 
@@ -39,8 +40,7 @@ rule cutouts:
     resources:
         mem_mb=1000,
         runtime=240,
-        skyserver_jobs=lambda wc: int(config["cutouts"]["source"] == "skyserver"),
-        cutout_jobs=lambda wc: int(config["cutouts"]["source"] != "local"),
+        **CUTOUT_RESOURCES,
     conda:
         "../../envs/data.yaml"
     script:

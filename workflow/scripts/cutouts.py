@@ -1,11 +1,11 @@
-"""Adapter: catalog shard -> cutout manifest + failures (galmet.cutouts.cutouts_for_shard).
+"""Adapter: catalog shard -> cutout manifest + failures (galmet.cutouts.download.cutouts_for_shard).
 
 Image-defining keys come through params; network settings (base_url, concurrency, timeouts,
 rate cap, retries) straight from the config, so changing them reruns nothing. A shard without a
-usable cutout fails with the reason in its log (galmet.cutouts.NoCutoutsError).
+usable cutout fails with the reason in its log (galmet.cutouts.download.NoCutoutsError).
 """
 
-from galmet.cutouts import NoCutoutsError, cutouts_for_shard
+from galmet.cutouts.download import NoCutoutsError, cutouts_for_shard
 from galmet.logs import job_errors, setup_logging
 
 log = setup_logging(snakemake.log[0])

@@ -2,7 +2,8 @@
 the check that a model is applied to images like those it was trained on.
 
 ``cutouts.json`` (written atomically by ``galmet download-cutouts`` and the workflow's cutouts
-rule into every cutout directory; the bundled demo images ship one)::
+rule into every cutout directory, from :meth:`galmet.cutouts.base.Provider.info`; the bundled
+demo images ship one)::
 
     {"format_version": 1, "provider": "skyserver", "survey": "SDSS", "layer": null,
      "data_release": "DR14", "bands": "irg", "scale": "adaptive",
@@ -29,11 +30,12 @@ import math
 import os
 from pathlib import Path
 
-log = logging.getLogger("galmet.provenance")
+from galmet.cutouts.base import ADAPTIVE_RULE, PROVIDERS, get_provider
+
+log = logging.getLogger("galmet.cutouts.manifest")
 
 MANIFEST_NAME = "cutouts.json"
 FORMAT_VERSION = 1
-ADAPTIVE_RULE = "2 * petroR90_r / 0.396 arcsec across the width"
 SCALE_TOLERANCE = 0.01  # relative: pixel scales closer than this are the same
 CLI_FIX = "--allow-survey-mismatch"
 #: the fields that say what a set of images is (compared between directories and models)
@@ -46,16 +48,6 @@ class SurveyMismatchError(ValueError):
 
 class CutoutDirMismatch(ValueError):
     """A cutout directory already holds images of another kind than those about to be added."""
-
-
-def images_info(provider, survey, layer, data_release, bands, scale, width, height) -> dict:
-    """The manifest fields of cutouts of one provider/layer at one geometry."""
-    adaptive = scale == "adaptive"
-    return {
-        "provider": provider, "survey": survey, "layer": layer, "data_release": data_release,
-        "bands": bands, "scale": "adaptive" if adaptive else float(scale),
-        "scale_rule": ADAPTIVE_RULE if adaptive else None, "size": [int(width), int(height)],
-    }
 
 
 def manifest_path(directory: str | os.PathLike) -> Path:
@@ -123,8 +115,6 @@ def normalise(block: dict | None) -> dict | None:
 
 
 def _survey_of(provider: str) -> str:
-    from galmet.provider import PROVIDERS, get_provider
-
     return get_provider(provider).survey if provider in PROVIDERS else provider
 
 

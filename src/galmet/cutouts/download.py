@@ -1,23 +1,25 @@
 """Cutout acquisition: parallel, resumable downloads from any cutout provider (SkyServer
-ImgCutout, the Legacy Surveys viewer, ...: :mod:`galmet.provider`) into a persistent cache, or
-a local directory of ``<objID>.jpg``; and the ``galmet download-cutouts`` command.
+ImgCutout, the Legacy Surveys viewer, ...: :data:`galmet.cutouts.base.PROVIDERS`) into a
+persistent cache, or a local directory of ``<objID>.jpg`` (the download loop of the workflow's
+cutouts rule and of ``galmet download-cutouts``, :mod:`galmet.cli.download_cutouts`).
 
 Cache layout: one directory per provider, layer and geometry, never shared:
+named by the provider (:meth:`galmet.cutouts.base.Provider.cache_name`):
 ``<cache_root>/<scale>-<W>x<H>/`` for SkyServer (the layout of the first caches, kept) and
-``<cache_root>/<provider>-<layer>-<scale>-<W>x<H>/`` for the others (e.g.
+``<cache_root>/<provider>[-<layer>]-<scale>-<W>x<H>/`` for the others (e.g.
 ``legacysurvey-ls-dr10-grz-adaptive-128x128``); ``<scale>`` is ``adaptive`` or the fixed
 arcsec/px, e.g. ``0.117``. Each holds ``<objID>.jpg`` and ``cutouts.json``, the manifest of what
-its images are (:mod:`galmet.provenance`): a directory whose manifest says otherwise is refused,
+its images are (:mod:`galmet.cutouts.manifest`): a directory whose manifest says otherwise is refused,
 so two kinds of images never mix. A file appears there only after its response was validated
-(:func:`galmet.provider.validate_jpeg`) and is renamed into place atomically, so a run killed
+(:func:`galmet.cutouts.base.validate_jpeg`) and is renamed into place atomically, so a run killed
 at any moment (``kill -9`` included) leaves no corrupt ``<objID>.jpg``; the next run requests
 only the galaxies without one. Temporary files are ``.<objID>.jpg.*.<pid>.part``; those of dead
 processes are removed at the start of the next run.
 
 Failures are recorded, never silently dropped: a table ``objID,reason,attempts`` with the
-reasons of :mod:`galmet.provider` (``http_404``, ``http_4xx``, ``http_429``, ``http_5xx``,
+reasons of :mod:`galmet.cutouts.base` (``http_404``, ``http_4xx``, ``http_429``, ``http_5xx``,
 ``timeout``, ``connection``, ``empty``, ``not_jpeg``, ``truncated``, ``wrong_size``,
-``blank``, ``no_coverage``) plus three that make no request (``attempts`` 0):
+``blank``, ``bad_answer``, ``no_coverage``) plus three that make no request (``attempts`` 0):
 
 - ``missing``: source ``local`` and no ``<objID>.jpg`` (or an empty one) in the directory;
 - ``bad_position``: ra/dec missing or out of range;
@@ -33,7 +35,6 @@ Scale: fixed (arcsec per pixel) or ``adaptive``, where the field of view is
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import logging
 import os
@@ -47,23 +48,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from galmet.cutouts.base import REMEMBERED, CutoutClient, CutoutError, Provider, get_provider
+from galmet.cutouts.manifest import ensure_manifest
 from galmet.io import atomic_path, read_table, write_table
-from galmet.provenance import ensure_manifest
-from galmet.provider import (
-    NO_ANSWER,
-    PROVIDERS,
-    REASONS,
-    REMEMBERED,
-    CutoutClient,
-    CutoutError,
-    Provider,
-    get_provider,
-)
 
 log = logging.getLogger("galmet.cutouts")
 
 SDSS_PIXEL_ARCSEC = 0.396
-LOCAL_REASONS = ("missing", "bad_position", "no_scale")
 FAILURE_COLUMNS = ["objID", "reason", "attempts"]
 
 
@@ -79,18 +70,18 @@ def scale_label(scale: str | float) -> str:
 
 
 def cache_dir(root: str | os.PathLike, scale: str | float, width: int, height: int,
-              source: str = "skyserver", layer: str | None = None) -> Path:
-    """The cache of one provider, layer and geometry: ``<root>/<scale>-<W>x<H>`` for SkyServer,
-    ``<root>/<provider>-<layer>-<scale>-<W>x<H>`` for the others."""
+              source: str, layer: str | None = None) -> Path:
+    """The cache of one provider (``source``), layer and geometry, named by the provider:
+    ``<root>/<scale>-<W>x<H>`` for SkyServer, ``<root>/<provider>[-<layer>]-<scale>-<W>x<H>``
+    for the others."""
     label = scale_label(scale)
     return Path(root) / get_provider(source, layer=layer).cache_name(label, width, height)
 
 
 def config_cache_dir(cfg: dict) -> Path:
     """The cache directory of the ``cutouts`` config section (a download source)."""
-    return cache_dir(cfg.get("cache_dir") or "resources/cutouts", cfg.get("scale", "adaptive"),
-                     cfg.get("width", 128), cfg.get("height", 128), cfg.get("source", "skyserver"),
-                     cfg.get("layer"))
+    return cache_dir(cfg["cache_dir"], cfg["scale"], cfg["width"], cfg["height"], cfg["source"],
+                     cfg["layer"])
 
 
 def pixel_scales(catalog: pd.DataFrame, scale: str | float, width: int) -> np.ndarray:
@@ -309,17 +300,16 @@ def collect_local(catalog: pd.DataFrame, local_dir: str | os.PathLike) -> Downlo
 def client_from_config(cfg: dict) -> CutoutClient:
     """A CutoutClient of the provider of the ``cutouts`` config section (``source``, ``layer``,
     ``base_url``; null network settings take the provider's defaults)."""
-    provider = get_provider(cfg.get("source", "skyserver"), layer=cfg.get("layer"),
-                            base_url=cfg.get("base_url"))
-    rate = cfg.get("max_requests_per_second")
+    provider = get_provider(cfg["source"], layer=cfg["layer"], base_url=cfg["base_url"])
+    rate = cfg["max_requests_per_second"]
     return CutoutClient(
         provider,
-        timeout_s=cfg.get("timeout_s", 30.0),
-        max_attempts=cfg.get("max_attempts", 5),
-        backoff_s=cfg.get("backoff_s", 1.0),
-        backoff_max_s=cfg.get("backoff_max_s", 60.0),
+        timeout_s=cfg["timeout_s"],
+        max_attempts=cfg["max_attempts"],
+        backoff_s=cfg["backoff_s"],
+        backoff_max_s=cfg["backoff_max_s"],
         max_requests_per_second="default" if rate is None else (rate or None),
-        pool_size=max(int(cfg.get("concurrency") or provider.default_concurrency), 1),
+        pool_size=max(int(cfg["concurrency"] or provider.default_concurrency), 1),
     )
 
 
@@ -331,7 +321,7 @@ def why_no_cutouts(result: DownloadResult, cfg: dict) -> str:
     """Why a download gave no cutout, from its failure reasons, and what to change."""
     reasons = result.reasons
     counts = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
-    source = cfg.get("source", "local")
+    source = cfg["source"]
     only = set(reasons)
     if result.requests_sent and not result.answers:
         return (f"no request reached the {source} service ({counts}): it is unreachable from here (offline, "
@@ -341,12 +331,12 @@ def why_no_cutouts(result: DownloadResult, cfg: dict) -> str:
         return (f"the {source} service has no image at any of their positions ({counts}): the galaxies lie "
                 "outside its footprint; choose another cutouts.source or cutouts.layer")
     if only == {"missing"}:
-        return (f"no <objID>.jpg of theirs in cutouts.local_dir {cfg.get('local_dir')} ({counts}): check "
+        return (f"no <objID>.jpg of theirs in cutouts.local_dir {cfg['local_dir']} ({counts}): check "
                 "the folder and that the files are named by objID")
     if only <= {"bad_position", "no_scale"}:
         return (f"their positions or sizes cannot be requested ({counts}): bad_position is ra/dec missing or "
                 "out of range, no_scale a petroR90_r missing for cutouts.scale: adaptive (use a fixed scale)")
-    return f"every request failed ({counts}); the reasons are described in galmet.cutouts"
+    return f"every request failed ({counts}); the reasons are described in galmet.cutouts.base"
 
 
 def cutouts_for_shard(shard: str | os.PathLike, manifest_out: str | os.PathLike,
@@ -356,17 +346,18 @@ def cutouts_for_shard(shard: str | os.PathLike, manifest_out: str | os.PathLike,
     A shard with galaxies but no usable cutout raises :class:`NoCutoutsError`, saying why
     (:func:`why_no_cutouts`: the service unreachable, no coverage, no files, ...).
 
-    ``cfg`` is the ``cutouts`` config section (source, layer, local_dir, cache_dir, scale,
-    width, height, base_url, concurrency, timeouts...). Downloads go to
+    ``cfg`` is the validated ``cutouts`` config section (source, layer, local_dir, cache_dir,
+    scale, width, height, base_url, concurrency, timeouts...; :func:`galmet.config.load_config`
+    fills its defaults, which live in the schema only). Downloads go to
     :func:`config_cache_dir`, which gets its ``cutouts.json``.
     """
     catalog = read_table(shard)
-    source = cfg.get("source", "local")
+    source = cfg["source"]
     if source == "local":
         result = collect_local(catalog, cfg["local_dir"])
     else:
         missing = [c for c in ("objID", "ra", "dec") if c not in catalog]
-        if cfg.get("scale", "adaptive") == "adaptive" and "petroR90_r" not in catalog:
+        if cfg["scale"] == "adaptive" and "petroR90_r" not in catalog:
             missing.append("petroR90_r")
         if missing:
             raise KeyError(
@@ -376,8 +367,8 @@ def cutouts_for_shard(shard: str | os.PathLike, manifest_out: str | os.PathLike,
             )
         result = download_cutouts(
             catalog, config_cache_dir(cfg), client_from_config(cfg),
-            width=cfg.get("width", 128), height=cfg.get("height", 128),
-            scale=cfg.get("scale", "adaptive"), concurrency=cfg.get("concurrency"),
+            width=cfg["width"], height=cfg["height"], scale=cfg["scale"],
+            concurrency=cfg["concurrency"],
             progress=progress,
         )
     if len(catalog) and not len(result.manifest):
@@ -391,166 +382,3 @@ def cutouts_for_shard(shard: str | os.PathLike, manifest_out: str | os.PathLike,
     write_table(result.manifest, manifest_out)
     write_table(result.failures, failures_out)
     return result
-
-
-# --- galmet download-cutouts --------------------------------------------------------------------
-
-def _scale_arg(text: str):
-    if text == "adaptive":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--scale must be 'adaptive' or arcsec per pixel (e.g. 0.117), got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"--scale must be positive, got {text!r}")
-    return value
-
-
-def _size_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer number of pixels, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of pixels, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def cli_parser() -> argparse.ArgumentParser:
-    from galmet.legacysurvey import LegacySurvey
-    from galmet.skyserver import SkyServer
-
-    p = argparse.ArgumentParser(
-        prog="galmet download-cutouts",
-        description=(
-            "Download cutout JPEGs (SDSS SkyServer ImgCutout, or the Legacy Surveys viewer) for "
-            "every galaxy of a catalog into DIR/<objID>.jpg, with retries, validation and resume; "
-            "DIR/cutouts.json says what the images are (a DIR holding another kind is refused); "
-            "failures go to DIR/failures.csv (objID,reason,attempts; rewritten each run). Exit 0 "
-            "when the run finished, even with recorded failures; 1 when it could not run "
-            "(unreadable catalog, unwritable DIR, no request reached the server); 2 for bad "
-            "arguments."
-        ),
-        epilog="Failure reasons: " + ", ".join(sorted(REASONS | {"bad_position", "no_scale"})),
-    )
-    p.add_argument("--catalog", required=True,
-                   help="CSV or Parquet with objID, ra, dec (+ petroR90_r for --scale adaptive)")
-    p.add_argument("--out", required=True, help="directory for <objID>.jpg and failures.csv")
-    p.add_argument("--source", choices=list(PROVIDERS), default="skyserver",
-                   help="cutout service (default skyserver)")
-    p.add_argument("--layer", help=f"image layer of --source legacysurvey (default "
-                   f"{LegacySurvey.default_layer}; also {', '.join(list(LegacySurvey.layers)[1:])})")
-    p.add_argument("--base-url", help=f"service root: SkyServerWS ({SkyServer.default_base_url}; a URL "
-                   f"ending in /getjpeg is used as is) or the viewer ({LegacySurvey.default_base_url}); "
-                   "default: the service's own")
-    p.add_argument("--width", type=_size_arg, default=128,
-                   help="pixels (default 128; SkyServer 64..2048, Legacy Surveys up to 512 and square)")
-    p.add_argument("--height", type=_size_arg, default=128, help="pixels (default 128)")
-    p.add_argument("--scale", type=_scale_arg, default="adaptive",
-                   help="arcsec per pixel, or 'adaptive' (2*petroR90_r/0.396 arcsec across; default)")
-    p.add_argument("--concurrency", type=_positive_int, default=None,
-                   help=f"parallel connections (default: skyserver {SkyServer.default_concurrency}, "
-                        f"legacysurvey {LegacySurvey.default_concurrency})")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
-    p.add_argument("--max-attempts", type=_positive_int, default=5,
-                   help="requests per galaxy before it is recorded as failed (default 5)")
-    p.add_argument("--backoff", type=float, default=1.0,
-                   help="base of the exponential backoff in seconds (default 1)")
-    p.add_argument("--max-rate", type=float, default=None,
-                   help=f"requests per second at most, 0 for no cap (default: skyserver "
-                        f"{SkyServer.default_rate:g}, legacysurvey {LegacySurvey.default_rate:g})")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def _cli_client(args) -> CutoutClient:
-    """The client the arguments ask for; a bad combination exits 2 through the parser."""
-    try:
-        provider = get_provider(args.source, layer=args.layer, base_url=args.base_url)
-        provider.check_size(args.width, args.height)
-    except ValueError as exc:
-        cli_parser().error(str(exc))
-    if provider.layers and provider.layer not in provider.layers:
-        log.warning("layer %s is not one galmet knows the bands of (%s): cutouts.json will say "
-                    "bands unknown", provider.layer, ", ".join(provider.layers))
-    rate = args.max_rate
-    return CutoutClient(
-        provider, timeout_s=args.timeout, max_attempts=args.max_attempts,
-        backoff_s=args.backoff, backoff_max_s=max(60.0, args.backoff),
-        max_requests_per_second="default" if rate is None else (rate or None),
-        pool_size=args.concurrency or provider.default_concurrency,
-    )
-
-
-def _cli_catalog(args):
-    """The catalog, or None after printing why it cannot be used."""
-    try:
-        catalog = read_table(args.catalog)
-    except Exception as exc:  # noqa: BLE001 - any unreadable catalog is reported the same way
-        print(f"galmet download-cutouts: cannot read catalog {args.catalog}: {exc}", file=sys.stderr)
-        return None
-    need = ["objID", "ra", "dec"] + (["petroR90_r"] if args.scale == "adaptive" else [])
-    missing = [c for c in need if c not in catalog.columns]
-    if missing:
-        print(f"galmet download-cutouts: catalog {args.catalog} lacks column(s) "
-              f"{', '.join(missing)} (has {', '.join(map(str, catalog.columns))}); "
-              + ("with --scale adaptive it needs petroR90_r, or pass a fixed --scale"
-                 if "petroR90_r" in missing else "add them"), file=sys.stderr)
-        return None
-    return catalog
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    from galmet.logs import setup_logging
-    from galmet.provenance import CutoutDirMismatch
-
-    setup_logging()
-    client = _cli_client(args)
-    catalog = _cli_catalog(args)
-    if catalog is None:
-        return 1
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / ".write-test", suffix=".tmp") as tmp:
-            tmp.write_bytes(b"")
-        (out / ".write-test").unlink()
-    except OSError as exc:
-        print(f"galmet download-cutouts: cannot write to {out}: {exc}", file=sys.stderr)
-        return 1
-    try:
-        result = download_cutouts(catalog, out, client, width=args.width, height=args.height,
-                                  scale=args.scale, concurrency=args.concurrency,
-                                  progress=not args.no_progress)
-    except CutoutDirMismatch as exc:
-        print(f"galmet download-cutouts: {exc}", file=sys.stderr)
-        return 2
-    write_table(result.failures, out / "failures.csv")
-    print(f"{len(result.manifest)} good cutouts in {out} ({result.cached} already there, "
-          f"{result.fetched} downloaded); {len(result.failures)} failed "
-          f"{result.reasons or ''} -> {out / 'failures.csv'}; {result.requests_sent} requests",
-          file=sys.stderr)
-    if result.requests_sent and not result.answers:
-        reasons = {r for r in result.reasons if r in NO_ANSWER}
-        print(f"galmet download-cutouts: no request reached {client.url} "
-              f"({', '.join(sorted(reasons)) or 'no answer'}); check --base-url and the network",
-              file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    args = cli_parser().parse_args()
-    sys.exit(cli_main(args))

@@ -11,12 +11,14 @@ import importlib
 import sys
 
 from galmet import __version__
+from galmet.cutouts.base import PROVIDERS
 
 SUBCOMMANDS = {
     "predict": ("galmet.predict", "predict with a trained model on a directory of <objID>.jpg cutouts"),
     "explain": ("galmet.explain", "saliency maps of a trained model on <objID>.jpg cutouts, with their sanity checks"),
     "evaluate": ("galmet.metrics", "RMSE, NMAD, median residual and binned statistics of a predictions table"),
-    "download-cutouts": ("galmet.cutouts", "download SkyServer or Legacy Surveys cutouts, retried and cached"),
+    "download-cutouts": ("galmet.cli.download_cutouts",
+                         f"download cutouts from a service ({', '.join(PROVIDERS)}), retried and cached"),
 }
 
 

@@ -1,18 +1,23 @@
-"""Cutout services as interchangeable providers, and the one HTTP client they share.
+"""Cutout services as interchangeable providers, the registry of them, and the one HTTP
+client they share.
 
 A provider (:class:`Provider`) says everything that differs between two public cutout
-services: its default base URL, how a request is built, its size limits, its politeness
-defaults, the bands of its colour composite in RGB order, what "no data here" looks like, and
-how its cache directory is named. Everything else is shared: :class:`CutoutClient` (one
-``requests.Session`` per thread, a rate cap across threads, retries with exponential backoff
-and full jitter honouring ``Retry-After``, validation of every answer before anyone may cache
-it) and the failure vocabulary below. :mod:`galmet.cutouts` downloads, caches and resumes for
-any provider; :mod:`galmet.provenance` writes what a provider says into each cutout directory.
+services: its default base URL, how a cutout is requested (one request by default,
+:meth:`Provider.fetch` for a service that needs more), its size limits, its politeness
+defaults, the bands of its colour composite in RGB order, what "no data here" looks like, how
+its cache directory is named and the Snakemake resource that caps its download jobs.
+Everything else is shared: :class:`CutoutClient` (one ``requests.Session`` per thread, a rate
+cap across threads, retries with exponential backoff and full jitter honouring
+``Retry-After``, validation of every answer before anyone may cache it) and the failure
+vocabulary below. :mod:`galmet.cutouts.download` downloads, caches and resumes for any
+provider; :mod:`galmet.cutouts.manifest` writes what a provider says into each cutout
+directory.
 
-The services (``cutouts.source``, ``galmet download-cutouts --source``) are listed in
-:data:`PROVIDERS`. A new public service (e.g. Pan-STARRS' ``fitscut.cgi``) is one small module
-with a ``Provider`` subclass, as :mod:`galmet.legacysurvey`, plus its line in ``PROVIDERS``
-(and in the ``cutouts.source`` enum of the config schema).
+The services are listed in :data:`PROVIDERS`; everything that names them is built from it:
+the ``cutouts.source`` enum of the config schema (:func:`galmet.config.load_schema`), the help
+of ``galmet download-cutouts``, the cache names and the workflow's ``<name>_jobs`` resources.
+A new public service is one small module with a ``Provider`` subclass (as
+:mod:`galmet.cutouts.legacysurvey`) plus its line in ``PROVIDERS``.
 
 Failure reasons (the vocabulary of ``failures.csv``):
 
@@ -30,11 +35,14 @@ reason          meaning                                                      ret
 ``truncated``   a JPEG that does not decode to the end                       yes
 ``wrong_size``  a JPEG of another size than requested                        yes
 ``blank``       a uniform image (SkyServer: retried, may be transient)       yes
-``no_coverage`` a uniform (black) image from a service that draws the sky    no
-                outside its footprint so (the Legacy Surveys viewer)
+``bad_answer``  status 200 but an intermediate answer of a service that needs   yes
+                several requests does not read (e.g. an HTML page, not a list)
+``no_coverage`` no image there: a uniform (black) image from a service that  no
+                draws the sky outside its footprint so (the Legacy Surveys
+                viewer), or no file listed there (Pan-STARRS)
 =============== ============================================================ =========
 
-(:mod:`galmet.cutouts` adds ``missing``, ``bad_position`` and ``no_scale``, which make no
+(:mod:`galmet.cutouts.download` adds ``missing``, ``bad_position`` and ``no_scale``, which make no
 request.) "Retried" means within one run, up to ``max_attempts`` requests; a recorded
 failure is tried again on the next run, except ``no_coverage``: the cache remembers it (an
 empty ``<objID>.no_coverage`` beside the JPEGs; delete it to ask again) and the next run
@@ -67,7 +75,7 @@ USER_AGENT = (
 JPEG_SOI = b"\xff\xd8\xff"
 TRANSIENT = frozenset(
     {"http_429", "http_5xx", "timeout", "connection", "empty", "not_jpeg", "truncated",
-     "wrong_size", "blank"}
+     "wrong_size", "blank", "bad_answer"}
 )
 PERMANENT = frozenset({"http_404", "http_4xx", "no_coverage"})
 REASONS = TRANSIENT | PERMANENT
@@ -79,9 +87,11 @@ REMEMBERED = frozenset({"no_coverage"})
 
 #: name -> "module:class" of every provider (imported when first asked for).
 PROVIDERS = {
-    "skyserver": "galmet.skyserver:SkyServer",
-    "legacysurvey": "galmet.legacysurvey:LegacySurvey",
+    "skyserver": "galmet.cutouts.skyserver:SkyServer",
+    "legacysurvey": "galmet.cutouts.legacysurvey:LegacySurvey",
 }
+#: how the adaptive scale is chosen (``scale_rule`` of a manifest; galmet.cutouts.download)
+ADAPTIVE_RULE = "2 * petroR90_r / 0.396 arcsec across the width"
 
 
 class CutoutError(Exception):
@@ -129,13 +139,15 @@ def validate_jpeg(content: bytes, width: int, height: int, content_type: str = "
 class Provider:
     """One public cutout service: what differs between services, and nothing else.
 
-    Subclasses set the class attributes and implement :meth:`endpoint` and :meth:`query`.
+    Subclasses set the class attributes and implement :meth:`endpoint` and :meth:`query` (one
+    request per cutout), or override :meth:`fetch` (a service that needs several requests).
     ``layer`` picks one of ``layers`` (services with several image sets); ``base_url``
     defaults to ``default_base_url``.
     """
 
     name: ClassVar[str]                  # cutouts.source / --source
     survey: ClassVar[str]                # the imaging survey, for messages ("SDSS")
+    summary: ClassVar[str]               # one line for the schema and --help ("SDSS SkyServer ...")
     default_base_url: ClassVar[str]
     #: layer -> bands of its colour composite in RGB order; empty: the service has no layers
     layers: ClassVar[dict[str, str | None]] = {}
@@ -162,6 +174,20 @@ class Provider:
     def query(self, ra: float, dec: float, scale: float, width: int, height: int) -> dict:
         """The query parameters of one cutout request."""
         raise NotImplementedError
+
+    def fetch(self, get, ra: float, dec: float, scale: float, width: int,
+              height: int) -> requests.Response:
+        """The answer that holds one cutout's JPEG, asked for through ``get(url, params)``.
+
+        ``get`` is the client's: it waits for the rate cap, counts the request and raises
+        :class:`CutoutError` for no answer or an HTTP error status, else returns the
+        ``requests.Response``. The default is one request, :meth:`query` to :meth:`endpoint`;
+        a service that needs several (a list of files first, then the cutout) overrides this and
+        raises ``CutoutError`` (e.g. ``no_coverage``, ``bad_answer``) for what it reads in
+        between. The client retries the whole call on a transient reason and validates the
+        JPEG of the answer returned.
+        """
+        return get(self.endpoint(), self.query(ra, dec, scale, width, height))
 
     def check_size(self, width: int, height: int) -> None:
         """Raise ValueError (naming the service's limits) for a size the service refuses."""
@@ -193,17 +219,28 @@ class Provider:
         layer = f"-{self.layer}" if self.layer else ""
         return f"{self.name}{layer}-{scale_text}-{int(width)}x{int(height)}"
 
-    def info(self, scale, width: int, height: int) -> dict:
-        """What cutouts of this provider at this geometry are (:mod:`galmet.provenance`)."""
-        from galmet.provenance import images_info
+    @property
+    def resource(self) -> str:
+        """The workflow resource that caps this service's download jobs
+        (``--resources <name>_jobs=N``, e.g. ``skyserver_jobs``)."""
+        return f"{self.name}_jobs"
 
+    def info(self, scale, width: int, height: int) -> dict:
+        """What cutouts of this provider at this geometry are (the fields of a ``cutouts.json``,
+        :mod:`galmet.cutouts.manifest`)."""
         return images_info(provider=self.name, survey=self.survey, layer=self.layer,
                            data_release=self.data_release, bands=self.bands, scale=scale,
                            width=width, height=height)
 
 
-def provider_names() -> list[str]:
-    return list(PROVIDERS)
+def images_info(provider, survey, layer, data_release, bands, scale, width, height) -> dict:
+    """The manifest fields of cutouts of one provider/layer at one geometry."""
+    adaptive = scale == "adaptive"
+    return {
+        "provider": provider, "survey": survey, "layer": layer, "data_release": data_release,
+        "bands": bands, "scale": "adaptive" if adaptive else float(scale),
+        "scale_rule": ADAPTIVE_RULE if adaptive else None, "size": [int(width), int(height)],
+    }
 
 
 def get_provider(name: str, layer: str | None = None, base_url: str | None = None) -> Provider:
@@ -279,7 +316,7 @@ class CutoutClient:
             max_requests_per_second = provider.default_rate
         self.provider = provider
         self.base_url = provider.base_url
-        self.url = provider.endpoint()
+        self.url = provider.endpoint()  # where the (first) request of each cutout goes
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
@@ -311,13 +348,14 @@ class CutoutClient:
         cap = min(self.backoff_max_s, self.backoff_s * 2 ** (state.attempt_number - 1))
         return random.uniform(0, cap)  # "full jitter"
 
-    def _get_once(self, params: dict, width: int, height: int) -> bytes:
+    def _request(self, url: str, params: dict) -> requests.Response:
+        """One GET (rate-capped, counted); CutoutError for no answer or an HTTP error status."""
         self.limiter.wait()
         with self._count_lock:
             self.requests_sent += 1
         try:
-            r = self._session().get(self.url, params=params, timeout=self.timeout_s)
-            content = r.content
+            r = self._session().get(url, params=params, timeout=self.timeout_s)
+            r.content  # noqa: B018 - read the body now: a dropped connection is a failure here
         except requests.Timeout as exc:
             raise CutoutError("timeout", str(exc)) from None
         except requests.ConnectionError as exc:
@@ -336,12 +374,15 @@ class CutoutClient:
             raise CutoutError("http_404", "HTTP 404")
         if r.status_code >= 400 or r.status_code < 200 or r.status_code >= 300:
             raise CutoutError("http_4xx", f"HTTP {r.status_code}")
-        self.provider.validate(content, width, height, r.headers.get("Content-Type", ""))
-        return content
+        return r
+
+    def _get_once(self, ra: float, dec: float, scale: float, width: int, height: int) -> bytes:
+        r = self.provider.fetch(self._request, ra, dec, scale, width, height)
+        self.provider.validate(r.content, width, height, r.headers.get("Content-Type", ""))
+        return r.content
 
     def get_jpeg(self, ra: float, dec: float, scale: float, width: int, height: int) -> FetchResult:
         """Fetch one validated cutout; raise CutoutError (with ``attempts``) when it cannot."""
-        params = self.provider.query(ra, dec, scale, width, height)
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=self._wait,
@@ -353,7 +394,7 @@ class CutoutClient:
             for attempt in retrying:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    content = self._get_once(params, width, height)
+                    content = self._get_once(ra, dec, scale, width, height)
         except CutoutError as exc:
             exc.attempts = attempts
             raise

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from galmet.provider import Provider
+from galmet.cutouts.base import Provider
 
 DEFAULT_BASE_URL = "https://www.legacysurvey.org/viewer"
 GRZ = "zrg"  # bands in RGB order: z red, r green, g blue
@@ -35,6 +35,7 @@ class LegacySurvey(Provider):
 
     name = "legacysurvey"
     survey = "Legacy Surveys"
+    summary = "the DESI Legacy Surveys sky viewer's cutout.jpg (square, one of its layers)"
     default_base_url = DEFAULT_BASE_URL
     layers = {
         "ls-dr10-grz": GRZ, "ls-dr10": "(iz)rg", "ls-dr10-south": "(iz)rg",
