@@ -1,11 +1,17 @@
-"""A fake SDSS SkyServer and a fake Legacy Surveys viewer for tests and benchmarks, on 127.0.0.1.
+"""A fake SDSS SkyServer, a fake Legacy Surveys viewer and a fake PS1 image cutout service for
+tests and benchmarks, on 127.0.0.1.
 
 Serves ``.../ImgCutout/getjpeg?ra=&dec=&scale=&width=&height=`` with the real JPEGs of the
 bundled sample placed at made-up coordinates, ``.../SearchTools/SqlSearch?cmd=&format=csv``
 with a CSV of a given table (``TOP n`` and ``objID > k`` of the SQL honoured, for paging), and,
 as the viewer, ``<url>/viewer/cutout.jpg?ra=&dec=&layer=&pixscale=&size=`` with other JPEGs of
 the same galaxies (:meth:`FakeSky.viewer_image`: the colour channels reversed, so that the two
-services' images differ byte for byte).
+services' images differ byte for byte), and, as the PS1 image service (:attr:`FakeSky.ps1_url`),
+``<url>/ps1/cgi-bin/ps1filenames.py?ra=&dec=&filters=&type=stack`` (the whitespace table of the
+stack files of each band; only the header outside the made-up sky) and
+``<url>/ps1/cgi-bin/fitscut.cgi?red=&green=&blue=&ra=&dec=&size=&output_size=&format=jpg`` (a
+third JPEG of the galaxy, :meth:`FakeSky.ps1_image`: mirrored, ``output_size`` px; refused with
+400 unless red, green and blue are the galaxy's i, r and g files).
 
 Faults are injected per objID: ``sky.faults[objID] = ["500", "429"]`` serves those answers to
 the first requests and then the good image; ``sky.faults[objID] = "404"`` serves it forever.
@@ -14,8 +20,9 @@ Fault names: ``500``, ``503``, ``429`` (with ``Retry-After: sky.retry_after``), 
 (status 200, 0 bytes), ``truncated`` (the first half of the JPEG), ``blank`` (a uniform JPEG),
 ``wrong_size`` (a 64x64 JPEG), ``drop`` (closes the connection without an answer), ``404``.
 Positions that match no galaxy get a blank (black) image, as outside the survey footprint.
-Faults apply to both services; requests are counted per service (``jpeg_requests``,
-``viewer_requests``).
+Faults apply to the image request of every service; ``sky.list_faults`` likewise to Pan-STARRS'
+file lists. Requests are counted per service and objID (``jpeg_requests``, ``viewer_requests``,
+``ps1_requests`` for fitscut, ``ps1_list_requests``; :meth:`FakeSky.total_requests`).
 
 Run standalone (benchmarks, subprocess tests)::
 
@@ -75,6 +82,11 @@ class FakeSky:
         self.viewer_requests: Counter = Counter()
         self.viewer_queries: dict = {}  # objID -> last viewer query (layer, pixscale, size)
         self._viewer_images: dict[int, bytes] = {}
+        self.list_faults: dict[int, list[str] | str] = {}
+        self.ps1_requests: Counter = Counter()
+        self.ps1_list_requests: Counter = Counter()
+        self.ps1_queries: dict = {}  # objID -> last fitscut query (size, output_size, format)
+        self._ps1_images: dict[tuple[int, int], bytes] = {}
         self.sql_queries: list[str] = []
         self.user_agents: set[str] = set()
         self.blank = _jpeg((0, 0, 0))
@@ -126,6 +138,16 @@ class FakeSky:
     def viewer_url(self) -> str:
         return self.url + "/viewer"
 
+    @property
+    def ps1_url(self) -> str:
+        return self.url + "/ps1"
+
+    def total_requests(self) -> int:
+        """Requests of every service (SQL aside)."""
+        with self.lock:
+            return sum(sum(c.values()) for c in (self.jpeg_requests, self.viewer_requests,
+                                                 self.ps1_requests, self.ps1_list_requests))
+
     def total_jpeg_requests(self) -> int:
         with self.lock:
             return sum(self.jpeg_requests.values())
@@ -144,6 +166,23 @@ class FakeSky:
                 Image.merge("RGB", rgb.split()[::-1]).save(buf, format="JPEG", quality=90)
                 self._viewer_images[oid] = buf.getvalue()
             return self._viewer_images[oid]
+
+    def ps1_image(self, oid: int, size: int = 128) -> bytes:
+        """The PS1 service's JPEG of a galaxy: its SkyServer image mirrored, ``size`` px a side."""
+        with self.lock:
+            if (oid, size) not in self._ps1_images:
+                with Image.open(io.BytesIO(self.images[oid])) as im:
+                    rgb = im.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+                if rgb.size != (size, size):
+                    rgb = rgb.resize((size, size))
+                buf = io.BytesIO()
+                rgb.save(buf, format="JPEG", quality=90)
+                self._ps1_images[oid, size] = buf.getvalue()
+            return self._ps1_images[oid, size]
+
+    @staticmethod
+    def ps1_file(oid: int, band: str) -> str:
+        return f"/rings.v3.skycell/{oid}/rings.v3.skycell.{oid}.stk.{band}.unconv.fits"
 
     # -- handlers ---------------------------------------------------------------------------------
     def _send(self, h, status: int, body: bytes, ctype: str, headers: dict | None = None):
@@ -166,6 +205,10 @@ class FakeSky:
             return self._getjpeg(h, q)
         if url.path.endswith("/cutout.jpg"):
             return self._viewer(h, q)
+        if url.path.endswith("/cgi-bin/ps1filenames.py"):
+            return self._ps1_list(h, q)
+        if url.path.endswith("/cgi-bin/fitscut.cgi"):
+            return self._fitscut(h, q)
         if url.path.endswith(("/SqlSearch", "/x_results.aspx")):
             return self._sql(h, q)
         self._send(h, 404, b"<html>not found</html>", "text/html")
@@ -196,15 +239,48 @@ class FakeSky:
             fault = self._next_fault(oid)
         return self._serve(h, fault, self.viewer_image(oid) if oid in self.images else self.blank)
 
-    def _next_fault(self, oid):
-        f = self.faults.get(oid)
+    def _ps1_list(self, h, q):
+        try:
+            key = (round(float(q["ra"]), 5), round(float(q["dec"]), 5))
+            bands, kind = q["filters"], q["type"]
+        except (KeyError, ValueError):
+            return self._send(h, 400, b"bad parameters", "text/plain")
+        oid = self.where.get(key)
+        with self.lock:
+            self.ps1_list_requests[oid] += 1
+            fault = self._next_fault(oid, self.list_faults)
+        rows = ["projcell subcell ra dec filter mjd type filename shortname badflag"]
+        if oid in self.images and kind == "stack":
+            rows += [f"2381 056 {q['ra']} {q['dec']} {b} 0 stack {self.ps1_file(oid, b)} "
+                     f"{self.ps1_file(oid, b).rsplit('/', 1)[1]} 0" for b in bands]
+        return self._serve(h, fault, ("\n".join(rows) + "\n").encode(), "text/plain")
+
+    def _fitscut(self, h, q):
+        try:
+            key = (round(float(q["ra"]), 5), round(float(q["dec"]), 5))
+            query = {"size": int(q["size"]), "output_size": int(q["output_size"]), "format": q["format"]}
+            files = [re.search(r"skycell\.(\d+)\.stk\.(\w)\.", q[c]) for c in ("red", "green", "blue")]
+        except (KeyError, ValueError):
+            return self._send(h, 400, b"bad parameters", "text/plain")
+        if not all(files) or [m.group(2) for m in files] != ["i", "r", "g"] or \
+                {int(m.group(1)) for m in files} != {self.where.get(key)} or query["format"] != "jpg":
+            return self._send(h, 400, b"red, green, blue must be the i, r, g stacks here", "text/plain")
+        oid = self.where[key]
+        with self.lock:
+            self.ps1_requests[oid] += 1
+            self.ps1_queries[oid] = query
+            fault = self._next_fault(oid)
+        return self._serve(h, fault, self.ps1_image(oid, query["output_size"]))
+
+    def _next_fault(self, oid, faults=None):
+        f = (self.faults if faults is None else faults).get(oid)
         if isinstance(f, str):
             return f
         return f.pop(0) if f else None
 
-    def _serve(self, h, fault, good: bytes):
+    def _serve(self, h, fault, good: bytes, ctype: str = "image/jpeg"):
         if fault is None:
-            return self._send(h, 200, good, "image/jpeg")
+            return self._send(h, 200, good, ctype)
         if fault in ("500", "503"):
             return self._send(h, int(fault), b"<html>Server Error</html>", "text/html")
         if fault == "429":
@@ -213,7 +289,7 @@ class FakeSky:
             return self._send(h, 404, b"<html>Not Found</html>", "text/html")
         if fault == "slow":
             time.sleep(self.slow_s)
-            return self._send(h, 200, good, "image/jpeg")
+            return self._send(h, 200, good, ctype)
         if fault == "html":
             return self._send(h, 200, b"<!DOCTYPE html><html><body>Error: the service is "
                               b"temporarily unavailable</body></html>", "text/html")

@@ -40,32 +40,58 @@ def good_files(d: Path) -> dict[int, bytes]:
     return {int(p.stem): p.read_bytes() for p in d.glob("*.jpg")}
 
 
+SOURCES = ["skyserver", "legacysurvey", "panstarrs"]
+# What a uniform image means: SkyServer and Pan-STARRS retry it; for the viewer it means "outside
+# the footprint": permanent. Outside its sky, the fake viewer draws black, the fake SkyServer too
+# (blank, retried), the fake PS1 service lists no file (no_coverage).
+UNIFORM = {"skyserver": "blank", "legacysurvey": "no_coverage", "panstarrs": "blank"}
+OUTSIDE = {"skyserver": "blank", "legacysurvey": "no_coverage", "panstarrs": "no_coverage"}
+PER_ATTEMPT = {"skyserver": 1, "legacysurvey": 1, "panstarrs": 2}  # requests (a file list first)
+
+
+def fake_url(source: str, sky) -> str:
+    return {"skyserver": sky.base_url, "legacysurvey": sky.viewer_url, "panstarrs": sky.ps1_url}[source]
+
+
 def client_for(source: str, sky, **kw) -> CutoutClient:
-    """A fast client of the fake service ``source`` (the fake SkyServer or the fake viewer)."""
-    url = sky.base_url if source == "skyserver" else sky.viewer_url
-    return CutoutClient(get_provider(source, base_url=url), **{**FAST, **kw})
+    """A fast client of the fake service ``source``."""
+    return CutoutClient(get_provider(source, base_url=fake_url(source, sky)), **{**FAST, **kw})
 
 
 def served(source: str, sky, images: dict, oid: int) -> bytes:
     """The bytes the fake service gives for a galaxy."""
-    return images[oid] if source == "skyserver" else sky.viewer_image(oid)
+    return {"skyserver": lambda: images[oid], "legacysurvey": lambda: sky.viewer_image(oid),
+            "panstarrs": lambda: sky.ps1_image(oid)}[source]()
 
 
-@pytest.mark.parametrize("source", ["skyserver", "legacysurvey"])
+def image_requests(source: str, sky):
+    """The fake service's image requests per objID."""
+    return {"skyserver": sky.jpeg_requests, "legacysurvey": sky.viewer_requests,
+            "panstarrs": sky.ps1_requests}[source]
+
+
+@pytest.mark.parametrize("source", SOURCES)
 def test_faults_retries_manifest_and_cache(tmp_path, sky, sample, source):
     cat, images = sample
     ids = cat.objID.tolist()
-    # SkyServer retries a uniform image; for the viewer it means "outside the footprint": permanent
-    uniform = "blank" if source == "skyserver" else "no_coverage"
+    uniform = UNIFORM[source]
     recoverable = {ids[0]: ["500", "500"], ids[1]: ["429"], ids[2]: ["html"], ids[3]: ["empty"],
                    ids[4]: ["truncated"], ids[6]: ["slow"], ids[7]: ["drop"],
                    ids[8]: ["wrong_size", "503"], **({ids[5]: ["blank"]} if uniform == "blank" else {})}
     permanent = {ids[10]: "404", ids[11]: "500", ids[12]: "html", ids[13]: "blank",
                  ids[14]: "truncated", ids[15]: "empty", ids[16]: "wrong_size", ids[17]: "429"}
+    if source == "panstarrs":  # faults of the file list, the first of its two requests
+        recoverable[ids[9]] = ["list:html", "list:500", "list:drop"]
+        permanent.update({ids[18]: "list:html", ids[19]: "list:503"})
     sky.retry_after = "0"
     for k, v in {**recoverable, **permanent}.items():
-        sky.faults[k] = list(v) if isinstance(v, list) else v
-    outside = 1237648702973411999  # a position the fake survey does not cover: a black image
+        faults = [v] if isinstance(v, str) else v
+        if faults[0].startswith("list:"):
+            listed = [f.removeprefix("list:") for f in faults]
+            sky.list_faults[k] = listed[0] if isinstance(v, str) else listed
+        else:
+            sky.faults[k] = list(v) if isinstance(v, list) else v
+    outside = 1237648702973411999  # a position the fake survey does not cover
     cat = pd.concat([cat, pd.DataFrame({"objID": [outside], "ra": [359.5], "dec": [-89.5],
                                         "petroR90_r": [5.0]})], ignore_index=True)
     out = tmp_path / "cache"
@@ -73,12 +99,13 @@ def test_faults_retries_manifest_and_cache(tmp_path, sky, sample, source):
 
     expect = {"404": "http_404", "500": "http_5xx", "html": "not_jpeg", "blank": uniform,
               "truncated": "truncated", "empty": "empty", "wrong_size": "wrong_size",
-              "429": "http_429"}
+              "429": "http_429", "list:html": "bad_answer", "list:503": "http_5xx"}
     fails = res.failures.set_index("objID")
-    assert fails["reason"].to_dict() == {**{k: expect[v] for k, v in permanent.items()}, outside: uniform}
+    assert fails["reason"].to_dict() == {**{k: expect[v] for k, v in permanent.items()},
+                                         outside: OUTSIDE[source]}
     assert fails.loc[ids[10], "attempts"] == 1  # 404: permanent, not retried
     assert fails.loc[ids[11], "attempts"] == 4
-    assert fails.loc[outside, "attempts"] == (4 if uniform == "blank" else 1)
+    assert fails.loc[outside, "attempts"] == (4 if OUTSIDE[source] == "blank" else 1)
     # every recoverable fault ends as the byte-exact image; nothing bad is cached
     cached = good_files(out)
     assert set(cached) == set(ids) - set(permanent)
@@ -91,13 +118,14 @@ def test_faults_retries_manifest_and_cache(tmp_path, sky, sample, source):
 
     # rerun: not one request for a cached galaxy, nor for one known to be outside the survey;
     # only the other failures are tried again
-    before = sky.total_jpeg_requests() + sky.total_viewer_requests()
+    before = sky.total_requests()
     sky.faults.clear()
+    sky.list_faults.clear()
     res2 = download_cutouts(cat, out, client_for(source, sky), scale=0.117, concurrency=4, progress=False)
     no_coverage = {k for k, r in fails["reason"].items() if r == "no_coverage"}
-    retried_outside = 4 if uniform == "blank" else 0  # SkyServer asks 4 times, again
-    assert sky.total_jpeg_requests() + sky.total_viewer_requests() - before == len(
-        set(permanent) - no_coverage) + retried_outside
+    retried_outside = 4 if OUTSIDE[source] == "blank" else 0  # SkyServer asks 4 times, again
+    assert sky.total_requests() - before == PER_ATTEMPT[source] * (
+        len(set(permanent) - no_coverage) + retried_outside)
     assert res2.cached == len(ids) - len(permanent)
     assert res2.failures.to_dict("records") == [{"objID": k, "reason": "no_coverage", "attempts": 0}
                                                 for k in sorted(no_coverage)] + (
@@ -185,7 +213,7 @@ def _cli(*args):
     return [sys.executable, "-m", "galmet.cli", "download-cutouts", *map(str, args)]
 
 
-@pytest.mark.parametrize("source", ["skyserver", "legacysurvey"])
+@pytest.mark.parametrize("source", SOURCES)
 def test_cli_resume_after_kill(tmp_path, sample, source):
     """kill -9 mid-download, rerun: only the missing cutouts are requested, none is corrupt."""
     cat, images = sample
@@ -193,8 +221,8 @@ def test_cli_resume_after_kill(tmp_path, sample, source):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     with FakeSky(cat, images, latency_s=0.08) as sky:
-        service = ["--source", source, "--base-url", sky.base_url if source == "skyserver" else sky.viewer_url]
-        requests = sky.jpeg_requests if source == "skyserver" else sky.viewer_requests
+        service = ["--source", source, "--base-url", fake_url(source, sky)]
+        requests = image_requests(source, sky)
         proc = subprocess.Popen(
             _cli("--catalog", tmp_path / "cat.csv", "--out", out, *service,
                  "--concurrency", 2, "--no-progress", "--max-rate", 0),

@@ -11,12 +11,14 @@ import pytest
 from galmet import cli
 from galmet.cutouts.legacysurvey import LegacySurvey
 from galmet.cutouts.manifest import (
+    CLI_FIX,
     SurveyMismatchError,
     check_survey,
     describe,
     read_manifest,
     write_manifest,
 )
+from galmet.cutouts.panstarrs import PanSTARRS
 from galmet.cutouts.skyserver import SkyServer
 from galmet.infer import predict_shard, write_untrained_model
 from galmet.modelfile import images_block
@@ -26,6 +28,7 @@ from tests.fakesky import made_up_catalog
 
 SDSS = SkyServer().info("adaptive", 128, 128)
 LS = LegacySurvey().info(0.262, 64, 64)
+PS = PanSTARRS().info("adaptive", 128, 128)
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +150,35 @@ def test_infer_shard_checks_each_image_folder(tmp_path, sdss_model, demo_catalog
     stats = predict_shard(shard, model, meta, tmp_path / "out.parquet", allow_survey_mismatch=True)
     assert stats["n_predicted"] == 4 and len(stats["survey_notes"]) == 1
     assert str(ls) in stats["survey_notes"][0]
+
+
+def test_pan_starrs_images_are_told_apart_from_sdss_and_legacy_surveys_ones():
+    """Same bands (irg) and field as SDSS's, but another survey; Legacy Surveys' differ in all."""
+    assert check_survey(PS, PS) is None
+    with pytest.raises(SurveyMismatchError) as err:
+        check_survey(PS, SDSS)
+    assert "differ in survey, so" in str(err.value) and describe(PS) in str(err.value)
+    assert describe(PS).startswith("Pan-STARRS1 DR2 (panstarrs; bands irg in RGB order; adaptive scale")
+    with pytest.raises(SurveyMismatchError, match="differ in survey, band order and pixel scale"):
+        check_survey(PS, LS)
+    with pytest.raises(SurveyMismatchError, match="trained on Pan-STARRS1 DR2"):
+        check_survey(SDSS, images_block("panstarrs", "adaptive", 128, 128))
+    assert check_survey(PS, SDSS, allow=True).startswith(f"survey mismatch allowed ({CLI_FIX})")
+
+
+def test_predict_refuses_pan_starrs_images_for_an_sdss_model(tmp_path, sky, sample, sdss_model, capsys):
+    """Pan-STARRS cutouts downloaded for real (fake PS1 service), the SDSS model applied to them."""
+    cat, _ = sample
+    cat.to_csv(tmp_path / "cat.csv", index=False)
+    images = tmp_path / "ps"
+    assert cli.main(["download-cutouts", "--catalog", str(tmp_path / "cat.csv"), "--out", str(images),
+                     "--source", "panstarrs", "--base-url", sky.ps1_url, "--no-progress"]) == 0
+    capsys.readouterr()
+    predict = ["predict", "--model", str(sdss_model), "--images", str(images)]
+    assert cli.main([*predict, "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"galmet predict: the images in {images} are Pan-STARRS1 DR2 (panstarrs; bands irg")
+    assert f"the model {sdss_model} was trained on SDSS DR14" in err and "differ in survey" in err
+    assert not (tmp_path / "p.csv").exists()
+    assert cli.main([*predict, "--out", str(tmp_path / "p.csv"), "--allow-survey-mismatch"]) == 0
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(cat)

@@ -297,16 +297,19 @@ def test_trainings_share_the_cores_on_a_machine_without_gpu(tmp_path):
     assert set(on_gpu.values()) == {(2, 1)} and len(on_gpu) == 5
 
 
-def test_legacysurvey_config_plans(tmp_path):
-    """configs/legacysurvey.yaml (the paper's run on Legacy Surveys images) plans its whole DAG:
-    with the catalog stage done (a made-up sharded catalog), `snakemake -n` lists a cutouts job
-    per shard and the paper's models, as for configs/paper.yaml."""
+@pytest.mark.parametrize("service", ["legacysurvey", "panstarrs"])
+def test_service_config_plans(tmp_path, service):
+    """configs/legacysurvey.yaml and configs/panstarrs.yaml (the paper's run on Legacy Surveys or
+    Pan-STARRS images) plan their whole DAG: with the catalog stage done (a made-up sharded
+    catalog), `snakemake -n` lists a cutouts job per shard, each holding one of the service's own
+    resource (`--resources <service>_jobs=N` caps them), and the paper's models, as for
+    configs/paper.yaml."""
     import time
 
     from galmet.catalog import write_shards
     from galmet.io import write_json, write_table
 
-    cfg = yaml.safe_load((ROOT / "configs" / "legacysurvey.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "configs" / f"{service}.yaml").read_text())
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     cat = pd.read_csv(DEMO / "catalog.csv", dtype={"objID": "int64"})
     cat = cat.assign(ra=cat.index * 0.5, dec=30.0, petroR90_r=6.0)
@@ -323,3 +326,6 @@ def test_legacysurvey_config_plans(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", text, re.M))
     assert int(counts["cutouts"]) == cfg["shards"], text[-3000:]
     assert int(counts["train"]) >= 1 and "catalog_skyserver" not in counts
+    jobs = re.findall(r"^rule cutouts:\n(?:\s+.*\n)*?\s+resources: (.*)$", text, re.M)
+    assert len(jobs) == cfg["shards"], text[-3000:]
+    assert all(f"{service}_jobs=1" in r and "skyserver_jobs=0" in r and "cutout_jobs=1" in r for r in jobs)

@@ -89,6 +89,7 @@ REMEMBERED = frozenset({"no_coverage"})
 PROVIDERS = {
     "skyserver": "galmet.cutouts.skyserver:SkyServer",
     "legacysurvey": "galmet.cutouts.legacysurvey:LegacySurvey",
+    "panstarrs": "galmet.cutouts.panstarrs:PanSTARRS",
 }
 #: how the adaptive scale is chosen (``scale_rule`` of a manifest; galmet.cutouts.download)
 ADAPTIVE_RULE = "2 * petroR90_r / 0.396 arcsec across the width"
