@@ -1,14 +1,15 @@
 """Benchmark of the acquisition stage (issues 3 and 13).
 
 1. Cutouts per second against the fake SkyServer, or with ``--source legacysurvey`` the fake
-   Legacy Surveys viewer (tests/fakesky.py, in its own process, every answer delayed by
+   Legacy Surveys viewer, ``--source panstarrs`` the fake PS1 image service (two requests a
+   cutout) (tests/fakesky.py, in its own process, every answer delayed by
    --latency, 50 ms by default) at concurrency 1 and 16, interleaved repeats, medians, and
    their ratio (goal >= 10x).
 2. Time to plan the paper's DAG, ``snakemake -n --configfile configs/paper.yaml``, on a
    made-up 142,000-row catalog already sharded (goal < 30 s): the real catalog and shard files
    are made in a scratch directory, then Snakemake plans every job after them.
 
-    .venv/bin/python benchmarks/download.py [--source legacysurvey] [--n 48] [--repeats 3] [--skip-plan]
+    .venv/bin/python benchmarks/download.py [--source legacysurvey|panstarrs] [--n 48] [--repeats 3] [--skip-plan]
 """
 
 from __future__ import annotations
@@ -52,9 +53,13 @@ def start_fake_sky(tmp: Path, n: int, latency: float):
     return proc, port_file.read_text().strip()
 
 
+#: where each service lives on the fake server (tests/fakesky.py)
+FAKE_PATHS = {"skyserver": "/dr14/SkyServerWS", "legacysurvey": "/viewer", "panstarrs": "/ps1"}
+
+
 def download_rate(source: str, url: str, catalog: pd.DataFrame, concurrency: int, tmp: Path) -> float:
     out = Path(tempfile.mkdtemp(dir=tmp))
-    base_url = url + ("/dr14/SkyServerWS" if source == "skyserver" else "/viewer")
+    base_url = url + FAKE_PATHS[source]
     client = CutoutClient(get_provider(source, base_url=base_url), timeout_s=10, max_attempts=3,
                           backoff_s=0.05, max_requests_per_second=None, pool_size=concurrency)
     t0 = time.perf_counter()
@@ -139,7 +144,7 @@ def bench_plan(rows: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--source", choices=["skyserver", "legacysurvey"], default="skyserver",
+    ap.add_argument("--source", choices=list(FAKE_PATHS), default="skyserver",
                     help="which fake service to download from (default skyserver)")
     ap.add_argument("--n", type=int, default=48, help="cutouts per run (default 48)")
     ap.add_argument("--repeats", type=int, default=3)
