@@ -13,7 +13,7 @@ from galmet import captions
 def results(tmp_path):
     """Result files as the workflow writes them: one model, two baselines, one published file."""
     files = {
-        "metrics/resnet18-32px-seed0.json": {
+        "metrics/oh_p50/resnet18-32px-seed0.json": {
             "n": 80, "n_invalid": 2, "rmse": 0.1234, "nmad": 0.0876, "nmad_about_zero": 0.09,
             "median_residual": -0.0123, "frac_pred_above_9p1": 0.05, "frac_true_above_9p1": 0.125},
         "baselines/constant.json": {"name": "constant", "status": "ok", "reason": None,
@@ -26,7 +26,7 @@ def results(tmp_path):
     paths = {}
     for rel, content in files.items():
         path = tmp_path / rel
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(content))
         paths[rel.split("/")[0]] = [*paths.get(rel.split("/")[0], []), path]
     return paths
@@ -42,9 +42,24 @@ def test_read_json_is_empty_before_the_file_exists(tmp_path):
 def test_metric_numbers_formats_for_the_caption(results, tmp_path):
     numbers = captions.metric_numbers(results["metrics"][0])
     assert numbers == {"rmse": "0.123", "nmad": "0.088", "nmad_about_zero": "0.090",
-                       "median_residual": "-0.012", "n": 80, "n_invalid": 2,
-                       "frac_pred_above_9p1": "5.0%", "frac_true_above_9p1": "12.5%"}
+                       "median_residual": "-0.012", "n": 80, "n_invalid": 2, "unit": "dex",
+                       "frac_pred_above_9p1": "5.0%", "frac_true_above_9p1": "12.5%", "threshold": "9.1",
+                       "frac_pred_above": "5.0%", "frac_true_above": "12.5%"}
     assert captions.metric_numbers(tmp_path / "missing.json") == {}
+
+
+def test_metric_numbers_of_a_target_without_threshold(tmp_path, monkeypatch):
+    """A target's caption quotes its own unit and no 9.1 dex fraction."""
+    from galmet.targets import TARGETS, Target
+
+    monkeypatch.setitem(TARGETS, "flux_x", Target("flux_x", "flux", unit="Jy"))
+    path = tmp_path / "flux_x" / "resnet18-16px-seed0.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"n": 10, "rmse": 0.5, "nmad": 0.25}))
+    numbers = captions.metric_numbers(path)
+    assert numbers["unit"] == "Jy" and "threshold" not in numbers
+    assert not [k for k in numbers if k.startswith("frac_")]
+    assert captions.resolution_lines([path]) == ["resnet18-16px-seed0: RMSE 0.500, NMAD 0.250 Jy"]
 
 
 def test_resolution_lines(results):
@@ -58,7 +73,7 @@ def test_resolution_lines(results):
 
 
 def test_resolution_lines_before_the_files_exist(tmp_path):
-    lines = captions.resolution_lines([tmp_path / "resnet18-16px-seed0.json"],
+    lines = captions.resolution_lines([tmp_path / "oh_p50" / "resnet18-16px-seed0.json"],
                                       [tmp_path / "constant.json"], [tmp_path / "published-16px.json"])
     assert lines == ["resnet18-16px-seed0: RMSE n/a, NMAD n/a dex",
                      "published ? px: RMSE n/a, NMAD n/a dex"]

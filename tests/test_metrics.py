@@ -75,7 +75,7 @@ def test_binned_statistics_explicit_edges_last_bin_closed():
 def test_evaluate_predictions_is_strict_json_and_counts_invalid():
     t = np.array([8.0, 9.2, 9.3, np.nan, 8.5])
     p = np.array([8.1, 9.0, np.inf, 8.0, 8.5])
-    out = metrics.evaluate_predictions(t, p, bin_width=0.5)
+    out = metrics.evaluate_predictions(t, p, bin_width=0.5, threshold=9.1)
     json.dumps(out, allow_nan=False)  # no NaN anywhere
     assert out["n"] == 3 and out["n_invalid"] == 2
     assert out["frac_true_above_9p1"] == pytest.approx(1 / 3)
@@ -83,6 +83,23 @@ def test_evaluate_predictions_is_strict_json_and_counts_invalid():
     assert sum(r["n"] for r in out["binned"]) == 3
     for key in ("rmse", "nmad", "nmad_about_zero", "median_residual", "binned"):
         assert key in out
+
+
+def test_only_a_target_with_a_threshold_gets_the_fraction_above_it(monkeypatch):
+    """oh_p50's 9.1 dex statistic is its own: a target registered without a threshold gets no
+    frac_ key, one with its own threshold gets that one."""
+    from galmet.targets import TARGETS, Target
+
+    df = pd.DataFrame({"oh_p50": [8.0, 9.2, 9.3], "lgm_tot_p50": [9.0, 9.2, 9.3],
+                       "x": [1.0, 2.0, 3.0], "prediction": [8.1, 9.0, 9.4]})
+    assert [k for k in metrics.evaluate_table(df, truth="lgm_tot_p50") if k.startswith("frac_")] == []
+    oh = metrics.evaluate_table(df, truth="oh_p50")
+    assert (oh["frac_true_above_9p1"], oh["frac_pred_above_9p1"]) == (pytest.approx(2 / 3), pytest.approx(1 / 3))
+    monkeypatch.setitem(TARGETS, "x", Target("x", "x", threshold=-1.5))
+    out = metrics.evaluate_table(df, truth="x")
+    assert out["frac_true_above_m1p5"] == 1.0 and out["frac_pred_above_m1p5"] == 1.0
+    assert list(out)[list(out).index("median_residual") + 1:][:3] == [
+        "frac_pred_above_m1p5", "frac_true_above_m1p5", "bin_width"]
 
 
 def test_evaluate_predictions_empty_input_does_not_crash():

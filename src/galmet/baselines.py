@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from galmet.metrics import evaluate_predictions, rmse
+from galmet.targets import get_target
 
 log = logging.getLogger("galmet.baselines")
 
@@ -124,7 +125,7 @@ def constant_baseline(table: pd.DataFrame, target: str, bin_width: float = 0.1):
     pred = np.full(int(test.sum()), value)
     result = {
         "name": "constant", "target": target, "status": "ok", "reason": None,
-        "test": evaluate_predictions(y[test], pred, bin_width=bin_width),
+        "test": evaluate_predictions(y[test], pred, bin_width=bin_width, threshold=get_target(target).threshold),
         "params": {"value": value}, "features": [], "n_train": int(train.sum()),
         "n_valid": int(((split == "valid") & np.isfinite(y)).sum()), "n_test_unpredictable": 0,
     }
@@ -197,7 +198,8 @@ def random_forest_baseline(table: pd.DataFrame, target: str, bands: str, name: s
     pred = model.predict(X[te])
     result = {
         "name": name, "target": target, "status": "ok", "reason": None,
-        "test": evaluate_predictions(y[te], pred, bin_width=bin_width),
+        "test": evaluate_predictions(y[te], pred, bin_width=bin_width,
+                                     threshold=get_target(target).threshold),
         "params": {**chosen, "random_state": p["seed"], "valid_rmse": score},
         "features": names, "colours": bool(p["colours"]),
         "n_train": int(tr.size), "n_search": int(search_tr.size), "n_valid": int(va.size),

@@ -9,14 +9,16 @@ same files strictly, for Figure 4 and its table.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from galmet.names import parse_model_name
+from galmet.targets import get_target
 
-__all__ = ["read_json", "fmt", "metric_numbers", "scatter_rows", "resolution_results",
+__all__ = ["read_json", "fmt", "target_of", "metric_numbers", "scatter_rows", "resolution_results",
            "resolution_lines", "results_table", "rmse_error", "coverage_cell"]
 
 THIS_RUN, PUBLISHED, BASELINE = "CNN (this run)", "CNN (published)", "baseline"
@@ -37,18 +39,34 @@ def fmt(x, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def target_of(path, m: dict | None = None) -> str:
+    """The target column a result JSON is of: its ``truth`` or ``target`` key (a published file's,
+    a baseline's), else its folder (``results/metrics/{target}/{model}.json``)."""
+    m = m or {}
+    return str(m.get("truth") or m.get("target") or Path(path).parent.name)
+
+
+_FRAC = re.compile(r"frac_(pred|true)_above_(\w+)")
+
+
 def metric_numbers(path) -> dict:
-    """A metrics JSON (galmet.metrics.evaluate_predictions) formatted for a caption: scatter in
-    dex to 3 decimals, fractions above 9.1 dex in percent; ``{}`` before the file exists."""
+    """A metrics JSON (galmet.metrics.evaluate_predictions) formatted for a caption: scatter to 3
+    decimals, with ``unit`` (the target's, galmet.targets; "" for an unregistered column) and, for
+    a target with a threshold statistic (oh_p50's 9.1 dex), ``threshold`` and the fractions above
+    it in percent (``frac_true_above``, ``frac_pred_above``, also under their metrics keys);
+    ``{}`` before the file exists."""
     m = read_json(path)
     if not m:
         return {}
+    target = get_target(target_of(path, m))
     out = {k: fmt(m.get(k)) for k in ("rmse", "nmad", "nmad_about_zero", "median_residual")}
     out["n"] = m.get("n", "n/a")
     out["n_invalid"] = m.get("n_invalid", 0)
-    for k in ("frac_pred_above_9p1", "frac_true_above_9p1"):
-        v = m.get(k)
-        out[k] = "n/a" if v is None else f"{100 * v:.1f}%"
+    out["unit"] = target.unit
+    for k, v in m.items():
+        if (match := _FRAC.fullmatch(k)) is not None:
+            out[k] = out[f"frac_{match.group(1)}_above"] = "n/a" if v is None else f"{100 * v:.1f}%"
+            out["threshold"] = f"{target.threshold:g}" if target.threshold is not None else match.group(2)
     return out
 
 
@@ -109,8 +127,8 @@ def resolution_results(metric_paths: Iterable, baseline_paths: Iterable = (),
     return frame(THIS_RUN), baselines, frame(PUBLISHED), pd.DataFrame(rows)
 
 
-def _line(r: dict) -> str:
-    scores = f"RMSE {fmt(r['rmse'])}, NMAD {fmt(r['nmad'])} dex"
+def _line(r: dict, unit: str) -> str:
+    scores = f"RMSE {fmt(r['rmse'])}, NMAD {fmt(r['nmad'])}" + (f" {unit}" if unit else "")
     if r["source"] == BASELINE:
         return f"baseline {r['model']}: " + (scores if r["status"] == "ok" else f"skipped ({r['note']})")
     if r["source"] == PUBLISHED:
@@ -121,10 +139,13 @@ def _line(r: dict) -> str:
 
 def resolution_lines(metric_paths: Iterable, baseline_paths: Iterable = (),
                      published_paths: Iterable = ()) -> list[str]:
-    """The Figure 4 caption: one line per model, then per baseline, then per published file."""
+    """The Figure 4 caption: one line per model, then per baseline, then per published file, the
+    scatter in the unit of the models' target (the folder of the first of ``metric_paths``)."""
     order = {THIS_RUN: 0, BASELINE: 1, PUBLISHED: 2}
+    metric_paths = list(metric_paths)
+    unit = get_target(target_of(metric_paths[0])).unit if metric_paths else ""
     rows = scatter_rows(metric_paths, baseline_paths, published_paths, missing_ok=True)
-    return [_line(r) for r in sorted(rows, key=lambda r: order[r["source"]])]
+    return [_line(r, unit) for r in sorted(rows, key=lambda r: order[r["source"]])]
 
 
 def rmse_error(rmse, n) -> float | None:

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from galmet.targets import get_target
+
 NMAD_SCALE = 1.4826
-#: Metallicity threshold of the paper's "fraction above Z = 9.1" statistic (dex).
-Z_HIGH = 9.1
 
 __all__ = [
     "rmse",
@@ -40,6 +40,7 @@ __all__ = [
     "bin_index",
     "sampling_error",
     "evaluate_predictions",
+    "frac_key",
     "evaluate_table",
     "interval_scores",
     "compare_on_overlap",
@@ -202,14 +203,21 @@ def _json_number(x):
     return x if math.isfinite(x) else None
 
 
-def evaluate_predictions(y_true, y_pred, bin_width: float = 0.1, z_high: float = Z_HIGH) -> dict:
+def frac_key(kind: str, threshold: float) -> str:
+    """The metrics key of the fraction of ``kind`` ('true' or 'pred') values above ``threshold``:
+    ``frac_pred_above_9p1`` for 9.1 (the point written ``p``, a minus sign ``m``)."""
+    return f"frac_{kind}_above_{threshold:g}".replace(".", "p").replace("-", "m")
+
+
+def evaluate_predictions(y_true, y_pred, bin_width: float = 0.1, threshold: float | None = None) -> dict:
     """All evaluation numbers, JSON-ready (no NaN).
 
-    ``{n, n_invalid, rmse, nmad, nmad_about_zero, median_residual, frac_pred_above_9p1,
-    frac_true_above_9p1, bin_width, binned: [rows of binned_statistics]}``. Rows with a NaN
-    or infinite value are left out and counted in ``n_invalid``. ``frac_*_above_9p1`` are
-    the fractions of galaxies with Z above ``z_high`` (9.1 dex, docs/method.md, section 5) - only
-    meaningful for a metallicity target.
+    ``{n, n_invalid, rmse, nmad, nmad_about_zero, median_residual, bin_width, binned: [rows of
+    binned_statistics]}``. Rows with a NaN or infinite value are left out and counted in
+    ``n_invalid``. With a ``threshold`` (the target's, ``galmet.targets.Target.threshold``: 9.1
+    dex for ``oh_p50``, docs/method.md, section 5) also the fractions of predicted and true values
+    above it, before ``bin_width``: ``frac_pred_above_9p1``, ``frac_true_above_9p1``
+    (:func:`frac_key`); a target without a threshold has no such keys.
     """
     t_all, p_all = _arr(y_true), _arr(y_pred)
     if t_all.shape != p_all.shape:
@@ -217,15 +225,18 @@ def evaluate_predictions(y_true, y_pred, bin_width: float = 0.1, z_high: float =
     t, p = _pair(t_all, p_all)
     out = summarize(t, p)
     out["n_invalid"] = int(t_all.size - t.size)
-    out["frac_pred_above_9p1"] = float(np.mean(p > z_high)) if p.size else math.nan
-    out["frac_true_above_9p1"] = float(np.mean(t > z_high)) if t.size else math.nan
+    fracs = []
+    if threshold is not None:
+        for kind, values in (("pred", p), ("true", t)):
+            fracs.append(frac_key(kind, threshold))
+            out[fracs[-1]] = float(np.mean(values > threshold)) if values.size else math.nan
     out["bin_width"] = float(bin_width)
     binned = binned_statistics(t, p, bin_width=bin_width) if t.size else pd.DataFrame()
     out["binned"] = [
         {k: _json_number(v) for k, v in row.items()} for row in binned.to_dict(orient="records")
     ]
-    order = ["n", "n_invalid", "rmse", "nmad", "nmad_about_zero", "median_residual",
-             "frac_pred_above_9p1", "frac_true_above_9p1", "bin_width", "binned"]
+    order = ["n", "n_invalid", "rmse", "nmad", "nmad_about_zero", "median_residual", *fracs,
+             "bin_width", "binned"]
     return {k: (out[k] if k == "binned" else _json_number(out[k])) for k in order}
 
 
@@ -233,8 +244,10 @@ def evaluate_table(df: pd.DataFrame, truth: str = "oh_p50", pred: str = "predict
                    bin_width: float = 0.1, source: str = "table") -> dict:
     """:func:`evaluate_predictions` on two columns of a table; names the missing column.
 
-    Non-numeric entries count as invalid rows (``n_invalid``), never a crash.
+    The threshold statistic is the registered one of the ``truth`` column (galmet.targets), if
+    any. Non-numeric entries count as invalid rows (``n_invalid``), never a crash.
     """
+
     missing = [c for c in (truth, pred) if c not in df.columns]
     if missing:
         raise KeyError(
@@ -242,7 +255,7 @@ def evaluate_table(df: pd.DataFrame, truth: str = "oh_p50", pred: str = "predict
         )
     t = pd.to_numeric(df[truth], errors="coerce").to_numpy(dtype=np.float64)
     p = pd.to_numeric(df[pred], errors="coerce").to_numpy(dtype=np.float64)
-    out = evaluate_predictions(t, p, bin_width=bin_width)
+    out = evaluate_predictions(t, p, bin_width=bin_width, threshold=get_target(truth).threshold)
     out = {"source": str(source), "truth": truth, "pred": pred, **out}
     intervals = interval_scores(df, truth)
     if intervals:

@@ -1,12 +1,16 @@
 r"""The targets a CNN learns: one registry of what each catalog column is and how it is shown.
 
 A target is a column of the clean catalog (MPA-JHU ``oh_p50``, ``lgm_tot_p50``, ...). Its
-entry in :data:`TARGETS` gives the quantity, the units and the figure labels; the config schema
+entry in :data:`TARGETS` is all the code knows of it: the quantity, the units and the figure
+labels (``galmet.figures``, the model file's meta), the words for its low and high ends (the
+saliency labels, ``galmet.explain``), its valid range (``galmet.catalog`` drops the rows outside
+it as ``bad_<column>`` and keeps the column) and an optional threshold statistic (the fraction of
+values above it, in the metrics and Figure 2: ``oh_p50``'s 9.1 dex only). The config schema
 accepts exactly the registered names (``galmet.config``), and the workflow trains, predicts and
 draws Figures 1-4 for each configured one. Adding a target is one entry here, e.g.::
 
     "sfr_tot_p50": Target("sfr_tot_p50", r"$\log\,{\rm SFR}$", unit="dex",
-                          units_long="log10(SFR / Msun yr^-1)"),
+                          units_long="log10(SFR / Msun yr^-1)", valid=(-5.0, 4.0)),
 
 Two targets have more: the published predictions of Wu & Boada (2019) are of
 :data:`REFERENCE_TARGET` only, and the mass route (Fig. 5) and the predicted MZR (Fig. 6) need
@@ -18,12 +22,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from galmet.metrics import Z_HIGH
+import numpy as np
 
 __all__ = [
     "Target", "TARGETS", "METALLICITY", "MASS", "REFERENCE_TARGET", "MZR_TARGETS",
-    "get_target", "generic_target", "has_mzr",
+    "get_target", "generic_target", "has_mzr", "Z_HIGH",
 ]
+
+#: Metallicity threshold of the paper's "fraction above Z = 9.1" statistic (dex), docs/method.md, section 5.
+Z_HIGH = 9.1
 
 
 @dataclass(frozen=True)
@@ -41,9 +48,14 @@ class Target:
     label_pred: str = ""
     label_resid: str = ""
     noun: str = ""  # in titles ("scatter of the test <noun>"); default: name
-    threshold: float | None = None  # Figure 2 gives the fraction of values above it
+    threshold: float | None = None  # metrics and Figure 2 give the fraction of values above it
+    valid: tuple[float, float] | None = None  # open range of real values; the catalog drops the rest
+    low: str = ""  # words for the low and high ends (saliency groups); default "low <noun>"
+    high: str = ""
 
     def __post_init__(self):
+        if self.valid is not None and not self.valid[0] < self.valid[1]:
+            raise ValueError(f"target {self.name}: valid range {self.valid} must be (low, high) with low < high")
         suffix = f" [{self.unit}]" if self.unit else ""
         derived = {
             "units_long": self.unit,
@@ -57,6 +69,22 @@ class Target:
         for key, value in derived.items():
             if not getattr(self, key):
                 object.__setattr__(self, key, value)  # frozen: only here, while constructing
+        for key in ("low", "high"):
+            if not getattr(self, key):
+                object.__setattr__(self, key, f"{key} {self.noun}")
+
+    @property
+    def words(self) -> tuple[str, str]:
+        """The words for the low and high ends, e.g. ("metal-poor", "metal-rich")."""
+        return self.low, self.high
+
+    def out_of_range(self, values) -> np.ndarray:
+        """Boolean mask of the finite ``values`` outside the open :attr:`valid` range (none without one)."""
+        x = np.asarray(values, dtype=np.float64)
+        if self.valid is None:
+            return np.zeros(x.shape, bool)
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(x) & ((x <= self.valid[0]) | (x >= self.valid[1]))
 
     @property
     def axis_text(self) -> str:
@@ -77,12 +105,13 @@ TARGETS: dict[str, Target] = {
         symbol_true=r"$Z_{\rm true}$", symbol_pred=r"$Z_{\rm pred}$",
         label_true=r"$Z_{\rm true}$ = 12 + log(O/H) [dex]", label_pred=r"$Z_{\rm pred}$ [dex]",
         label_resid=r"$\Delta Z = Z_{\rm pred} - Z_{\rm true}$ [dex]",
-        noun="metallicity", threshold=Z_HIGH,
+        noun="metallicity", threshold=Z_HIGH, valid=(6.0, 10.5), low="metal-poor", high="metal-rich",
     ),
     MASS: Target(
         MASS, r"$\log\,(M_*/M_\odot)$", unit="dex", units_long="log10(M*/Msun)",
         symbol_true=r"$\log M_{*,\rm true}$", symbol_pred=r"$\log M_{*,\rm pred}$",
         label_resid=r"$\Delta \log M_*$ (pred $-$ true) [dex]", noun="stellar mass",
+        valid=(5.0, 13.0), low="low-mass", high="high-mass",
     ),
 }
 
