@@ -190,6 +190,23 @@ def test_science_numbers_tell_central_from_spread_maps():
     assert ex.central_mask(64).sum() == pytest.approx(np.pi * 8 ** 2, rel=0.1)  # radius res/8
     small = ex.science_numbers(maps[::6], values[::6])
     assert small["verdict"].startswith("cannot tell")
+    assert "the metal-rich third's saliency is more concentrated" in s["verdict"]
+
+
+def test_labels_and_titles_come_from_the_target_registry(monkeypatch):
+    """A mass model's saliency groups are low-mass / high-mass, its PNG titles in its own unit."""
+    from galmet.targets import TARGETS, Target
+
+    assert ex.target_words({"target": "lgm_tot_p50"}) == ("low-mass", "high-mass")
+    assert ex.target_words({"target": "oh_p50"}) == ex.target_words({}) == ("metal-poor", "metal-rich")
+    monkeypatch.setitem(TARGETS, "flux_x", Target("flux_x", "flux", unit="Jy", low="faint", high="bright"))
+    assert ex.target_words({"target": "flux_x"}) == ("faint", "bright")
+    assert ex._png_title(7, 1.234, {"target": "flux_x"}) == "objID 7\npredicted flux_x = 1.23 Jy"
+    assert ex._png_title(7, 1.234, {"target": "no_such_column"}) == "objID 7\npredicted no_such_column = 1.23"
+    values = np.linspace(9.0, 11.5, 60)
+    maps = np.random.default_rng(1).normal(0, 0.1, (60, RES, RES))
+    s = ex.science_numbers(maps, values, labels=ex.target_words({"target": "lgm_tot_p50"}))
+    assert s["labels"] == ["low-mass", "high-mass"] and "high-mass third" in s["verdict"]
 
 
 @pytest.fixture(scope="module")

@@ -232,7 +232,50 @@ def test_fig4_error_bars_sampling_and_seed_spread(tmp_path):
 def test_loss_curve_in_the_target_unit():
     log = pd.DataFrame({"epoch": [1, 2, 3], "stage": [1, 2, 2], "train_rmse": [0.5, 0.3, 0.2],
                         "valid_rmse": [0.4, 0.3, 0.25]})
-    assert figures.loss_curve(log).axes[0].get_ylabel() == "RMSE [dex]"
+    assert figures.loss_curve(log, unit="dex").axes[0].get_ylabel() == "RMSE [dex]"
+    assert figures.loss_curve(log).axes[0].get_ylabel() == "RMSE"  # a bare column: no unit
+
+
+def _texts(fig) -> list[str]:
+    """Every text a figure shows: axis labels, titles, legends, free text."""
+    out = [fig._suptitle.get_text()] if fig._suptitle is not None else []
+    for ax in fig.axes:
+        out += [ax.get_xlabel(), ax.get_ylabel(), ax.get_title(), *(t.get_text() for t in ax.texts)]
+        if ax.get_legend() is not None:
+            out += [t.get_text() for t in ax.get_legend().get_texts()]
+    return [t for t in out if t]
+
+
+def test_figures_label_a_target_in_its_registered_unit(monkeypatch):
+    """A target in Jy, without a threshold: every axis of Figures 1-4 and of the risk-coverage
+    figure is in Jy, none says dex, and Figure 2 marks no threshold."""
+    from galmet.targets import Target
+
+    monkeypatch.setitem(TARGETS, "flux_x", Target("flux_x", "flux", unit="Jy"))
+    rng = np.random.default_rng(0)
+    t = rng.normal(10, 1, 300)
+    p = t + rng.normal(0, 0.2, 300)
+    f3 = figures.fig3_scatter(t, p, target="flux_x")
+    assert (f3.axes[0].get_xlabel(), f3.axes[0].get_ylabel()) == ("true flux [Jy]", "predicted flux [Jy]")
+    assert f3.axes[1].get_ylabel() == "scatter [Jy]"
+    f2 = figures.fig2_histograms(t, p, target="flux_x")
+    assert f2.axes[0].get_xlabel() == "flux [Jy]" and f2.axes[0].get_ylabel().endswith(" Jy, FD)")
+    assert not f2.axes[0].lines and not any("%" in x for x in _texts(f2))  # no threshold line, no fraction
+    cnn = pd.DataFrame({"resolution": [16, 32], "rmse": [0.3, 0.2], "nmad": [0.25, 0.15], "n": [300, 300]})
+    f4 = figures.fig4_resolution(cnn, target="flux_x")
+    assert [ax.get_ylabel() for ax in f4.axes] == ["RMSE [Jy]", "NMAD [Jy]"]
+    f_rc = figures.fig_risk_coverage([{"fraction": 0.5, "rmse": 0.1}, {"fraction": 1.0, "rmse": 0.2}],
+                                     target="flux_x")
+    assert f_rc.axes[0].get_ylabel() == "RMSE [Jy]"
+    images = np.zeros((20, 16, 16, 3), np.uint8)
+    f1 = figures.fig1_examples(images, pd.DataFrame({"flux_x": t[:20], "prediction": p[:20]}), truth="flux_x", n=2)
+    assert f1._suptitle.get_text().endswith("values in Jy")
+    for fig in (f1, f2, f3, f4, f_rc):
+        assert not [x for x in _texts(fig) if "dex" in x]
+    # the metallicity figures are as before: 9.1 dex marked on Figure 2, dex on Figure 3
+    z2 = figures.fig2_histograms(t - 1, p - 1)
+    assert z2.axes[0].lines and "% > 9.1" in _texts(z2)[-1]
+    assert figures.fig3_scatter(t - 1, p - 1).axes[1].get_ylabel() == "scatter [dex]"
 
 
 def test_fig5_mass_route(mass_rows, tmp_path):

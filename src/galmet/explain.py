@@ -64,6 +64,7 @@ from galmet.imaging import MAX_PIXELS, bring_to_resolution
 from galmet.io import atomic_path, write_json
 from galmet.model import members, normalisation_constants, resolve_device, to_input
 from galmet.predict import predict_images
+from galmet.targets import METALLICITY, get_target
 
 log = logging.getLogger("galmet.explain")
 
@@ -358,10 +359,15 @@ def _verdict(out: dict, min_group: int) -> str:
             f"{diff}, permutation p = {d['permutation_p']:.2g}")
 
 
-def science_numbers(maps: np.ndarray, values, by: str = "true", labels=("metal-poor", "metal-rich"),
+#: The words of a metallicity model's low and high ends (galmet.targets), the default labels.
+METAL_WORDS = get_target(METALLICITY).words
+
+
+def science_numbers(maps: np.ndarray, values, by: str = "true", labels=METAL_WORDS,
                     seed: int = 0, min_group: int = 10) -> dict:
     """The central share of |map| (within res/8 of the centre) for the lowest third of ``values``
-    against the highest third, with their spread, the difference and a plain verdict."""
+    against the highest third, with their spread, the difference and a plain verdict; ``labels``:
+    the words of the low and high ends (galmet.targets.Target.words)."""
     share = central_share(maps)
     v = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(share) & np.isfinite(v)
@@ -388,9 +394,10 @@ def _check_subset(n: int, settings: ExplainSettings) -> np.ndarray:
 
 
 def sanity_checks(model, meta: dict, x: np.ndarray, maps: np.ndarray, settings: ExplainSettings, values,
-                  by: str = "true", labels=("metal-poor", "metal-rich"), device="cpu") -> dict:
+                  by: str = "true", labels=None, device="cpu") -> dict:
     """The randomisation and deletion checks (on at most ``settings.check_max`` galaxies) and the
-    science numbers (on all), with the seconds each took."""
+    science numbers (on all), with the seconds each took. ``labels``: the words of the low and high
+    ends of the values, by default those of the model's target (:func:`target_words`)."""
     idx = _check_subset(len(x), settings)
     seconds = {}
     t0 = time.perf_counter()
@@ -400,14 +407,20 @@ def sanity_checks(model, meta: dict, x: np.ndarray, maps: np.ndarray, settings: 
     deletion = deletion_summary(*deletion_curves(model, meta, x[idx], maps[idx], settings, device), settings.steps)
     seconds["deletion"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    science = science_numbers(maps, values, by=by, labels=labels, seed=settings.seed)
+    science = science_numbers(maps, values, by=by, labels=labels or target_words(meta), seed=settings.seed)
     seconds["science"] = time.perf_counter() - t0
     return {"n_checked": int(len(idx)), "randomisation": randomisation, "deletion": deletion, "science": science,
             "seconds": seconds}
 
 
+def target_words(meta: dict) -> tuple[str, str]:
+    """The words of the low and high ends of a model's target (galmet.targets), e.g. ("metal-poor",
+    "metal-rich"); a model file without a target is a metallicity model (the first ones were)."""
+    return get_target(meta.get("target") or METALLICITY).words
+
+
 def explain(model, meta: dict, x: np.ndarray, settings: ExplainSettings | None = None, values=None,
-            by: str = "true", labels=("metal-poor", "metal-rich"), device="cpu"):
+            by: str = "true", labels=None, device="cpu"):
     """Maps, TTA-averaged predictions and the checks JSON of uint8 images ``x``: ``(maps, predictions,
     checks)``. The science statement splits by ``values`` (e.g. the truth) or, without, by the
     predictions (``by="predicted"``)."""
@@ -500,10 +513,8 @@ class _PngWriter:
 
 
 def _png_title(oid, prediction: float, meta: dict) -> str:
-    from galmet.targets import TARGETS
-
     target = meta.get("target")
-    unit = TARGETS[target].unit if target in TARGETS else ""
+    unit = get_target(target).unit if target else ""
     return f"objID {oid}\npredicted {target or 'value'} = {prediction:.2f}{' ' + unit if unit else ''}"
 
 

@@ -14,7 +14,7 @@ global registry. Sizes are for a journal column (3.5 in) or page (7.2 in), fonts
 - :func:`fig6_mzr`         Z_pred against true stellar mass beside the empirical MZR
 - :func:`fig_calibration`  calibrated intervals: observed against nominal coverage, and the PIT
 - :func:`fig_risk_coverage` RMSE of the most confident fraction of the galaxies
-- :func:`loss_curve`       train and validation RMSE per epoch of one training run (in dex)
+- :func:`loss_curve`       train and validation RMSE per epoch of one training run (in the target's unit)
 - :func:`fig7_saliency`    saliency maps beside the cutouts (:func:`saliency_display`: no rings, no frames)
 
 Figures 3 and 6 draw a calibrated ensemble's 68% intervals when given (``intervals``).
@@ -113,9 +113,15 @@ def _fd_edges(values: np.ndarray, max_bins: int = 200) -> np.ndarray:
     return edges
 
 
-def _stats_text(s: dict, unit: str = "dex") -> str:
-    return (f"N = {s['n']:,}\nRMSE = {s['rmse']:.3f} {unit}\nNMAD = {s['nmad']:.3f} {unit}\n"
-            f"median $\\Delta$ = {s['median_residual']:+.3f} {unit}")
+def _stats_text(s: dict, unit: str) -> str:
+    u = f" {unit}" if unit else ""
+    return (f"N = {s['n']:,}\nRMSE = {s['rmse']:.3f}{u}\nNMAD = {s['nmad']:.3f}{u}\n"
+            f"median $\\Delta$ = {s['median_residual']:+.3f}{u}")
+
+
+def _in_unit(text: str, unit: str) -> str:
+    """An axis label with the target's unit in brackets (none for a bare column)."""
+    return f"{text} [{unit}]" if unit else text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,9 +207,8 @@ def fig1_examples(images: np.ndarray, table: pd.DataFrame, truth: str = METALLIC
                     ha="left", color="white", fontsize=6.5)
             ax.text(0.03, 0.03, f"{sym_t} = {t[i]:.2f}", transform=ax.transAxes, va="bottom",
                     ha="left", color="yellow", fontsize=6.5)
-    unit = "dex"
-    fig.suptitle(title or f"Example cutouts ({shape[0]} px); values in {unit}",
-                 fontsize=8, y=0.995)
+    values = f"; values in {info.unit}" if info.unit else ""
+    fig.suptitle(title or f"Example cutouts ({shape[0]} px){values}", fontsize=8, y=0.995)
     return fig
 
 
@@ -216,8 +221,8 @@ def fig2_histograms(y_true, y_pred, target: str = METALLICITY, z_high: float | N
                     title: str | None = None) -> Figure:
     """Histograms of the true and predicted values on common Freedman-Diaconis bins.
 
-    For metallicity the legend gives the fraction above ``z_high`` (9.1 dex by default) and
-    a dotted line marks it.
+    For a target with a threshold statistic (galmet.targets: 9.1 dex for metallicity) the legend
+    gives the fraction above it (``z_high`` overrides it) and a dotted line marks it.
     """
     t, p = _finite_pair(y_true, y_pred)
     info = get_target(target)
@@ -236,7 +241,8 @@ def fig2_histograms(y_true, y_pred, target: str = METALLICITY, z_high: float | N
     if z_high is not None:
         ax.axvline(z_high, color="k", ls=":", lw=0.8)
     ax.set_xlabel(info.axis_text)
-    ax.set_ylabel(f"galaxies per bin ({np.diff(edges).mean():.3f} dex, FD)")
+    width = f"{np.diff(edges).mean():.3f}" + (f" {info.unit}" if info.unit else "")
+    ax.set_ylabel(f"galaxies per bin ({width}, FD)")
     ax.set_title(title or f"Distributions of true and predicted values (N = {t.size:,})")
     ax.legend(loc="upper left", frameon=False)
     fig.tight_layout(pad=0.3)
@@ -268,6 +274,7 @@ def fig3_scatter(y_true, y_pred, target: str = METALLICITY, bin_width: float = 0
     """
     t, p = _finite_pair(y_true, y_pred)
     s = metrics.summarize(t, p)
+    info = get_target(target)
     fig = _figure(5.2, 4.6)
     grid = fig.add_gridspec(2, 1, height_ratios=[1, 2.6], hspace=0.05, left=0.12, right=0.64,
                             top=0.93, bottom=0.1)
@@ -292,12 +299,12 @@ def fig3_scatter(y_true, y_pred, target: str = METALLICITY, bin_width: float = 0
                         alpha=0.2, lw=0, label="16-84%")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
-    ax.set_xlabel(get_target(target).label("true"))
-    ax.set_ylabel(get_target(target).label("pred"))
+    ax.set_xlabel(info.label("true"))
+    ax.set_ylabel(info.label("pred"))
     ax.legend(loc="upper left", bbox_to_anchor=(1.03, 1.0), frameon=False, borderaxespad=0)
     if t.size:
-        ax.text(1.05, 0.68, _stats_text(s), transform=ax.transAxes, ha="left", va="top", fontsize=6.5)
-    _residual_histogram(ax, p - t, s)
+        ax.text(1.05, 0.68, _stats_text(s, info.unit), transform=ax.transAxes, ha="left", va="top", fontsize=6.5)
+    _residual_histogram(ax, p - t, s, info.unit)
     _binned_scatter(top, binned)
     if intervals is not None:
         _binned_halfwidth(top, y_true, intervals, edges, min_count)
@@ -309,7 +316,7 @@ def fig3_scatter(y_true, y_pred, target: str = METALLICITY, bin_width: float = 0
         if len(rb):
             top.plot(rb["center"], rb["rmse"], color="0.5", lw=1.0,
                      label=f"RMSE, {reference_label}")
-    top.set_ylabel("scatter [dex]")
+    top.set_ylabel(_in_unit("scatter", info.unit))
     top.set_ylim(bottom=0)
     top.tick_params(labelbottom=False)
     _size_key(top, binned, min_count)
@@ -366,7 +373,7 @@ def _every_galaxy(fig, ax, t, p, lo, hi) -> None:
                    label=f"{int(outside.sum())} beyond the axes (on the border)")
 
 
-def _residual_histogram(ax, d: np.ndarray, s: dict) -> None:
+def _residual_histogram(ax, d: np.ndarray, s: dict, unit: str) -> None:
     """Histogram of the residuals, right of the lower panel (not on the data)."""
     inset = ax.inset_axes([1.05, 0.22 if d.size > POINTS_MAX else 0.1, 0.45, 0.22])
     if d.size:
@@ -375,7 +382,7 @@ def _residual_histogram(ax, d: np.ndarray, s: dict) -> None:
         inset.set_xlim(-lim, lim)
     inset.axvline(0, color="C3", lw=0.7, ls="--")
     inset.set_yticks([])
-    inset.set_xlabel(r"$\Delta$ = predicted $-$ true [dex]", fontsize=6, labelpad=1)
+    inset.set_xlabel(_in_unit(r"$\Delta$ = predicted $-$ true", unit), fontsize=6, labelpad=1)
     inset.tick_params(labelsize=5.5)
 
 
@@ -446,7 +453,7 @@ def fig4_resolution(cnn: pd.DataFrame, baselines: Sequence[dict] = (),
                        label=f"{b['name']} ({v:.3f}{_pm(err)}{_n_test(b.get('n'))})")
             if np.isfinite(err):
                 ax.axhspan(v - err, v + err, color=f"C{2 + i}", alpha=0.12, lw=0)
-        ax.set_ylabel(f"{stat.upper()} [dex]")
+        ax.set_ylabel(_in_unit(stat.upper(), get_target(target).unit))
         ax.set_xscale("log", base=2)
     if resolutions:
         ticks = sorted(resolutions)
@@ -718,9 +725,10 @@ def fig_calibration(curve: Sequence[dict], pit: dict, n: int, title: str | None 
 
 
 @_styled
-def fig_risk_coverage(curve: Sequence[dict], title: str | None = None) -> Figure:
+def fig_risk_coverage(curve: Sequence[dict], title: str | None = None, target: str = METALLICITY) -> Figure:
     """RMSE of the most confident fraction of the galaxies (``curve``:
-    :func:`galmet.uncertainty.risk_coverage` rows) against that fraction, with the RMSE of all."""
+    :func:`galmet.uncertainty.risk_coverage` rows) against that fraction, with the RMSE of all,
+    in the unit of ``target``."""
     fig = _figure(COLUMN_WIDTH, 2.8)
     ax = fig.add_subplot(1, 1, 1)
     f = [r["fraction"] for r in curve]
@@ -729,7 +737,7 @@ def fig_risk_coverage(curve: Sequence[dict], title: str | None = None) -> Figure
     ax.set_xlim(0, 1.02)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("fraction of galaxies kept (smallest spread first)")
-    ax.set_ylabel("RMSE [dex]")
+    ax.set_ylabel(_in_unit("RMSE", get_target(target).unit))
     ax.legend(loc="lower right", frameon=False)
     ax.set_title(title or "Risk against coverage")
     fig.tight_layout(pad=0.3)
@@ -741,7 +749,7 @@ def fig_risk_coverage(curve: Sequence[dict], title: str | None = None) -> Figure
 
 
 @_styled
-def loss_curve(log_df: pd.DataFrame, title: str = "", unit: str = "dex") -> Figure:
+def loss_curve(log_df: pd.DataFrame, title: str = "", unit: str = "") -> Figure:
     """Train and validation RMSE per epoch (``train_log.csv`` of galmet.train: ``epoch, stage,
     train_rmse, valid_rmse``) in the target's ``unit``, log scale; a dotted line where stage 2
     unfreezes the body."""
@@ -753,7 +761,7 @@ def loss_curve(log_df: pd.DataFrame, title: str = "", unit: str = "dex") -> Figu
     if (log_df["stage"] == 1).any() and len(s2):
         ax.axvline(s2.iloc[0] - 0.5, color="grey", ls=":", label="body unfrozen")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(f"RMSE [{unit}]" if unit else "RMSE")
+    ax.set_ylabel(_in_unit("RMSE", unit))
     ax.set_yscale("log")
     plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.2, not 2 x 10^-1
     ax.yaxis.set_major_formatter(plain)

@@ -710,10 +710,11 @@ def interrupted_message(done: int, epochs: int, checkpoint: Path) -> str:
 
 
 def _unit(target) -> str:
-    """The unit of a registered target (dex for metallicity and mass); dex for an unknown one."""
-    from galmet.targets import TARGETS
+    """The unit of ``target`` (galmet.targets: dex for metallicity and mass, "" for an unregistered
+    column); dex without a target (a metallicity model, as the first ones were)."""
+    from galmet.targets import METALLICITY, get_target
 
-    return TARGETS[target].unit if target in TARGETS else "dex"
+    return get_target(target or METALLICITY).unit
 
 
 def _check_data(x_train, y_train, x_valid, y_valid):

@@ -13,7 +13,7 @@ title = f"{snakemake.wildcards.model} (test split, n = {u['n']})"
 if snakemake.rule == "figure_calibration":
     fig = fig_calibration(u["calibration"], u["pit"], u["n"], title=title)
 else:
-    fig = fig_risk_coverage(u["risk_coverage"], title=title)
+    fig = fig_risk_coverage(u["risk_coverage"], title=title, target=snakemake.wildcards.target)
 save_figure(fig, [snakemake.output.png, *snakemake.output.others])
 log.info("%s of %s: coverage68 %.3f, coverage95 %.3f", snakemake.rule, snakemake.wildcards.model,
          u["coverage68"], u["coverage95"])

@@ -8,7 +8,7 @@ from galmet.explain import ExplainSettings, explain, write_maps
 from galmet.io import write_json
 from galmet.logs import setup_logging
 from galmet.modelfile import load
-from galmet.targets import METALLICITY, get_target
+from galmet.targets import get_target
 
 log = setup_logging(snakemake.log[0])
 inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards
@@ -16,11 +16,9 @@ torch.set_num_threads(max(1, snakemake.threads))
 
 model, meta = load(inp.model, device=params.device)
 test = load_split(split_members(inp.catalog, inp.split, inp.index, wc.target), "test", wc.target, inp.index, inp.store)
-noun = get_target(wc.target).noun
-labels = ("metal-poor", "metal-rich") if wc.target == METALLICITY else (f"low-{noun}", f"high-{noun}")
 settings = ExplainSettings(**params.settings)
-maps, preds, checks = explain(model, meta, test.x, settings, values=test.y, by="true", labels=labels,
-                              device=params.device)
+maps, preds, checks = explain(model, meta, test.x, settings, values=test.y, by="true",
+                              labels=get_target(wc.target).words, device=params.device)
 write_maps(snakemake.output.maps, test.objid, maps, preds)
 write_json({"model": wc.model, "target": wc.target, **checks}, snakemake.output.checks)
 log.info("%s maps of %d test galaxies; seconds %s", settings.method, len(test), checks["seconds"])
