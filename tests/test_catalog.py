@@ -14,6 +14,7 @@ from galmet.catalog import (
     CatalogError,
     build_catalog,
     clean_catalog,
+    keep_columns,
     read_any_table,
     read_mpajhu,
     shard_of,
@@ -38,6 +39,43 @@ def test_demo_catalog_skips_absent_cuts(tmp_path):
     assert report["rows_in"] == report["rows_out"] == 400
     for cut in ("mag_range", "u_minus_r", "zErr_range", "z_min", "petroMag_r_max", "unreliable"):
         assert cut in report["skipped_cuts"]
+
+
+def test_each_configured_target_is_range_checked_from_the_registry():
+    """Rows outside a configured target's registered valid range are dropped with a reason; a
+    configured target the catalog lacks is an error naming it, not a silent drop."""
+    df = pd.DataFrame({
+        "objID": np.arange(1, 7, dtype="int64"),
+        "oh_p50": [8.9, 8.8, 5.9, 10.6, 9.0, 8.5],
+        "lgm_tot_p50": [10.0, -1.0, 10, 10, 13.5, 9.5],  # MPA-JHU's -1: no mass
+    })
+    clean, rep = clean_catalog(df, cuts="none", targets=["oh_p50", "lgm_tot_p50"])
+    assert rep["dropped"]["bad_oh_p50"] == 2 and rep["dropped"]["bad_lgm_tot_p50"] == 2
+    assert clean.objID.tolist() == [1, 6]
+    _, only_oh = clean_catalog(df, cuts="none", targets=["oh_p50"])  # an unconfigured target: not checked
+    assert only_oh["rows_out"] == 4 and "bad_lgm_tot_p50" not in only_oh["dropped"]
+    with pytest.raises(CatalogError, match=r"no column 'lgm_tot_p50'.*config key targets.*catalog.columns"):
+        clean_catalog(df.drop(columns="lgm_tot_p50"), cuts="none", targets=["oh_p50", "lgm_tot_p50"])
+
+
+def test_every_registered_target_column_is_kept(tmp_path, monkeypatch):
+    """A column registered in galmet.targets is read and kept whatever its case; the demo catalog
+    loses no row to the registered ranges."""
+    from galmet.targets import TARGETS, Target
+
+    assert set(TARGETS) <= set(keep_columns())
+    monkeypatch.setitem(TARGETS, "flux_x", Target("flux_x", "flux", unit="Jy", valid=(0.0, 100.0)))
+    raw = pd.read_csv(DEMO / "catalog.csv", dtype={"objID": str}).iloc[:6]
+    raw["FLUX_X"] = [1.0, 2.0, -3.0, 4.0, 500.0, 6.0]
+    raw.to_csv(tmp_path / "c.csv", index=False)
+    rep = build_catalog({"source": "table", "path": str(tmp_path / "c.csv"), "cuts": "none"},
+                        tmp_path / "clean.parquet", tmp_path / "r.json", targets=["oh_p50", "flux_x"])
+    clean = pd.read_parquet(tmp_path / "clean.parquet")
+    assert list(clean.columns) == ["objID", "oh_p50", "flux_x"]
+    assert rep["dropped"]["bad_flux_x"] == 2 and sorted(clean.flux_x) == [1.0, 2.0, 4.0, 6.0]
+    demo = build_catalog({"source": "table", "path": str(DEMO / "catalog.csv"), "cuts": "paper"},
+                         tmp_path / "demo.parquet", tmp_path / "demo.json", targets=["oh_p50"])
+    assert demo["rows_out"] == 400 and demo["dropped"]["bad_oh_p50"] == 0
 
 
 def test_float_damaged_ids_are_refused():

@@ -16,8 +16,11 @@ applies, in this order, and counted in the cleaning report
    ``sciencePrimary = 1``; a table of your own, by keeping the row you trust).
 3. ``unreliable``: ``reliable == 0`` (galSpecInfo's flag for untrusted values), when present.
 4. ``bad_<column>``: a missing value in a column that a check needs: NaN, +-inf, SDSS's
-   -9999 (any value <= -999); for magnitudes also 0 and >= 99 (Galaxy Zoo's holes).
-   ``bad_oh_p50`` also takes values outside 6..10.5 dex (not a measurement of 12+log(O/H)).
+   -9999 (any value <= -999); for magnitudes also 0 and >= 99 (Galaxy Zoo's holes). Each
+   configured target column (``targets``; ``oh_p50`` for a catalog cleaned on its own) is checked
+   so, and its values outside the target's valid range (``galmet.targets``: 6..10.5 dex for
+   ``oh_p50``, not a measurement of 12+log(O/H)) are ``bad_<column>`` too. A configured target
+   whose column the catalog lacks is an error that names it, never a silent drop.
 5. the paper's cuts (``cuts: paper``): ``mag_range`` (10 < u,g,r,i,z < 25),
    ``u_minus_r`` (0 < u - r < 6), ``zErr_range`` (0 < zErr < 0.01), ``z_min`` (z > 0.02),
    ``petroMag_r_max`` (petroMag_r < 18);
@@ -46,18 +49,27 @@ import requests
 
 from galmet.cutouts.base import USER_AGENT, parse_retry_after
 from galmet.io import IdError, parse_ids, write_json, write_table
+from galmet.targets import METALLICITY, TARGETS
 
 log = logging.getLogger("galmet.catalog")
 
 BANDS = "ugriz"
 ID_COLUMNS = ("objID", "specObjID")
-KEEP_COLUMNS = (
+_BASE_COLUMNS = (
     ["objID", "specObjID", "ra", "dec", "z", "zErr"]
     + [f"modelMag_{b}" for b in BANDS]
     + [f"modelMagErr_{b}" for b in BANDS]
-    + ["petroMag_r", "petroR50_r", "petroR90_r", "oh_p16", "oh_p50", "oh_p84",
-       "lgm_tot_p50", "sfr_tot_p50", "bptclass"]
+    + ["petroMag_r", "petroR50_r", "petroR90_r", "oh_p16", "oh_p50", "oh_p84"]
 )
+
+
+def keep_columns() -> list[str]:
+    """The columns of the clean catalog, in order: ids, position, photometry, the metallicity's
+    percentiles, every registered target's column (galmet.targets.TARGETS), bptclass."""
+    return _BASE_COLUMNS + [c for c in TARGETS if c not in _BASE_COLUMNS] + ["bptclass"]
+
+
+KEEP_COLUMNS = keep_columns()
 # Other names the same quantities go by (matched case-insensitively); catalog.columns adds more.
 ALIASES = {
     "bestobjid": "objID", "specobjid": "specObjID", "redshift": "z", "z_err": "zErr",
@@ -68,7 +80,6 @@ ALIASES = {
     **{c.lower(): c for c in KEEP_COLUMNS},
 }
 MAG_COLUMNS = [f"modelMag_{b}" for b in BANDS] + ["petroMag_r"]
-OH_VALID = (6.0, 10.5)
 SF_BPTCLASS = (1,)  # MPA-JHU BPT class 1: star-forming
 
 
@@ -127,8 +138,9 @@ def _canonical_names(columns, overrides: dict | None) -> dict:
     """Map a table's column names to ours: explicit overrides, then aliases (case-insensitive)."""
     overrides = dict(overrides or {})
     mapping, taken = {}, set()
+    aliases = {**ALIASES, **{c.lower(): c for c in keep_columns()}}
     for c in columns:
-        target = overrides.get(c) or ALIASES.get(str(c).lower())
+        target = overrides.get(c) or aliases.get(str(c).lower())
         if target and target not in taken:
             mapping[c] = target
             taken.add(target)
@@ -403,9 +415,26 @@ def _bad_values(col: str, values: pd.Series) -> np.ndarray:
     bad = ~np.isfinite(x) | (x <= -999)
     if col in MAG_COLUMNS:
         bad |= (x == 0) | (x >= 99)
-    if col == "oh_p50":
-        bad |= (x <= OH_VALID[0]) | (x >= OH_VALID[1])
+    if col in TARGETS:
+        bad |= TARGETS[col].out_of_range(x)
     return bad
+
+
+def _checked_targets(d: pd.DataFrame, targets, skipped: dict) -> list[str]:
+    """The target columns whose missing or out-of-range values are dropped (``bad_<column>``);
+    a configured target the catalog lacks is a :class:`CatalogError`. ``targets`` None: oh_p50
+    if present, else listed in ``skipped``."""
+    if targets is None:
+        if METALLICITY not in d:
+            skipped[f"bad_{METALLICITY}"] = f"no {METALLICITY!r} column: the metallicity label is not checked"
+        targets = [METALLICITY] if METALLICITY in d else []
+    missing = [t for t in targets if t not in d]
+    if missing:
+        raise CatalogError(
+            f"the catalog has no column {', '.join(map(repr, missing))} for the configured target(s) (config key "
+            f"targets); its columns are {list(d.columns)}: add it to the catalog, map its name with catalog.columns: "
+            f"{{your_name: {missing[0]}}}, or remove it from targets")
+    return list(targets)
 
 
 def _paper_cuts(df: pd.DataFrame):
@@ -474,8 +503,11 @@ def _plain(value):
 
 
 def clean_catalog(df: pd.DataFrame, cuts: str = "paper", star_forming_only: bool = False,
-                  extra_dropped: dict | None = None) -> tuple[pd.DataFrame, dict]:
-    """Apply the checks and cuts of the module docstring; return (clean table, report)."""
+                  extra_dropped: dict | None = None, targets=None) -> tuple[pd.DataFrame, dict]:
+    """Apply the checks and cuts of the module docstring; return (clean table, report).
+
+    ``targets``: the configured target columns (config key ``targets``), each checked against its
+    registered valid range; None checks oh_p50 where the catalog has it."""
     if cuts not in ("paper", "none"):
         raise CatalogError(f"catalog.cuts {cuts!r}: use 'paper' or 'none'")
     d = df.reset_index(drop=True).copy()
@@ -500,10 +532,8 @@ def clean_catalog(df: pd.DataFrame, cuts: str = "paper", star_forming_only: bool
         drop("unreliable", (rel == 0).to_numpy())
     else:
         skipped["unreliable"] = "no 'reliable' column (galSpecInfo.reliable)"
-    if "oh_p50" in d:
-        drop("bad_oh_p50", _bad_values("oh_p50", d["oh_p50"]))
-    else:
-        skipped["bad_oh_p50"] = "no 'oh_p50' column: the metallicity label is not checked"
+    for t in _checked_targets(d, targets, skipped):
+        drop(f"bad_{t}", _bad_values(t, d[t]))
 
     active = []
     if cuts == "paper":
@@ -517,7 +547,7 @@ def clean_catalog(df: pd.DataFrame, cuts: str = "paper", star_forming_only: bool
         if absent_bands and "mag_range" not in skipped:
             skipped["mag_range:" + ",".join(absent_bands)] = "absent bands not checked"
         needed = sorted({c for _, cols, _ in active for c in cols},
-                        key=lambda c: KEEP_COLUMNS.index(c))
+                        key=lambda c: _BASE_COLUMNS.index(c))
         for c in needed:
             drop(f"bad_{c}", _bad_values(c, d[c]))
         for name, _cols, fn in active:
@@ -536,7 +566,7 @@ def clean_catalog(df: pd.DataFrame, cuts: str = "paper", star_forming_only: bool
             continue
         x = d[c].astype(float)
         d[c] = x.where(np.isfinite(x) & (x > -999))
-    keep = [c for c in KEEP_COLUMNS if c in d]
+    keep = [c for c in keep_columns() if c in d]
     d = d[keep].sort_values("objID", kind="stable").reset_index(drop=True)
     for c in ID_COLUMNS:
         if c in d:
@@ -566,11 +596,12 @@ def load_catalog(cfg: dict, raw_table: str | os.PathLike | None = None) -> tuple
     raise CatalogError(f"catalog.source {source!r}: use table, mpajhu-fits or skyserver")
 
 
-def build_catalog(cfg: dict, clean_out, report_out, raw_table=None) -> dict:
-    """Workflow step: source -> ``clean.parquet`` + ``cleaning_report.json`` (atomically)."""
+def build_catalog(cfg: dict, clean_out, report_out, raw_table=None, targets=None) -> dict:
+    """Workflow step: source -> ``clean.parquet`` + ``cleaning_report.json`` (atomically);
+    ``targets``: the configured target columns (:func:`clean_catalog`)."""
     raw, extra = load_catalog(cfg, raw_table)
     clean, report = clean_catalog(raw, cfg.get("cuts", "paper"),
-                                  bool(cfg.get("star_forming_only", False)), extra)
+                                  bool(cfg.get("star_forming_only", False)), extra, targets)
     write_table(clean, clean_out)
     write_json(report, report_out)
     log.info("catalog: %d rows in, %d out; dropped %s; skipped %s", report["rows_in"],

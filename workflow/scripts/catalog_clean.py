@@ -10,4 +10,5 @@ build_catalog(
     snakemake.output.clean,
     snakemake.output.report,
     raw_table=snakemake.input.get("table") if cfg["source"] == "skyserver" else None,
+    targets=snakemake.config["targets"],  # each must be a column; checked against its valid range
 )
