@@ -60,6 +60,8 @@ def test_metric_numbers_of_a_target_without_threshold(tmp_path, monkeypatch):
     assert numbers["unit"] == "Jy" and "threshold" not in numbers
     assert not [k for k in numbers if k.startswith("frac_")]
     assert captions.resolution_lines([path]) == ["resnet18-16px-seed0: RMSE 0.500, NMAD 0.250 Jy"]
+    checks = {"target": "flux_x", "deletion": {"area_between_mean": 0.5, "area_between_sem": 0.1}}
+    assert "0.5000 ± 0.1000 Jy" in captions.check_verdicts(checks)["deletion"]
 
 
 def test_resolution_lines(results):

@@ -20,6 +20,25 @@ def test_registered_labels_are_the_papers():
     assert m.label("resid") == r"$\Delta \log M_*$ (pred $-$ true) [dex]"
     assert m.threshold is None
     assert (z.units_long, m.units_long) == ("dex (12 + log O/H)", "log10(M*/Msun)")
+    assert (z.words, m.words) == (("metal-poor", "metal-rich"), ("low-mass", "high-mass"))
+    assert (z.valid, m.valid) == ((6.0, 10.5), (5.0, 13.0))
+
+
+def test_valid_range_and_threshold_are_the_targets_own():
+    z = TARGETS[METALLICITY]
+    assert z.out_of_range([6.0, 6.01, 9.1, 10.49, 10.5, np.nan]).tolist() == [True, False, False, False, True, False]
+    assert z.threshold == targets.Z_HIGH == 9.1 and get_target("x").threshold is None
+    assert not get_target("x").out_of_range([-1e6, 1e6]).any()  # no range: nothing is out of it
+    assert get_target("x").words == ("low x", "high x")
+    with pytest.raises(ValueError, match=r"target x: valid range \(2.0, 1.0\)"):
+        Target("x", "x", valid=(2.0, 1.0))
+
+
+def test_the_loss_curve_unit_is_the_registered_one(monkeypatch):
+    from galmet.train import _unit
+
+    monkeypatch.setitem(TARGETS, "flux_x", Target("flux_x", "flux", unit="Jy"))
+    assert (_unit(MASS), _unit("flux_x"), _unit("unregistered"), _unit(None)) == ("dex", "Jy", "", "dex")
 
 
 def test_unknown_column_gets_a_plain_entry():

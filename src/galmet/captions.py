@@ -197,8 +197,10 @@ def check_verdicts(checks: dict) -> dict[str, str]:
     """Each sanity check of ``saliency_checks.json`` (galmet.explain) with its own verdict, in words:
     ``randomisation`` (passes below the threshold), ``deletion`` (passes when deleting the most
     salient pixels first changes the prediction more than random deletions by over two standard
-    errors, fails when less by as much, else inconclusive) and ``science`` (the central share)."""
+    errors, fails when less by as much, else inconclusive) and ``science`` (the central share); the
+    area in the unit of the checks' ``target`` (a metallicity model's without one)."""
     r, d = checks.get("randomisation") or {}, checks.get("deletion") or {}
+    unit = f" {_checks_unit(checks)}".rstrip()
     out = {}
     rho = f"Spearman {fmt(r.get('spearman_mean'))} ± {fmt(r.get('spearman_std'))}, needs < {r.get('threshold', 0.3)}"
     if r.get("spearman_mean") is None:
@@ -209,7 +211,7 @@ def check_verdicts(checks: dict) -> dict[str, str]:
         out["randomisation"] = (f"FAILS: a re-initialised network ranks the pixels alike ({rho}): the maps show the "
                                 "architecture or the image, not what the model learnt")
     area, sem = d.get("area_between_mean"), d.get("area_between_sem")
-    numbers = f"area between the curves {fmt(area, 4)} ± {fmt(sem, 4)} dex, mean ± standard error"
+    numbers = f"area between the curves {fmt(area, 4)} ± {fmt(sem, 4)}{unit}, mean ± standard error"
     if area is None or sem is None:
         out["deletion"] = "not run"
     elif area > 2 * sem:
@@ -225,6 +227,12 @@ def check_verdicts(checks: dict) -> dict[str, str]:
     return out
 
 
+def _checks_unit(checks: dict) -> str:
+    from galmet.targets import METALLICITY
+
+    return get_target(checks.get("target") or METALLICITY).unit
+
+
 def saliency_numbers(path) -> dict:
     """The sanity checks of ``saliency_checks.json`` (galmet.explain) formatted for Figure 7's
     caption; ``{}`` before the file exists."""
@@ -236,6 +244,7 @@ def saliency_numbers(path) -> dict:
     ci = diff.get("ci95") or [None, None]
     return {
         "method": c.get("method", "n/a"), "layer": c.get("layer") or "", "tta": c.get("tta", "n/a"),
+        "unit": _checks_unit(c),
         "n": c.get("n", "n/a"), "n_checked": c.get("n_checked", "n/a"),
         "spearman": f"{fmt(r.get('spearman_mean'))} ± {fmt(r.get('spearman_std'))}",
         "spearman_signed": fmt(r.get("spearman_signed_mean")),
