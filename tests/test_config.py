@@ -48,11 +48,11 @@ def test_targets_are_the_registered_ones(monkeypatch):
 
     assert load_schema()["properties"]["targets"]["items"] == {"enum": list(TARGETS)}
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())
-    raw["targets"] = ["oh_p50", "sfr_tot_p50"]
-    with pytest.raises(ConfigError, match=r"targets\.1: 'sfr_tot_p50' is not one of"):
+    raw["targets"] = ["oh_p50", "d4000_n"]
+    with pytest.raises(ConfigError, match=r"targets\.1: 'd4000_n' is not one of"):
         load_config(raw)
-    monkeypatch.setitem(TARGETS, "sfr_tot_p50", Target("sfr_tot_p50", "log SFR", unit="dex"))
-    assert load_config(raw)["targets"] == ["oh_p50", "sfr_tot_p50"]
+    monkeypatch.setitem(TARGETS, "d4000_n", Target("d4000_n", r"$D_n(4000)$"))
+    assert load_config(raw)["targets"] == ["oh_p50", "d4000_n"]
 
 
 def test_command_line_strings_are_coerced_to_the_schema_types():

@@ -42,25 +42,30 @@ def test_the_loss_curve_unit_is_the_registered_one(monkeypatch):
 
 
 def test_unknown_column_gets_a_plain_entry():
-    t = get_target("sfr_tot_p50")
-    assert (t.label("true"), t.label("pred")) == ("true sfr_tot_p50", "predicted sfr_tot_p50")
-    assert t.label("resid") == "predicted $-$ true sfr_tot_p50"
-    assert (t.symbol_true, t.symbol_pred) == ("sfr_tot_p50 (true)", "sfr_tot_p50 (pred)")
-    assert t.axis_text == "sfr_tot_p50" and t.units_long == "" and t.noun == "sfr_tot_p50"
-    assert "sfr_tot_p50" not in TARGETS
+    t = get_target("d4000_n")
+    assert (t.label("true"), t.label("pred")) == ("true d4000_n", "predicted d4000_n")
+    assert t.label("resid") == "predicted $-$ true d4000_n"
+    assert (t.symbol_true, t.symbol_pred) == ("d4000_n (true)", "d4000_n (pred)")
+    assert t.axis_text == "d4000_n" and t.units_long == "" and t.noun == "d4000_n"
+    assert "d4000_n" not in TARGETS
 
 
-def test_one_entry_is_all_a_new_target_needs(monkeypatch):
-    """Registered with a quantity and a unit, the labels follow and the figures use them."""
-    entry = Target("sfr_tot_p50", r"$\log\,{\rm SFR}$", unit="dex")
-    monkeypatch.setitem(TARGETS, "sfr_tot_p50", entry)
-    assert get_target("sfr_tot_p50") is entry
-    assert entry.label_true == r"true $\log\,{\rm SFR}$ [dex]" and entry.units_long == "dex"
+def test_sfr_is_one_entry_and_the_figures_follow():
+    """sfr_tot_p50 is registered with a quantity, a unit and a range: its labels follow, the figures
+    use them, the catalog keeps and checks its column, and it has no threshold statistic."""
+    from galmet.catalog import keep_columns
+
+    entry = get_target("sfr_tot_p50")
+    quantity = r"$\log\,({\rm SFR}/M_\odot\,{\rm yr}^{-1})$"
+    assert entry is TARGETS["sfr_tot_p50"] and entry.units_long == "log10(SFR / Msun yr^-1)"
+    assert entry.label_true == f"true {quantity} [dex]" and entry.threshold is None
+    assert entry.words == ("low-SFR", "high-SFR") and "sfr_tot_p50" in keep_columns()
+    assert entry.out_of_range([-99.0, -4.9, 3.9, 4.0]).tolist() == [True, False, False, True]
     sfr = np.linspace(-1.0, 1.0, 200)
     fig = figures.fig3_scatter(sfr, sfr + 0.05 * np.cos(40 * sfr), target="sfr_tot_p50")
     assert fig.axes[0].get_xlabel() == entry.label_true
     fig = figures.fig2_histograms(sfr, sfr + 0.1, target="sfr_tot_p50")
-    assert fig.axes[0].get_xlabel() == r"$\log\,{\rm SFR}$ [dex]"
+    assert fig.axes[0].get_xlabel() == f"{quantity} [dex]" and not fig.axes[0].lines
 
 
 def test_which_figures_apply():

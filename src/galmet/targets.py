@@ -113,6 +113,10 @@ TARGETS: dict[str, Target] = {
         label_resid=r"$\Delta \log M_*$ (pred $-$ true) [dex]", noun="stellar mass",
         valid=(5.0, 13.0), low="low-mass", high="high-mass",
     ),
+    "sfr_tot_p50": Target(  # MPA-JHU total star-formation rate; sentinels (-99, -9999) lie outside its range
+        "sfr_tot_p50", r"$\log\,({\rm SFR}/M_\odot\,{\rm yr}^{-1})$", unit="dex", units_long="log10(SFR / Msun yr^-1)",
+        noun="star-formation rate", valid=(-5.0, 4.0), low="low-SFR", high="high-SFR",
+    ),
 }
 
 #: The target of the published predictions (Wu & Boada 2019) that the reference rules score.
