@@ -7,10 +7,10 @@ saliency labels, ``galmet.explain``), its valid range (``galmet.catalog`` drops 
 it as ``bad_<column>`` and keeps the column) and an optional threshold statistic (the fraction of
 values above it, in the metrics and Figure 2: ``oh_p50``'s 9.1 dex only). The config schema
 accepts exactly the registered names (``galmet.config``), and the workflow trains, predicts and
-draws Figures 1-4 for each configured one. Adding a target is one entry here, e.g.::
+draws Figures 1-4 for each configured one. Adding a target is one entry here, as
+``sfr_tot_p50`` was; e.g. for the MPA-JHU 4000 A break (no unit, no threshold)::
 
-    "sfr_tot_p50": Target("sfr_tot_p50", r"$\log\,{\rm SFR}$", unit="dex",
-                          units_long="log10(SFR / Msun yr^-1)", valid=(-5.0, 4.0)),
+    "d4000_n": Target("d4000_n", r"$D_n(4000)$", valid=(0.5, 3.0), low="young", high="old"),
 
 Two targets have more: the published predictions of Wu & Boada (2019) are of
 :data:`REFERENCE_TARGET` only, and the mass route (Fig. 5) and the predicted MZR (Fig. 6) need
