@@ -568,7 +568,7 @@ def fig5_mass(mass_true, mass_pred, z_true, z_pred=None, title: str | None = Non
     ax_m.set_ylabel(_MASS.label_pred)
     ax_m.legend(loc="upper left", frameon=False)
     if a.size:
-        ax_m.text(0.97, 0.03, _stats_text(metrics.summarize(a, b)), transform=ax_m.transAxes,
+        ax_m.text(0.97, 0.03, _stats_text(metrics.summarize(a, b), _MASS.unit), transform=ax_m.transAxes,
                   ha="right", va="bottom", fontsize=6.5)
     ax_m.set_title("Stellar mass from the images")
 
@@ -581,7 +581,7 @@ def fig5_mass(mass_true, mass_pred, z_true, z_pred=None, title: str | None = Non
     if len(bz):
         ax_z.plot(bz["center"], bz["median_pred"], color="C0", lw=1.4,
                   label=r"median $Z_{\rm MZR}$")
-    text = r"$Z_{\rm MZR} - Z_{\rm true}$:" + "\n" + _stats_text(metrics.summarize(a, b))
+    text = r"$Z_{\rm MZR} - Z_{\rm true}$:" + "\n" + _stats_text(metrics.summarize(a, b), _Z.unit)
     if z_pred is not None:
         c, d = _finite_pair(zt, z_pred)
         bd = metrics.binned_statistics(c, d, edges=_edges(zr, 0.1), min_count=5)
