@@ -1,8 +1,8 @@
 """CPU trainings: one at a time on every core (baseline) or side by side on one core each.
 
 On a machine without a GPU the workflow gives each training job one thread and no ``gpu``
-resource, so that Snakemake runs as many at once as there are cores (common.smk,
-``TRAIN_THREADS``); with a GPU, one at a time on every core. This measures why, on the bundled
+resource, so that Snakemake runs as many at once as there are cores (galmet.plan,
+``Study.train_threads``); with a GPU, one at a time on every core. This measures why, on the bundled
 demo galaxies (248 train / 74 valid, the demo's recipe, ``--epochs`` epochs), for each resolution:
 
   (a) baseline: two trainings one after the other, each ``torch.set_num_threads(cores)``;

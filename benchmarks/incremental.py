@@ -61,7 +61,7 @@ include: "{ROOT}/Snakefile"
 rule data_stage:
     input:
         "results/split.parquet",
-        lambda wc: [f for r in (CUTOUT_SIZE, *store_resolutions()) for f in stores(r)(wc)["store"]],
+        lambda wc: [f for r in STUDY.image_resolutions() for f in stores(r)(wc)["store"]],
 """
 DATA_RULES = ("catalog_clean", "catalog_shards", "split", "cutouts", "pack_images", "rebin_images")
 

@@ -12,7 +12,7 @@ rule baseline:
         result="results/baselines/{target}/{name}.json",
         predictions="results/baselines/{target}/{name}.parquet",
     wildcard_constraints:
-        name="|".join(BASELINE_NAMES) or "NONE",
+        name="|".join(STUDY.baseline_names) or "NONE",
     params:
         baselines=config["baselines"],
         bin_width=config["evaluate"]["bin_width"],

@@ -1,4 +1,5 @@
-# Shared set-up: config validation, paths, and the lists of models the workflow builds.
+# Shared set-up: config validation, the study (galmet.plan.Study: which models, ensembles, stores,
+# the models of each figure, the CNN jobs' resources) and the paths the rules ask for.
 
 import os
 import sys
@@ -20,16 +21,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
 from galmet.captions import metric_numbers, read_json, resolution_lines, results_table  # noqa: E402
-from galmet.config import ConfigError, check_inputs, gpu_jobs, validate_config  # noqa: E402
+from galmet.config import ConfigError, check_inputs, validate_config  # noqa: E402
 from galmet.names import (  # noqa: E402
     ANY_MODEL_PATTERN,
     ENSEMBLE_PATTERN,
     MODEL_PATTERN,
-    ensemble_name,
-    model_name,
     parse_model_name,
 )
-from galmet.targets import MASS, METALLICITY, REFERENCE_TARGET, has_mzr  # noqa: E402
+from galmet.plan import Study  # noqa: E402
+from galmet.targets import MASS, METALLICITY, REFERENCE_TARGET  # noqa: E402
 
 try:
     validate_config(config)
@@ -40,11 +40,10 @@ except ConfigError as exc:
     sys.exit(1)
 
 
-CUTOUT_SIZE = min(config["cutouts"]["width"], config["cutouts"]["height"])
-ARCH = config["train"]["arch"]
-RESOLUTIONS = [int(r) for r in config["resolutions"]]
-TARGETS = list(config["targets"])
-SEEDS = [int(s) for s in config["seeds"]]
+# What the config asks for, decided once (galmet.plan); the functions below make it paths.
+STUDY = Study(config)
+CUTOUT_SIZE = STUDY.cutout_size
+TARGETS = STUDY.targets
 
 
 wildcard_constraints:
@@ -58,48 +57,14 @@ wildcard_constraints:
 MODEL_FILE = "results/models/{target}/{model}/model.pt"
 
 
-def all_models():
-    """(target, model name) for every model the config asks for: targets x resolutions x seeds."""
-    return [
-        (t, model_name(ARCH, r, s)) for t in TARGETS for r in RESOLUTIONS for s in SEEDS
-    ]
-
-
 def model_outputs(pattern):
-    """Expand a path pattern with {target} and {model} over every model."""
-    return [pattern.format(target=t, model=m) for t, m in all_models()]
-
-
-# ---- the ensemble (config `ensemble`): its members are models of the same resolution ----
-
-ENSEMBLE = config.get("ensemble")
-
-
-def ensembles():
-    """(target, ensemble name) of the configured ensemble, one per target; [] without one."""
-    if not ENSEMBLE:
-        return []
-    name = ensemble_name(ARCH, ENSEMBLE["resolution"], ENSEMBLE["seeds"])
-    return [(t, name) for t in TARGETS]
-
-
-def member_names(ensemble):
-    """The model names of an ensemble's members, from its name."""
-    parts = parse_model_name(ensemble)
-    return [model_name(parts["arch"], parts["resolution"], s) for s in parts["seeds"]]
+    """Expand a path pattern with {target} and {model} over every model of the study."""
+    return [pattern.format(target=t, model=m) for t, m in STUDY.models()]
 
 
 def ensemble_members(wildcards):
     """Input function: the model files of the {model} ensemble's members."""
-    return [MODEL_FILE.format(target=wildcards.target, model=m) for m in member_names(wildcards.model)]
-
-
-def scored_models():
-    """(target, model) of every single model the summary scores: the study's models, then the
-    ensemble members they lack (trained and scored, no figures of their own)."""
-    models = all_models()
-    members = [(t, m) for t, e in ensembles() for m in member_names(e)]
-    return models + [tm for tm in dict.fromkeys(members) if tm not in models]
+    return [MODEL_FILE.format(target=wildcards.target, model=m) for m in STUDY.members(wildcards.model)]
 
 
 def model_resolution(model):
@@ -155,18 +120,12 @@ def cutout_failures(wildcards):
 
 # ---- helpers of images.smk ----
 
-def store_resolutions():
-    """Resolutions made by re-binning: every configured one (the ensemble's too) except the
-    cutout size itself."""
-    ens = [int(config["ensemble"]["resolution"])] if config.get("ensemble") else []
-    return [r for r in dict.fromkeys(RESOLUTIONS + ens) if r != CUTOUT_SIZE]
-
-
 def all_stores(wildcards):
-    """Input function: every shard's index and store at the cutout size and every resolution."""
+    """Input function: every shard's index and its store at every resolution of the study,
+    the ensemble's included (STUDY.image_resolutions())."""
     shards = shard_ids(wildcards)
     return expand("results/images/{shard}/index.parquet", shard=shards) + expand(
-        "results/images/{shard}/{res}px.npy", shard=shards, res=sorted({CUTOUT_SIZE, *RESOLUTIONS})
+        "results/images/{shard}/{res}px.npy", shard=shards, res=STUDY.image_resolutions()
     )
 
 
@@ -186,24 +145,6 @@ def stores(res):
 def model_stores(wildcards):
     """Input function (to unpack): stores at the resolution of the {model} wildcard."""
     return stores(model_resolution(wildcards.model))(wildcards)
-
-
-def model_shard_store(wildcards):
-    """Input function: the {shard}'s store at the resolution of the {model} wildcard."""
-    return f"results/images/{wildcards.shard}/{model_resolution(wildcards.model)}px.npy"
-
-
-# ---- helpers of the CNN rules (train, predict, ensemble, saliency): gpu and threads ----
-
-# gpu=1 on a machine with a GPU (--resources gpu=N: N CNN jobs at a time), else 0 (galmet.config)
-TRAIN_GPU = gpu_jobs(config["train"]["device"])
-PREDICT_GPU = gpu_jobs(config["predict"]["device"])
-# Threads of a training job: 8 with a GPU (Snakemake caps them at --cores; set-threads on SLURM),
-# one on the CPU, so that as many trainings run side by side as there are cores: there (with
-# OMP_WAIT_POLICY=PASSIVE, above) two trainings side by side on one thread each finished 1.7x
-# (64 px) to 2.2x (16 px) sooner than one after the other on both cores
-# (benchmarks/cpu_training_threads.py, 2 cores).
-TRAIN_THREADS = 8 if TRAIN_GPU else 1
 
 
 # ---- helpers of train.smk ----
@@ -251,13 +192,10 @@ def image_params(*keys):
 
 # ---- helpers of baselines.smk ----
 
-BASELINE_NAMES = list(config["baselines"]["names"])
-
-
 def baseline_outputs():
     """results/baselines/{target}/{name}.json for every target and configured baseline."""
     return expand(
-        "results/baselines/{target}/{name}.json", target=TARGETS, name=BASELINE_NAMES
+        "results/baselines/{target}/{name}.json", target=TARGETS, name=STUDY.baseline_names
     )
 
 
@@ -292,14 +230,14 @@ def resolution_caption(wildcards, input):
 
 def results_caption(wildcards, input):
     """The report's landing table (summary.rst, shown by workflow.rst)."""
-    models = [{"target": t, "name": m} for t, m in scored_models() + ensembles()]
+    models = [{"target": t, "name": m} for t, m in STUDY.scored_models() + STUDY.ensembles()]
     metrics = list(input.metrics) + list(input.ensembles)
     return results_table(models, metrics, input.baselines, input.published, input.uncertainty)
 
 
 # ---- helpers of reference.smk (the published predictions are of REFERENCE_TARGET only) ----
 
-REFERENCE_RES = [int(r) for r in config["reference"]["resolutions"]]
+REFERENCE_RES = STUDY.reference_resolutions
 
 
 def reference_metrics():
@@ -313,10 +251,7 @@ def reference_outputs():
     for r in REFERENCE_RES:
         for fig in ("fig2_histograms", "fig3_scatter"):
             out += figure_files(f"results/reference/figures/published-{r}px/{fig}")
-    if REFERENCE_RES and REFERENCE_TARGET in TARGETS:
-        out += [
-            f"results/reference/overlap/{m}.json" for t, m in all_models() if t == REFERENCE_TARGET
-        ]
+    out += [f"results/reference/overlap/{m}.json" for m in STUDY.overlap_models()]
     return out
 
 
@@ -357,17 +292,10 @@ def published_metrics(wildcards):
 
 # ---- helpers of mzr.smk: the mass route and the MZR need both targets (galmet.targets) ----
 
-def mzr_models():
-    """The metallicity models of Figures 5 and 6 (the ensemble's with its intervals); none
-    unless stellar mass is a target too."""
-    models = all_models() + ensembles()
-    return [m for t, m in models if t == METALLICITY] if has_mzr(TARGETS) else []
-
-
 def mzr_outputs():
-    """Figures 5 and 6 and the binned MZR table of every model of mzr_models()."""
+    """Figures 5 and 6 and the binned MZR table of every model of STUDY.mzr_models()."""
     out = []
-    for model in mzr_models():
+    for model in STUDY.mzr_models():
         out += figure_files(f"results/figures/mass/{model}/fig5_mass")
         out += figure_files(f"results/figures/mzr/{model}/fig6_mzr")
         out.append(f"results/tables/mzr/{model}.csv")
@@ -379,10 +307,10 @@ def mzr_outputs():
 def figure_outputs():
     """Every figure the config asks for, plus the published reference's (reference_outputs())."""
     out = []
-    for target, model in all_models():
+    for target, model in STUDY.models():
         for fig in ("fig1_examples", "fig2_histograms", "fig3_scatter", "domain"):
             out += figure_files(f"results/figures/{target}/{model}/{fig}")
-    for target, ensemble in ensembles():
+    for target, ensemble in STUDY.ensembles():
         for fig in ("fig3_scatter", "calibration", "risk_coverage", "domain"):
             out += figure_files(f"results/figures/{target}/{ensemble}/{fig}")
     for target in TARGETS:
@@ -424,36 +352,20 @@ def infer_cache_dir():
 
 # ---- helpers of saliency.smk ----
 
-SALIENCY = config["saliency"]
-
-
-def saliency_models():
-    """(target, model) for every model named by config saliency.models that this config trains
-    (the study's models and the ensemble); a named model it does not train is skipped, with a
-    warning."""
-    models = all_models() + ensembles()
-    built = {m for _, m in models}
-    missing = [m for m in SALIENCY["models"] if m not in built]
-    if missing:
-        print(f"saliency.models: {', '.join(missing)} not among the models this config trains "
-              "(targets x resolutions x seeds, and the ensemble): no saliency maps for them", file=sys.stderr)
-    return [(t, m) for t, m in models if m in SALIENCY["models"]]
-
-
 def saliency_outputs():
-    """The maps, the checks and Figure 7 of every model of saliency_models()."""
+    """The maps, the checks and Figure 7 of every model of STUDY.saliency_models(); a model
+    named by config saliency.models that this config does not train is skipped, with a
+    warning."""
+    unknown = STUDY.saliency_unknown()
+    if unknown:
+        print(f"saliency.models: {', '.join(unknown)} not among the models this config trains "
+              "(targets x resolutions x seeds, and the ensemble): no saliency maps for them", file=sys.stderr)
     out = []
-    for target, model in saliency_models():
+    for target, model in STUDY.saliency_models():
         out += [f"results/saliency/{target}/{model}/saliency.npz",
                 f"results/saliency/{target}/{model}/saliency_checks.json"]
         out += figure_files(f"results/figures/{target}/{model}/fig7_saliency")
     return out
-
-
-def saliency_settings(wildcards):
-    """galmet.explain.ExplainSettings from config saliency (TTA as config predict)."""
-    keys = ("method", "layer", "ig_steps", "steps", "random_orders", "check_max", "seed", "batch_size")
-    return {**{k: SALIENCY[k] for k in keys}, "tta": config["predict"]["tta"]}
 
 
 def saliency_caption(wildcards, input):

@@ -24,7 +24,7 @@ rule predict:
         "results/benchmarks/predict/{target}/{model}.tsv"
     threads: 4
     resources:
-        gpu=PREDICT_GPU,
+        gpu=STUDY.predict_gpu,
         mem_mb=4000,
         runtime=120,
     conda:
@@ -83,9 +83,9 @@ rule uncertainty:
 rule summary:
     """results/summary.json: every model's, ensemble's and baseline's test metrics in one file."""
     input:
-        metrics=[f"results/metrics/{t}/{m}.json" for t, m in scored_models()],
-        ensembles=[f"results/metrics/{t}/{m}.json" for t, m in ensembles()],
-        uncertainty=[f"results/uncertainty/{t}/{m}.json" for t, m in ensembles()],
+        metrics=[f"results/metrics/{t}/{m}.json" for t, m in STUDY.scored_models()],
+        ensembles=[f"results/metrics/{t}/{m}.json" for t, m in STUDY.ensembles()],
+        uncertainty=[f"results/uncertainty/{t}/{m}.json" for t, m in STUDY.ensembles()],
         baselines=baseline_outputs(),
         # for the report's results table only: the published scores beside this run's
         published=reference_metrics() if REFERENCE_TARGET in TARGETS else [],
@@ -99,17 +99,17 @@ rule summary:
     params:
         models=[
             {"target": t, "name": m, "path": MODEL_FILE.format(target=t, model=m)}
-            for t, m in scored_models()
+            for t, m in STUDY.scored_models()
         ],
         ensembles=[
             {
                 "target": t,
                 "name": m,
                 "resolution": model_resolution(m),
-                "members": member_names(m),
+                "members": STUDY.members(m),
                 "path": MODEL_FILE.format(target=t, model=m),
             }
-            for t, m in ensembles()
+            for t, m in STUDY.ensembles()
         ],
         table=results_caption,
     log:

@@ -83,7 +83,6 @@ rule figure_scatter:
     params:
         bin_width=config["evaluate"]["bin_width"],
         numbers=caption_numbers,
-        intervals=lambda wildcards: "seeds" in parse_model_name(wildcards.model),  # an ensemble's
     log:
         "results/logs/figures/{target}/{model}/fig3_scatter.log",
     benchmark:
@@ -102,10 +101,10 @@ rule figure_resolution:
     """Figure 4 and its table: test RMSE and NMAD against resolution, beside the baselines."""
     input:
         metrics=lambda wc: [
-            f"results/metrics/{t}/{m}.json" for t, m in all_models() if t == wc.target
+            f"results/metrics/{t}/{m}.json" for t, m in STUDY.models() if t == wc.target
         ],
         baselines=lambda wc: expand(
-            "results/baselines/{target}/{name}.json", target=wc.target, name=BASELINE_NAMES
+            "results/baselines/{target}/{name}.json", target=wc.target, name=STUDY.baseline_names
         ),
         published=published_metrics,
     output:

@@ -33,7 +33,7 @@ rule rebin_images:
     output:
         store="results/images/{shard}/{res}px.npy",
     wildcard_constraints:
-        res="|".join(str(r) for r in store_resolutions()) or "NONE",
+        res="|".join(str(r) for r in STUDY.store_resolutions()) or "NONE",
     params:
         res=lambda wc: int(wc.res),
     log:

@@ -1,6 +1,6 @@
 # The stellar-mass route and the mass-metallicity relation (docs/method.md, section 6, galmet.mzr): the
 # numbers behind Figures 5 and 6, for every metallicity model when stellar mass is a target
-# too (mzr_models()). figures.smk draws the figures and quotes these files in their captions.
+# too (STUDY.mzr_models()). figures.smk draws the figures and quotes these files in their captions.
 
 
 rule mass_route:

@@ -22,7 +22,7 @@ rule saliency:
             labels={"model": "{model}", "file": "sanity checks"},
         ),
     params:
-        settings=saliency_settings,
+        settings=STUDY.explain_settings(),
         device=config["predict"]["device"],
     log:
         "results/logs/saliency/{target}/{model}.log",
@@ -30,7 +30,7 @@ rule saliency:
         "results/benchmarks/saliency/{target}/{model}.tsv"
     threads: 4
     resources:
-        gpu=PREDICT_GPU,
+        gpu=STUDY.predict_gpu,
         mem_mb=4000,
         runtime=120,
     conda:

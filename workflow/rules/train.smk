@@ -31,9 +31,9 @@ rule train:
         "results/logs/train/{target}/{model}.log",
     benchmark:
         "results/benchmarks/train/{target}/{model}.tsv"
-    threads: TRAIN_THREADS
+    threads: STUDY.train_threads
     resources:
-        gpu=TRAIN_GPU,
+        gpu=STUDY.train_gpu,
         mem_mb=16000,
         runtime=240,
     conda:
@@ -55,7 +55,7 @@ rule ensemble:
     output:
         model=MODEL_FILE,
     params:
-        names=lambda wildcards: member_names(wildcards.model),
+        names=lambda wildcards: STUDY.members(wildcards.model),
         tta=config["predict"]["tta"],
         batch_size=config["predict"]["batch_size"],
         chunk_size=config["predict"]["chunk_size"],
@@ -66,7 +66,7 @@ rule ensemble:
         "results/benchmarks/ensemble/{target}/{model}.tsv"
     threads: 4
     resources:
-        gpu=PREDICT_GPU,
+        gpu=STUDY.predict_gpu,
         mem_mb=8000,
         runtime=60,
     conda:
