@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
-from galmet.captions import metric_numbers, read_json, resolution_lines, results_table  # noqa: E402
+from galmet.captions import metric_numbers, read_json, resolution_lines, results_table, saliency_numbers  # noqa: E402
 from galmet.config import ConfigError, check_inputs, validate_config  # noqa: E402
 from galmet.names import (  # noqa: E402
     ANY_MODEL_PATTERN,
@@ -237,18 +237,15 @@ def results_caption(wildcards, input):
 
 # ---- helpers of reference.smk (the published predictions are of REFERENCE_TARGET only) ----
 
-REFERENCE_RES = STUDY.reference_resolutions
-
-
 def reference_metrics():
     """results/reference/metrics/published-{res}px.json for every configured published file."""
-    return [f"results/reference/metrics/published-{r}px.json" for r in REFERENCE_RES]
+    return [f"results/reference/metrics/published-{r}px.json" for r in STUDY.reference_resolutions]
 
 
 def reference_outputs():
     """Every reference output: metrics, Figures 2 and 3 per resolution, overlap with this run."""
     out = list(reference_metrics())
-    for r in REFERENCE_RES:
+    for r in STUDY.reference_resolutions:
         for fig in ("fig2_histograms", "fig3_scatter"):
             out += figure_files(f"results/reference/figures/published-{r}px/{fig}")
     out += [f"results/reference/overlap/{m}.json" for m in STUDY.overlap_models()]
@@ -273,14 +270,14 @@ def reference_csv(wildcards):
 def overlap_reference(wildcards):
     """The published file at the model's resolution, else the highest published one."""
     res = model_resolution(wildcards.model)
-    return reference_path(res if res in REFERENCE_RES else max(REFERENCE_RES))
+    return reference_path(res if res in STUDY.reference_resolutions else max(STUDY.reference_resolutions))
 
 
 def published_beside(wildcards):
     """Input function of Figure 3: the published predictions at the model's resolution, for
     REFERENCE_TARGET at a resolution the reference has ([] otherwise)."""
     res = model_resolution(wildcards.model)
-    if wildcards.target != REFERENCE_TARGET or res not in REFERENCE_RES:
+    if wildcards.target != REFERENCE_TARGET or res not in STUDY.reference_resolutions:
         return []
     return reference_path(res)
 
@@ -369,6 +366,4 @@ def saliency_outputs():
 
 
 def saliency_caption(wildcards, input):
-    from galmet.captions import saliency_numbers
-
     return saliency_numbers(input.numbers)
