@@ -18,6 +18,7 @@ from torch import nn
 from galmet import captions
 from galmet import explain as ex
 from galmet.cli import main as galmet_main
+from galmet.cli.explain import png_title
 from galmet.imaging import block_average, read_image
 from galmet.model import build_model
 from galmet.modelfile import save
@@ -252,7 +253,7 @@ def test_cli_explains_a_directory_and_skips_a_bad_file(model_file, cutouts, tmp_
     assert png.shape[0] > png.shape[1] > 250  # the overlay, its title above and the colour bar below
     with np.load(out / "saliency.npz") as z:
         pred = dict(zip(z["objID"].tolist(), z["prediction"].tolist()))[int(ids[0])]
-    title = ex._png_title(int(ids[0]), pred, {"target": "oh_p50"})
+    title = png_title(int(ids[0]), pred, {"target": "oh_p50"})
     assert title == f"objID {ids[0]}\npredicted oh_p50 = {pred:.2f} dex"
     # Figure 7's caption quotes these numbers (galmet.captions), and renders
     numbers = captions.saliency_numbers(out / "saliency_checks.json")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +189,14 @@ def test_cli_evaluate_reports_coverage_and_width_of_interval_columns(tmp_path, c
     pd.read_csv(csv)[["objID", "oh_p50", "prediction"]].to_csv(csv, index=False)
     assert galmet_main(["evaluate", str(csv), "--json", str(out)]) == 0
     assert "interval" not in capsys.readouterr().out and "intervals" not in json.loads(out.read_text())
+
+
+def test_cli_evaluate_does_not_import_torch(tmp_path):
+    """``galmet evaluate`` loads only what it needs: no torch (seconds saved on every call)."""
+    csv = tmp_path / "p.csv"
+    pd.DataFrame({"objID": [1, 2], "oh_p50": [8.5, 8.7], "prediction": [8.6, 8.7]}).to_csv(csv, index=False)
+    code = ("import sys; from galmet.cli import main; rc = main(['evaluate', sys.argv[1]]); "
+            "print('torch' in sys.modules, rc)")
+    run = subprocess.run([sys.executable, "-c", code, str(csv)], capture_output=True, text=True, check=True)
+    assert run.stdout.strip().splitlines()[-1] == "False 0", run.stdout + run.stderr
+

@@ -1,4 +1,4 @@
-"""Saliency maps of a trained model, the sanity checks that make them evidence, and ``galmet explain``.
+"""Saliency maps of a trained model and the sanity checks that make them evidence.
 
 Which pixels drove a prediction? :func:`saliency_maps` gives each image a *signed* map at the
 model's input resolution (``res x res``; positive where the pixels push the prediction up), made
@@ -33,7 +33,7 @@ Checks (:func:`sanity_checks`, reported with every run)
                    width) for the metal-poor third against the metal-rich third, with a
                    bootstrap interval of the difference and a plain verdict.
 
-Command line::
+Command line (:mod:`galmet.cli.explain`)::
 
     galmet explain --model model.pt --images DIR --out OUTDIR [--method gradcam|ig|occlusion]
                    [--allow-survey-mismatch]
@@ -47,26 +47,19 @@ warning as ``galmet predict`` does).
 
 from __future__ import annotations
 
-import argparse
 import copy
-import logging
-import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from galmet.augment import D4_SIZE, d4, d4_inverse
-from galmet.domain import DEFAULT_ALPHA
-from galmet.imaging import MAX_PIXELS, bring_to_resolution
-from galmet.io import atomic_path, write_json
+from galmet.imaging import bring_to_resolution
+from galmet.io import atomic_path
 from galmet.model import members, normalisation_constants, resolve_device, to_input
 from galmet.predict import predict_images
 from galmet.targets import METALLICITY, get_target
-
-log = logging.getLogger("galmet.explain")
 
 METHODS = ("gradcam", "ig", "occlusion")
 DEFAULT_METHOD = "gradcam"
@@ -485,144 +478,6 @@ def overlay(image: np.ndarray, saliency: np.ndarray, size: int = 256, alpha: flo
     return np.asarray(out.resize((size, size), resample=Image.Resampling.NEAREST))
 
 
-class _PngWriter:
-    """``OUT/<objID>.png``: the overlay titled with the galaxy and its prediction, above a colour bar
-    of |map| / its maximum (one figure, its image and title replaced for each galaxy)."""
-
-    def __init__(self):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.cm import ScalarMappable
-        from matplotlib.figure import Figure
-
-        self.fig = Figure(figsize=(2.8, 3.25))
-        FigureCanvasAgg(self.fig)
-        ax = self.fig.add_axes([0.04, 0.2, 0.92, 0.7])
-        ax.set_axis_off()
-        self.image = ax.imshow(np.zeros((2, 2, 3), np.uint8))
-        self.title = ax.set_title("", fontsize=7.5)
-        cax = self.fig.add_axes([0.1, 0.11, 0.8, 0.03])
-        bar = self.fig.colorbar(ScalarMappable(cmap="inferno"), cax=cax, orientation="horizontal")
-        bar.set_label("|saliency| / its maximum (opaque where strong)", fontsize=6)
-        bar.ax.tick_params(labelsize=6)
-
-    def write(self, path: Path, rgb: np.ndarray, title: str) -> None:
-        self.image.set_data(rgb)
-        self.title.set_text(title)
-        with atomic_path(path) as tmp:
-            self.fig.savefig(tmp, format="png", dpi=110)
-
-
-def _png_title(oid, prediction: float, meta: dict) -> str:
-    target = meta.get("target")
-    unit = get_target(target).unit if target else ""
-    return f"objID {oid}\npredicted {target or 'value'} = {prediction:.2f}{' ' + unit if unit else ''}"
-
-
-def _log_checks(checks: dict) -> None:
-    """One log line per check, each with its own verdict."""
-    from galmet.captions import check_verdicts
-
-    for name, verdict in check_verdicts(checks).items():
-        log.info("check %s: %s", name, verdict)
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def cli_parser() -> argparse.ArgumentParser:
-    d = ExplainSettings()
-    p = argparse.ArgumentParser(
-        description="Saliency maps of a trained galmet model (or ensemble) for <objID>.jpg cutouts, with the "
-        "randomisation and deletion sanity checks: OUT/<objID>.png, OUT/saliency.npz, OUT/saliency_checks.json; "
-        "unreadable images are skipped and listed in OUT/skipped.log.")
-    p.add_argument("--model", required=True, help="model.pt written by the workflow's training")
-    p.add_argument("--images", required=True, help="directory of <objID>.jpg")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--method", choices=METHODS, default=d.method, help=f"attribution method (default {d.method})")
-    p.add_argument("--layer", default=d.layer, help=f"Grad-CAM layer (default {d.layer})")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="maps of the prediction averaged over the D4 symmetries (default: the model's TTA setting)")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"deletion-test steps (default {d.steps})")
-    p.add_argument("--random-orders", type=int, default=d.random_orders,
-                   help=f"random deletion orders to compare with (default {d.random_orders})")
-    p.add_argument("--check-max", type=int, default=d.check_max,
-                   help=f"run the checks on at most this many images (default {d.check_max})")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the re-initialisation and random orders")
-    p.add_argument("--no-png", action="store_true", help="write no per-image PNG")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per batch (default {d.batch_size})")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
-    p.add_argument("--domain-alpha", type=float, default=DEFAULT_ALPHA, metavar="A",
-                   help=f"images with domain_p < A (default {DEFAULT_ALPHA}) are named in OUT/skipped.log as out of "
-                        "the model's domain: their maps explain images unlike the training images")
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
-                   help=f"skip images of more than N pixels, unread (default {MAX_PIXELS:,})")
-    p.add_argument("--allow-survey-mismatch", action="store_true",
-                   help="explain even when the images' cutouts.json says another survey, band order or pixel "
-                        "scale than the model's training images (a warning in OUT/skipped.log)")
-    return p
-
-
-def cli_main(args) -> int:
-    from galmet.cutouts.manifest import check_cli_images
-    from galmet.logs import setup_logging
-    from galmet.modelfile import ModelFileError, load
-    from galmet.predict import _iter_directory, _write_skipped_log, cli_tta, domain_notes, read_images
-
-    if not logging.getLogger().handlers:
-        setup_logging()
-    images, out = Path(args.images), Path(args.out)
-    if not images.is_dir():
-        print(f"galmet explain: --images {images}: not a directory", file=sys.stderr)
-        return 2
-    try:
-        model, meta = load(args.model, args.device)
-        survey_notes = check_cli_images(meta, args.model, images, None, args.allow_survey_mismatch)
-        survey_notes += domain_notes(meta, args.domain_alpha)
-        settings = ExplainSettings(method=args.method, layer=args.layer, tta=cli_tta(args.tta, meta),
-                                   steps=args.steps, random_orders=args.random_orders, check_max=args.check_max,
-                                   seed=args.seed, batch_size=args.batch_size)
-    except (ModelFileError, ValueError, OSError) as exc:
-        print(f"galmet explain: {exc}", file=sys.stderr)
-        return 2
-    skipped: list = []
-    rows = [row for chunk in _iter_directory(images, 4096, skipped) for row in chunk]
-    ids, x = read_images(rows, int(meta["resolution"]), skipped, args.max_pixels)
-    survey_notes += _domain_warnings(meta, ids, x, args.domain_alpha)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_skipped_log(out / "skipped.log", f"model {args.model}; {len(ids)} explained, {len(skipped)} skipped "
-                       f"of {len(rows)}", skipped, command="galmet explain", warnings=survey_notes)
-    if not ids:
-        print(f"galmet explain: no image to explain in {images} (see {out / 'skipped.log'})", file=sys.stderr)
-        return 1
-    dev = str(next(model.parameters()).device)
-    log.info("explaining %d images with %s (TTA x%d) on %s", len(ids), settings.method, settings.tta, dev)
-    maps, preds, checks = explain(model, meta, x, settings, device=dev)
-    write_maps(out / "saliency.npz", ids, maps, preds)
-    write_json({"model": str(args.model), **checks}, out / "saliency_checks.json")
-    if not args.no_png:
-        png = _PngWriter()
-        for oid, img, m, pred in zip(ids, x, maps, preds):
-            png.write(out / f"{oid}.png", overlay(img, m), _png_title(oid, pred, meta))
-    _log_checks(checks)
-    return 0
-
-
-def _domain_warnings(meta: dict, ids, x, alpha: float) -> list[str]:
-    """Lines for the log naming the images outside the model's applicability domain."""
-    from galmet.domain import columns
-
-    cols = columns(meta.get("domain"), x, alpha) if len(ids) else {}
-    if not cols:
-        return []
-    out = [(oid, p) for oid, p in zip(ids, cols["domain_p"]) if p < alpha]
-    for oid, p in out:
-        log.warning("%s is out of the model's domain (domain_p %.4f < %g): its map explains an image unlike the "
-                    "training images", oid, p, alpha)
-    head = f"{len(out)} of {len(ids)} explained images are out of the model's domain (domain_p < {alpha:g})"
-    return [head + (": " + ", ".join(f"{oid} (domain_p {p:.4f})" for oid, p in out) if out else "")]
-
-
 __all__ = ["ExplainSettings", "METHODS", "members", "saliency_maps", "predictions", "attribute", "randomised",
            "rowwise_spearman", "randomisation_check", "deletion_curves", "deletion_summary", "central_share",
-           "science_numbers", "sanity_checks", "explain", "write_maps", "read_maps", "overlay", "cli_parser",
-           "cli_main"]
+           "science_numbers", "sanity_checks", "explain", "write_maps", "read_maps", "overlay"]

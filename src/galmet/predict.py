@@ -1,4 +1,4 @@
-"""Prediction with a trained model, with test-time augmentation (TTA), and ``galmet predict``.
+"""Prediction with a trained model, with test-time augmentation (TTA).
 
 TTA averages the model's outputs over the first ``tta`` elements of the D4 group
 (:func:`galmet.augment.d4`: identity, the three quarter turns, then the same after a flip).
@@ -6,7 +6,7 @@ Images of another size than the model's are first brought to its resolution with
 :func:`galmet.imaging.to_resolution` (block average when the size is a multiple, area
 resampling otherwise), as the workflow's re-binning does.
 
-Command line::
+Command line (:mod:`galmet.cli.predict`)::
 
     galmet predict --model model.pt --images DIR --out predictions.csv [--tta | --no-tta]
     galmet predict --model model.pt --catalog galaxies.parquet [--images DIR] --out preds.parquet
@@ -29,10 +29,6 @@ All three write through :class:`PredictionWriter`.
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -43,19 +39,9 @@ import torch
 
 from galmet.augment import D4_SIZE, d4
 from galmet.domain import DEFAULT_ALPHA
-from galmet.imaging import (
-    IMAGE_SUFFIXES,
-    MAX_PIXELS,
-    ImageError,
-    bring_to_resolution,
-    is_image_name,
-    read_image,
-    to_resolution,
-)
+from galmet.imaging import MAX_PIXELS, ImageError, bring_to_resolution, read_image, to_resolution
 from galmet.io import atomic_path
 from galmet.model import members, normalisation_constants, resolve_device, to_input
-
-log = logging.getLogger("galmet.predict")
 
 
 @torch.no_grad()
@@ -186,6 +172,11 @@ def read_images(rows, res: int, skipped: list, max_pixels: int = MAX_PIXELS) -> 
     return ids, x[: len(ids)]
 
 
+#: digits after the point of the float columns in a CSV table (Parquet keeps float64): 1e-4 dex
+#: is far below any model's scatter (~0.1 dex) and any interval's width.
+CSV_DECIMALS = 4
+
+
 class PredictionWriter:
     """Streams prediction rows to a CSV or Parquet file (by extension), atomically.
 
@@ -298,248 +289,5 @@ def output_columns(meta: dict, levels=None) -> list[str]:
             + (["domain_p", "in_domain"] if meta.get("domain") is not None else []))
 
 
-# ----------------------------------------------------------------------------- command line
-
-
-#: digits after the point of the float columns in a CSV table (Parquet keeps float64): 1e-4 dex
-#: is far below any model's scatter (~0.1 dex) and any interval's width.
-CSV_DECIMALS = 4
-
-OUTPUT_COLUMNS = f"""output columns (CSV or Parquet by the extension of --out):
-  objID           the SDSS objID from the file name or catalog (int64, exact)
-  prediction      the model's value of its target, in the target's unit: 12 + log(O/H) in dex for
-                  oh_p50, log10(M*/Msun) for lgm_tot_p50 (the mean over TTA views and ensemble members)
-  p2p5, p16,      a calibrated ensemble's interval bounds, same unit: p16-p84 is the 68% interval,
-  p84, p97p5      p2p5-p97p5 the 95% one; --levels 0.9 adds p5, p95
-  domain_p        conformal p-value (0..1) of how usual the image is for the model, relative to its
-                  training images (absent for model files without an applicability-domain block)
-  in_domain       true when domain_p >= --domain-alpha: the intervals' calibration applies; it tests
-                  the image, not the physics
-CSV values carry {CSV_DECIMALS} decimals (domain_p 4 significant digits); Parquet keeps float64.
-Skipped files are listed with a reason (too_large, not_colour, too_small, undecodable, bad_objid, ...)
-in <out>.log; when nothing could be predicted no table is written and the exit code is 1."""
-
-
-def cli_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Predict with a trained galmet model on <objID>.jpg cutouts, with test-time augmentation.",
-        epilog=OUTPUT_COLUMNS, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--model", required=True, help="model.pt written by the workflow's training")
-    p.add_argument("--images", help="directory of <objID>.jpg; alone: predict every *.jpg in it")
-    p.add_argument("--catalog", help="CSV/Parquet with an objID column (and path, without --images); read in chunks")
-    p.add_argument("--out", required=True, help="output table, .csv or .parquet")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="average over the 8 D4 symmetries (default: the model's TTA setting)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
-    p.add_argument("--chunk-size", type=int, default=4096,
-                   help="images read, predicted and written at a time (default 4096)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
-    p.add_argument("--levels", type=float, nargs="+", default=(), metavar="L",
-                   help="a calibrated ensemble's interval levels besides 0.68 and 0.95 (e.g. 0.9 adds p5, p95)")
-    p.add_argument("--domain-alpha", type=float, default=DEFAULT_ALPHA, metavar="A",
-                   help=f"in_domain is domain_p >= A (default {DEFAULT_ALPHA}): at most a fraction A of galaxies like "
-                        "the model's validation galaxies are flagged")
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
-                   help=f"skip images of more than N pixels, unread (too_large; default {MAX_PIXELS:,} = 4096 x 4096)")
-    p.add_argument("--allow-survey-mismatch", action="store_true",
-                   help="predict even when the images' cutouts.json says another survey, band order or "
-                        "pixel scale than the model's training images (a warning in <out>.log)")
-    return p
-
-
-#: files of an images folder that are neither images nor worth a line in the log.
-_QUIET_FILES = ("cutouts.json",)
-
-
-def list_directory(images: Path) -> tuple[list[str], list[str]]:
-    """``(image names, other names)`` of a folder, sorted: images have a suffix of
-    :data:`galmet.imaging.IMAGE_SUFFIXES` in any case; hidden files and ``cutouts.json`` are
-    in neither list."""
-    names = sorted(e.name for e in os.scandir(images) if e.is_file() and not e.name.startswith("."))
-    return ([n for n in names if is_image_name(n)],
-            [n for n in names if not is_image_name(n) and n not in _QUIET_FILES])
-
-
-def _iter_directory(images: Path, chunk: int, skipped: list | None = None):
-    """(objID or None, path) for every image of a directory, sorted by name, in chunks; other
-    files are appended to ``skipped`` (``not_an_image``)."""
-    names, others = list_directory(images)
-    if skipped is not None:
-        skipped.extend((None, images / n, "not_an_image: not a .jpg/.jpeg file; galmet reads <objID>.jpg")
-                       for n in others)
-    for s in range(0, len(names), chunk):
-        yield [(_objid_from_name(n), images / n) for n in names[s:s + chunk]]
-
-
-def _objid_from_name(name: str):
-    """The objID of ``<objID>.jpg``: a positive 64-bit integer, else None."""
-    stem = name.rsplit(".", 1)[0]
-    if stem.isdigit() and len(stem) <= 19 and 0 < int(stem) <= np.iinfo(np.int64).max:
-        return int(stem)
-    return None
-
-
-def _iter_catalog(catalog: Path, images: Path | None, chunk: int):
-    from galmet.io import iter_table_chunks, table_columns
-
-    if catalog.suffix.lower() not in (".csv", ".parquet"):
-        raise ValueError(f"--catalog {catalog}: use a .csv or .parquet table")
-    _check_catalog_columns(catalog, table_columns(catalog), images)
-    cols = ["objID"] + (["path"] if images is None else [])
-    for df in iter_table_chunks(catalog, cols, chunk):
-        ids = df["objID"].to_numpy(dtype=np.int64)
-        if images is not None:
-            paths = [_image_path(images, i) for i in ids]
-        else:
-            paths = [Path(p) if isinstance(p, str) and p else None for p in df["path"].tolist()]
-        yield [(int(i), p) for i, p in zip(ids, paths)]
-
-
-def _image_path(images: Path, oid: int) -> Path:
-    """``images/<objID>.jpg``, or the ``.jpeg`` / upper-case file when that is the one there."""
-    first = images / f"{oid}.jpg"
-    if not first.exists():
-        for suffix in (s for base in IMAGE_SUFFIXES for s in (base, base.upper())):
-            if (images / f"{oid}{suffix}").exists():
-                return images / f"{oid}{suffix}"
-    return first
-
-
-def _check_catalog_columns(catalog: Path, names, images) -> None:
-    if "objID" not in names:
-        raise ValueError(f"--catalog {catalog}: no objID column (columns: {', '.join(map(str, names))})")
-    if images is None and "path" not in names:
-        raise ValueError(
-            f"--catalog {catalog}: no path column; add one, or give --images DIR to read DIR/<objID>.jpg"
-        )
-
-
-def _usage_error(args) -> str | None:
-    """The message for arguments that cannot work, else None."""
-    if Path(args.out).suffix.lower() not in (".csv", ".parquet"):
-        return f"--out {args.out}: use a .csv or .parquet file name"
-    if not args.images and not args.catalog:
-        return "give --images DIR, --catalog FILE, or both"
-    if args.images and not Path(args.images).is_dir():
-        return f"--images {args.images}: not a directory"
-    if args.batch_size < 1 or args.chunk_size < 1 or args.max_pixels < 1:
-        return "--batch-size, --chunk-size and --max-pixels must be >= 1"
-    if not 0 < args.domain_alpha < 1:
-        return f"--domain-alpha {args.domain_alpha}: give a level between 0 and 1, e.g. 0.01"
-    return None
-
-
-def cli_tta(requested: bool | None, meta: dict) -> int:
-    """D4 elements to average: the model's own setting unless --tta/--no-tta says otherwise; a
-    calibrated model's is the one it was calibrated with (ValueError for --no-tta)."""
-    cal = meta.get("calibration")
-    default_tta = int(cal["tta"] if cal else meta.get("tta", 8))
-    if requested is None:
-        return default_tta
-    tta = (default_tta if default_tta > 1 else D4_SIZE) if requested else 1
-    if cal and tta != default_tta:
-        raise ValueError(f"--no-tta: this ensemble's intervals were calibrated with TTA over {default_tta} "
-                         "symmetries and would be wrong without it; drop --no-tta")
-    return tta
-
-
-def cli_main(args) -> int:
-    from galmet.cutouts.manifest import check_cli_images
-    from galmet.logs import setup_logging
-    from galmet.modelfile import ModelFileError, load
-
-    if not logging.getLogger().handlers:
-        setup_logging()
-    problem = _usage_error(args)
-    if problem:
-        print(f"galmet predict: {problem}", file=sys.stderr)
-        return 2
-    out, images = Path(args.out), Path(args.images) if args.images else None
-    try:
-        model, meta = load(args.model, args.device)
-        tta = cli_tta(args.tta, meta)
-        levels = interval_levels(meta, args.levels)
-        survey_notes = check_cli_images(meta, args.model, images, args.catalog, args.allow_survey_mismatch)
-        survey_notes += domain_notes(meta, args.domain_alpha)
-    except (ModelFileError, ValueError, OSError) as exc:
-        print(f"galmet predict: {exc}", file=sys.stderr)
-        return 2
-    skipped: list = []
-    try:
-        if args.catalog:
-            chunks = _iter_catalog(Path(args.catalog), images, args.chunk_size)
-        else:
-            chunks = _iter_directory(images, args.chunk_size, skipped)
-    except (ValueError, OSError) as exc:
-        print(f"galmet predict: {exc}", file=sys.stderr)
-        return 2
-    dev = str(next(model.parameters()).device)
-    kind = f"ensemble of {len(meta['members'])}" if meta["kind"] == "ensemble" else meta["arch"]
-    log.info("predicting %s (%s, %s px, TTA x%d%s) on %s", meta.get("target", "target"), kind,
-             meta["resolution"], tta, f", intervals at {', '.join(map(str, levels))}" if levels else "", dev)
-    n_seen = 0
-    try:
-        with PredictionWriter(out) as writer:
-            n_seen = predict_chunks(
-                chunks, model, meta, writer, skipped, tta=tta, batch_size=args.batch_size, device=dev, levels=levels,
-                alpha=args.domain_alpha, max_pixels=args.max_pixels,
-                progress=lambda n: log.info("%d images read, %d predicted, %d skipped", n, writer.n, len(skipped)))
-            if writer.n == 0:
-                raise _NothingPredicted  # no table at all rather than a header-only one
-    except _NothingPredicted:
-        pass
-    except (ValueError, OSError) as exc:
-        print(f"galmet predict: {exc}", file=sys.stderr)
-        return 2
-    log_path = out.with_name(out.name + ".log")
-    _write_skipped_log(log_path, f"model {args.model}, TTA x{tta}; {writer.n} predicted, "
-                       f"{len(skipped)} skipped of {n_seen}", skipped, warnings=survey_notes)
-    if writer.n:
-        log.info("wrote %d predictions to %s (%d skipped, listed in %s)", writer.n, out, len(skipped), log_path)
-    if n_seen == 0:
-        where = f"the catalog {args.catalog} is empty" if args.catalog else f"no <objID>.jpg in {images}"
-        print(f"galmet predict: no images to predict ({where}); no table written", file=sys.stderr)
-        return 1
-    if writer.n == 0:
-        print(f"galmet predict: none of the {n_seen} images could be used, no table written; the reasons are "
-              f"in {log_path}", file=sys.stderr)
-        return 1
-    return 0
-
-
-class _NothingPredicted(Exception):
-    """Raised inside the writer's block so that no output file appears."""
-
-
-def domain_notes(meta: dict, alpha: float) -> list[str]:
-    """Warnings about the applicability-domain test of a model at ``alpha`` (also logged)."""
-    from galmet.domain import check_alpha
-
-    block = meta.get("domain")
-    if block is None:
-        notes = ["this model file has no applicability-domain block (written before galmet had one): its "
-                 "predictions carry no domain_p / in_domain column; retrain (or rebuild the ensemble) to get them"]
-    else:
-        notes = [n for n in [check_alpha(block, alpha)] if n]
-    for note in notes:
-        log.warning("%s", note)
-    return notes
-
-
-def _write_skipped_log(path: Path, headline: str, skipped: list, command: str = "galmet predict",
-                       warnings=()) -> None:
-    for oid, p, reason in skipped:
-        log.warning("skipped %s: %s", p or oid, reason)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as fh:
-            fh.write(f"# {command}: {headline}\n")
-            fh.writelines(f"# warning: {w}\n" for w in warnings)
-            fh.write("objID\tpath\treason\n")
-            for oid, p, reason in skipped:
-                fh.write(f"{'' if oid is None else oid}\t{p or ''}\t{reason}\n")
-
-
 __all__ = ["predict_views", "predict_images", "mean_and_spread", "predict_columns", "check_tta",
-           "interval_levels", "output_columns", "read_images", "list_directory", "predict_chunks", "PredictionWriter",
-           "domain_notes", "cli_parser", "cli_main"]
+           "interval_levels", "output_columns", "read_images", "predict_chunks", "PredictionWriter", "CSV_DECIMALS"]

@@ -1,8 +1,10 @@
 """The ``galmet`` command: ``galmet <subcommand> [options]``.
 
-Each subcommand lives in the module that owns its concern and is imported only when used
-(``galmet evaluate`` does not pay for importing torch). A module provides
-``cli_parser() -> argparse.ArgumentParser`` and ``cli_main(args) -> int``.
+Each subcommand's options and messages live in a module of this package (``galmet.cli.predict``,
+``galmet.cli.explain``, ``galmet.cli.evaluate``, ``galmet.cli.download_cutouts``; helpers they share in :mod:`galmet.cli.common`)
+over the library module that does the work, and are imported only when used (``galmet evaluate``
+does not pay for importing torch). A module provides ``cli_parser() -> argparse.ArgumentParser``
+and ``cli_main(args) -> int``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from galmet import __version__
 from galmet.cutouts.base import PROVIDERS
 
 SUBCOMMANDS = {
-    "predict": ("galmet.predict", "predict with a trained model on a directory of <objID>.jpg cutouts"),
-    "explain": ("galmet.explain", "saliency maps of a trained model on <objID>.jpg cutouts, with their sanity checks"),
-    "evaluate": ("galmet.metrics", "RMSE, NMAD, median residual and binned statistics of a predictions table"),
+    "predict": ("galmet.cli.predict", "predict with a trained model on a directory of <objID>.jpg cutouts"),
+    "explain": ("galmet.cli.explain",
+                "saliency maps of a trained model on <objID>.jpg cutouts, with their sanity checks"),
+    "evaluate": ("galmet.cli.evaluate", "RMSE, NMAD, median residual and binned statistics of a predictions table"),
     "download-cutouts": ("galmet.cli.download_cutouts",
                          f"download cutouts from a service ({', '.join(PROVIDERS)}), retried and cached"),
 }
@@ -48,7 +51,3 @@ def main(argv: list[str] | None = None) -> int:
     parser.prog = f"galmet {name}"
     args = parser.parse_args(rest)
     return int(module.cli_main(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

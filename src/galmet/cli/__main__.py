@@ -1,4 +1,4 @@
-"""``python -m galmet.cli``: the ``galmet`` command."""
+"""``python -m galmet.cli <subcommand>``: the ``galmet`` command."""
 
 import sys
 
