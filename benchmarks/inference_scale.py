@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+for p in (ROOT, ROOT / "src"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
 DEMO = ROOT / "resources" / "demo"
 
 
@@ -114,7 +116,7 @@ def main(argv=None) -> int:
         _child(args)
         return 0
 
-    from galmet.infer import write_untrained_model
+    from tests.untrained import write_untrained_model
 
     with tempfile.TemporaryDirectory(prefix="galmet-bench-") as tmp:
         work = Path(tmp)

@@ -166,7 +166,7 @@ def test_members_that_cannot_form_an_ensemble_are_named(members, tmp_path):
 
 def test_explain_an_ensemble_gives_the_mean_of_its_members_maps(demo, members, ensemble):
     """galmet.explain on the real ensemble file: one map per galaxy, the mean of the members'."""
-    from galmet.explain import ExplainSettings, predictions, saliency_maps
+    from galmet.explain import ExplainSettings, saliency_maps
 
     _, x, _ = demo
     settings = ExplainSettings(tta=2, batch_size=8)
@@ -175,4 +175,3 @@ def test_explain_an_ensemble_gives_the_mean_of_its_members_maps(demo, members, e
     assert maps.shape == (6, RES, RES) and np.isfinite(maps).all()
     singles = [saliency_maps(*modelfile.load(p), x[:6], settings) for p in members]
     np.testing.assert_allclose(maps, np.mean(singles, axis=0), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(predictions(model, meta, x[:6]), predict_images(model, meta, x[:6], tta=8))

@@ -22,6 +22,7 @@ from galmet.cli.explain import png_title
 from galmet.imaging import block_average, read_image
 from galmet.model import build_model
 from galmet.modelfile import save
+from galmet.predict import predict_images
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "resources" / "demo" / "images"
@@ -168,8 +169,8 @@ def test_ensemble_map_is_the_mean_of_its_members(cutouts):
     maps = ex.saliency_maps(ens, META, x, settings)
     np.testing.assert_allclose(maps, np.mean([ex.saliency_maps(n, META, x, settings) for n in nets], axis=0),
                                rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(ex.predictions(ens, META, x, tta=2),
-                               np.mean([ex.predictions(n, META, x, tta=2) for n in nets], axis=0))
+    np.testing.assert_allclose(predict_images(ens, META, x, tta=2),
+                               np.mean([predict_images(n, META, x, tta=2) for n in nets], axis=0))
     rand = ex.randomised(ens)
     assert len(rand.members) == 2
     assert not torch.equal(rand.members[0].head.fc2.weight, nets[0].head.fc2.weight)

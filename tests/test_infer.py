@@ -14,11 +14,12 @@ import yaml
 
 from galmet import __version__
 from galmet.imaging import read_image, to_resolution
-from galmet.infer import InferError, gather, predict_shard, split_catalog, write_untrained_model
+from galmet.infer import InferError, gather, predict_shard, split_catalog
 from galmet.modelfile import images_block
 from galmet.modelfile import load as load_model
 from galmet.predict import predict_images
 from tests.conftest import DEMO, ROOT
+from tests.untrained import write_untrained_model
 
 RES = 16
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from galmet import modelfile
-from galmet.infer import write_untrained_model
 from galmet.predict import predict_images
 from tests.conftest import DEMO
+from tests.untrained import write_untrained_model
 
 
 @pytest.fixture()

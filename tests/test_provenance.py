@@ -20,11 +20,12 @@ from galmet.cutouts.manifest import (
 )
 from galmet.cutouts.panstarrs import PanSTARRS
 from galmet.cutouts.skyserver import SkyServer
-from galmet.infer import predict_shard, write_untrained_model
+from galmet.infer import predict_shard
 from galmet.modelfile import images_block
 from galmet.modelfile import load as load_model
 from tests.conftest import DEMO
 from tests.fakesky import made_up_catalog
+from tests.untrained import write_untrained_model
 
 SDSS = SkyServer().info("adaptive", 128, 128)
 LS = LegacySurvey().info(0.262, 64, 64)

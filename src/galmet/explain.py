@@ -164,12 +164,6 @@ def saliency_maps(model, meta: dict, x_uint8_nhwc: np.ndarray, settings: Explain
     return out
 
 
-def predictions(model, meta: dict, x_uint8_nhwc: np.ndarray, tta: int = 8, device="cpu") -> np.ndarray:
-    """The model's TTA-averaged predictions (float64); an ensemble's is the mean of its members'
-    (:func:`galmet.predict.predict_images` takes either)."""
-    return predict_images(model, meta, x_uint8_nhwc, tta=tta, device=device)
-
-
 # ----------------------------------------------------------------------------- the checks
 
 
@@ -422,7 +416,7 @@ def explain(model, meta: dict, x: np.ndarray, settings: ExplainSettings | None =
     maps = saliency_maps(model, meta, x, settings, device)
     t_maps = time.perf_counter() - t0
     t0 = time.perf_counter()
-    preds = predictions(model, meta, x, tta=settings.tta, device=device)
+    preds = predict_images(model, meta, x, tta=settings.tta, device=device)
     t_pred = time.perf_counter() - t0
     if values is None:
         values, by = preds, "predicted"
@@ -458,12 +452,6 @@ def write_maps(path, objid, maps: np.ndarray, preds) -> None:
                             prediction=np.asarray(preds, dtype=np.float64))
 
 
-def read_maps(path) -> dict[str, np.ndarray]:
-    """The arrays of a ``saliency.npz``."""
-    with np.load(path) as z:
-        return {k: z[k] for k in ("objID", "maps", "prediction")}
-
-
 def overlay(image: np.ndarray, saliency: np.ndarray, size: int = 256, alpha: float = 0.7) -> np.ndarray:
     """The cutout (``res x res x 3`` uint8, as the model saw it) with |map| over it in the inferno
     colour map, opaque where the map is strongest; ``size x size x 3`` uint8 (nearest upscaling)."""
@@ -478,6 +466,6 @@ def overlay(image: np.ndarray, saliency: np.ndarray, size: int = 256, alpha: flo
     return np.asarray(out.resize((size, size), resample=Image.Resampling.NEAREST))
 
 
-__all__ = ["ExplainSettings", "METHODS", "members", "saliency_maps", "predictions", "attribute", "randomised",
+__all__ = ["ExplainSettings", "METHODS", "members", "saliency_maps", "attribute", "randomised",
            "rowwise_spearman", "randomisation_check", "deletion_curves", "deletion_summary", "central_share",
-           "science_numbers", "sanity_checks", "explain", "write_maps", "read_maps", "overlay"]
+           "science_numbers", "sanity_checks", "explain", "write_maps", "overlay"]
