@@ -39,6 +39,19 @@ def test_read_json_is_empty_before_the_file_exists(tmp_path):
     assert captions.fmt(None) == "n/a" and captions.fmt(0.12345) == "0.123"
 
 
+def test_the_json_reader_names_a_bad_file(tmp_path):
+    """galmet.io.read_json, the one JSON reader: a damaged file is named, with the fix."""
+    from galmet.io import read_json
+
+    (tmp_path / "partial.json").write_text('{"n": ')
+    with pytest.raises(ValueError, match=r"partial\.json: not valid JSON .*rerun the step that writes it"):
+        read_json(tmp_path / "partial.json")
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        read_json(tmp_path / "missing.json")
+    (tmp_path / "ok.json").write_text('{"n": 3}')
+    assert read_json(tmp_path / "ok.json") == {"n": 3} == read_json(tmp_path / "ok.json", missing_ok=True)
+
+
 def test_metric_numbers_formats_for_the_caption(results, tmp_path):
     numbers = captions.metric_numbers(results["metrics"][0])
     assert numbers == {"rmse": "0.123", "nmad": "0.088", "nmad_about_zero": "0.090",

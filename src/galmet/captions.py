@@ -8,13 +8,13 @@ same files strictly, for Figure 4 and its table.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
+from galmet.io import read_json as _read_json
 from galmet.names import parse_model_name
 from galmet.targets import get_target
 
@@ -27,12 +27,9 @@ SCORES = ("rmse", "nmad", "nmad_about_zero", "median_residual", "n")
 
 
 def read_json(path) -> dict:
-    """The JSON object in ``path``, or ``{}`` while it does not exist or is unreadable."""
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return {}
+    """The JSON object in ``path``, or ``{}`` while it does not exist or is incomplete: a caption's
+    numbers (:func:`galmet.io.read_json` with ``missing_ok``)."""
+    return _read_json(path, missing_ok=True)
 
 
 def fmt(x, digits: int = 3) -> str:
@@ -75,10 +72,6 @@ def _row(source, model, resolution, scores: dict, status, note) -> dict:
             **{k: scores.get(k) for k in SCORES}, "status": status, "note": note}
 
 
-def _read_strict(path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
 def scatter_rows(metric_paths: Iterable, baseline_paths: Iterable = (),
                  published_paths: Iterable = (), missing_ok: bool = False) -> list[dict]:
     """One row per model, published file and baseline: ``source, model, resolution, rmse,
@@ -89,7 +82,7 @@ def scatter_rows(metric_paths: Iterable, baseline_paths: Iterable = (),
     ``baseline_paths``: baseline JSONs (a skipped one has its reason as the note). With
     ``missing_ok`` a missing file gives empty scores (a missing baseline, no row).
     """
-    read = read_json if missing_ok else _read_strict
+    read = read_json if missing_ok else _read_json
     rows = []
     for path in metric_paths:
         name = Path(path).stem

@@ -35,7 +35,6 @@ of ids that went through a float and came back as integers (most ending in 000) 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import random
@@ -48,7 +47,7 @@ import pandas as pd
 import requests
 
 from galmet.cutouts.base import USER_AGENT, parse_retry_after
-from galmet.io import IdError, parse_ids, write_json, write_table
+from galmet.io import IdError, parse_ids, read_json, write_json, write_table
 from galmet.targets import METALLICITY, TARGETS
 
 log = logging.getLogger("galmet.catalog")
@@ -670,4 +669,4 @@ def write_shards(clean: str | os.PathLike | pd.DataFrame, shard_dir: str | os.Pa
 
 def read_shard_index(path: str | os.PathLike) -> list[str]:
     """Shard ids listed by :func:`write_shards`' index file."""
-    return list(json.loads(Path(path).read_text())["shards"])
+    return list(read_json(path)["shards"])

@@ -49,6 +49,28 @@ def write_json(obj, path: str | os.PathLike) -> None:
         tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
+def read_json(path: str | os.PathLike, missing_ok: bool = False):
+    """The JSON value in ``path`` (the one JSON reader of galmet).
+
+    A file that is not valid JSON raises ValueError naming it; a missing one FileNotFoundError.
+    With ``missing_ok``, both give ``{}`` instead: for report captions, which Snakemake evaluates
+    before their files exist.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        if missing_ok:
+            return {}
+        raise
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        if missing_ok:
+            return {}
+        raise ValueError(f"{path}: not valid JSON ({exc}); rerun the step that writes it, or delete it") from None
+
+
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a table as Parquet or CSV (by extension), atomically."""
     path = Path(path)

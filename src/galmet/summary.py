@@ -21,11 +21,9 @@ the ensemble's); an ensemble's coverage (fractions) and widths (dex) come from i
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
+from galmet.io import read_json
 from galmet.names import parse_model_name, seed_group
 
 TEST_KEYS = ("n", "rmse", "nmad", "nmad_about_zero", "median_residual")
@@ -41,7 +39,7 @@ def build_summary(models: list[dict], metric_paths: list, baseline_paths: list, 
     files) into the summary structure."""
     entries = []
     for model, path in zip(models, metric_paths, strict=True):
-        metrics = json.loads(Path(path).read_text())
+        metrics = read_json(path)
         entries.append(
             {
                 "name": model["name"],
@@ -54,14 +52,14 @@ def build_summary(models: list[dict], metric_paths: list, baseline_paths: list, 
         )
     baselines = []
     for path in baseline_paths:
-        b = json.loads(Path(path).read_text())
+        b = read_json(path)
         baselines.append({k: b.get(k) for k in ("name", "target", "status", "reason", "params", "test")})
     out = {"models": entries, "baselines": baselines, "seeds": seed_spread(entries)}
     if ensembles:
         out["ensembles"] = [
             {**{k: e[k] for k in ("name", "target", "resolution", "members")}, "path": str(e["path"]),
              "test": {**{k: m[k] for k in ENSEMBLE_KEYS}, **{k: u[k] for k in INTERVAL_KEYS}}, **_domain(m)}
-            for e, m, u in zip(ensembles, map(_read, ensemble_metric_paths), map(_read, uncertainty_paths),
+            for e, m, u in zip(ensembles, map(read_json, ensemble_metric_paths), map(read_json, uncertainty_paths),
                                strict=True)]
     return out
 
@@ -69,10 +67,6 @@ def build_summary(models: list[dict], metric_paths: list, baseline_paths: list, 
 def _domain(metrics: dict) -> dict:
     """``{"domain": {alpha, n, flagged, fraction, band, inside}}`` where the metrics have it."""
     return {"domain": metrics["domain"]} if "domain" in metrics else {}
-
-
-def _read(path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 def seed_spread(entries: list[dict]) -> dict:

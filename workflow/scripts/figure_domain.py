@@ -1,15 +1,13 @@
 """Adapter: domain_check JSON + test predictions -> the applicability-domain figure (galmet.figures.fig_domain)."""
 
-import json
-from pathlib import Path
-
 import pandas as pd
 
 from galmet.figures import fig_domain, save_figure
+from galmet.io import read_json
 from galmet.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])
-check = json.loads(Path(snakemake.input.numbers).read_text())
+check = read_json(snakemake.input.numbers)
 table = pd.read_parquet(snakemake.input.predictions)
 model, target = snakemake.wildcards.model, snakemake.wildcards.target
 fig = fig_domain(check, table, target=target, title=f"{model}: is the image like the training images?")

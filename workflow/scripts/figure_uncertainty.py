@@ -1,14 +1,12 @@
 """Adapter: an ensemble's interval scores -> the calibration or the risk-coverage figure
 (galmet.figures.fig_calibration / fig_risk_coverage, by the rule that calls it)."""
 
-import json
-from pathlib import Path
-
 from galmet.figures import fig_calibration, fig_risk_coverage, save_figure
+from galmet.io import read_json
 from galmet.logs import setup_logging
 
 log = setup_logging(snakemake.log[0])
-u = json.loads(Path(snakemake.input.numbers).read_text())
+u = read_json(snakemake.input.numbers)
 title = f"{snakemake.wildcards.model} (test split, n = {u['n']})"
 if snakemake.rule == "figure_calibration":
     fig = fig_calibration(u["calibration"], u["pit"], u["n"], title=title)
