@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from galmet import baselines  # noqa: E402
+from galmet.config import section  # noqa: E402
 from galmet.split import assign_splits  # noqa: E402
 
 
@@ -49,7 +50,7 @@ def load() -> pd.DataFrame:
 def settings(n_train: int) -> dict:
     paper = yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text())["baselines"]
     common = {"magnitude_columns": "mag_{band}", "seed": 0, "n_jobs": 2}
-    return {"default": {**common, "rf": baselines.DEFAULT_PARAMS["rf"]},
+    return {"default": {**common, "rf": section("baselines")["rf"]},
             "paper": {**common, "rf": paper["rf"], "search_max_train": n_train // 4}}
 
 

@@ -117,3 +117,23 @@ def test_cnn_jobs_ask_for_a_gpu_only_where_there_is_one(tmp_path, monkeypatch):
     assert [gpu_jobs(d, [tmp_path / "absent"]) for d in ("auto", "cuda", "cpu")] == [0, 1, 0]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # hides the GPU from torch, so from the plan
     assert gpu_jobs("auto", [card]) == 0
+
+
+def test_section_fills_the_schema_defaults_that_library_and_command_line_use(capsys):
+    """config.section / config.default: the one place defaults come from (the schema), for
+    train_model, the baselines and the galmet commands' options."""
+    from galmet import config
+    from galmet.cli import main
+
+    given = {"stage2": {"cycles": [1]}}
+    train = config.section("train", given)
+    assert given == {"stage2": {"cycles": [1]}}  # the caller's dict is not changed
+    assert train["stage2"] == {"cycles": [1], "lrs": [0.001, 0.01, 0.1]} and train["head"]["hidden"] == 512
+    with pytest.raises(config.ConfigError, match="config key predict.tta"):
+        config.section("predict", {"tta": 9})
+    with pytest.raises(KeyError, match="predict.nope"):
+        config.default("predict.nope")
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert f"(default {config.default('predict.chunk_size')})" in " ".join(capsys.readouterr().out.split())
+

@@ -16,6 +16,7 @@ import torch
 import torchvision
 
 import galmet.train as gt
+from galmet.config import ConfigError, section
 from galmet.imaging import block_average, read_image
 from galmet.train import TrainingError, cosine_factors, plan, train_model
 
@@ -60,9 +61,9 @@ def test_sgdr_factors_restart_at_cycle_starts():
 
 
 def test_plan_skips_stage1_without_pretrained_body():
-    p = gt.complete_params({"pretrained": "none"})
+    p = section("train", {"pretrained": "none"})
     assert [e["stage"] for e in plan(p, 3)] == [2] * 7
-    p = gt.complete_params({"pretrained": "/some/file.pth"})
+    p = section("train", {"pretrained": "/some/file.pth"})
     ep = plan(p, 3)
     assert [e["stage"] for e in ep] == [1, 1] + [2] * 7
     assert ep[0]["base_lrs"] == [0.0, 0.0, 0.1] and ep[2]["base_lrs"] == [0.001, 0.01, 0.1]
@@ -189,6 +190,15 @@ def test_nan_label_is_refused(tiny_data, tmp_path):
     yt[5] = np.nan
     with pytest.raises(TrainingError, match="y_train: 1 labels are NaN.*row 5"):
         train_model(xt, yt, xv, yv, TINY, tmp_path, {"seed": 0})
+
+
+def test_bad_train_settings_are_named_by_the_schema(tiny_data, tmp_path):
+    """train_model validates its settings against the config schema (no second list of rules)."""
+    with pytest.raises(ConfigError, match=r"train\.keep: 'worst' is not one of \['last', 'best'\]"):
+        train_model(*tiny_data, {**TINY, "keep": "worst"}, tmp_path, {"seed": 0})
+    with pytest.raises(ConfigError, match=r"train\.stage2\.lrs: \[0\.1\] is too short"):
+        train_model(*tiny_data, {**TINY, "stage2": {"lrs": [0.1]}}, tmp_path, {"seed": 0})
+    assert not list(tmp_path.iterdir())  # refused before anything is written
 
 
 def test_keep_best_keeps_lowest_validation_epoch(tiny_data, tmp_path):

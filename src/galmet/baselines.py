@@ -41,25 +41,11 @@ log = logging.getLogger("galmet.baselines")
 #: Names of the baselines and the bands each uses (None: no features).
 BASELINES = {"constant": None, "rf_gri": "gri", "rf_ugriz": "ugriz"}
 
-#: Defaults of ``config["baselines"]`` (the schema carries the same).
-DEFAULT_PARAMS = {
-    "names": ["constant", "rf_gri", "rf_ugriz"],
-    "magnitude_columns": "modelMag_{band}",
-    "colours": True,
-    "seed": 0,
-    "max_train": None,
-    "search_max_train": None,
-    "n_jobs": 1,
-    "rf": {"n_estimators": [200], "max_depth": [None, 16], "min_samples_leaf": [1, 5, 20],
-           "max_features": [1.0]},
-}
-
 #: Magnitudes outside this range are missing values (SDSS writes 0 or -9999 for them).
 VALID_MAG = (5.0, 40.0)
 
 __all__ = [
     "BASELINES",
-    "DEFAULT_PARAMS",
     "feature_matrix",
     "constant_baseline",
     "random_forest_baseline",
@@ -79,9 +65,13 @@ def skipped(name: str, target: str, reason: str, params: dict | None = None) -> 
 
 
 def _merge_params(params: dict | None) -> dict:
-    out = {**DEFAULT_PARAMS, **(params or {})}
-    out["rf"] = {**DEFAULT_PARAMS["rf"], **((params or {}).get("rf") or {})}
-    return out
+    """``params``: ``config["baselines"]`` (missing keys take the schema defaults, a bad value raises
+    :class:`galmet.config.ConfigError`) and ``n_jobs``, the forests' worker processes (default 1)."""
+    from galmet.config import section
+
+    given = dict(params or {})
+    n_jobs = given.pop("n_jobs", 1)
+    return {**section("baselines", given), "n_jobs": n_jobs}
 
 
 def feature_matrix(table: pd.DataFrame, bands: str, colours: bool = True,
@@ -112,8 +102,9 @@ def _split_parts(table: pd.DataFrame, target: str):
     return y, split
 
 
-def constant_baseline(table: pd.DataFrame, target: str, bin_width: float = 0.1):
-    """Mean of the training targets for every test galaxy. Returns (result, predictions)."""
+def constant_baseline(table: pd.DataFrame, target: str, bin_width: float | None = None):
+    """Mean of the training targets for every test galaxy. Returns (result, predictions).
+    ``bin_width``: of the binned statistics (:func:`galmet.metrics.evaluate_predictions`)."""
     y, split = _split_parts(table, target)
     train = (split == "train") & np.isfinite(y)
     test = (split == "test") & np.isfinite(y)
@@ -158,7 +149,7 @@ def _search(X, y, tr, va, p: dict, what: str):
 
 
 def random_forest_baseline(table: pd.DataFrame, target: str, bands: str, name: str | None = None,
-                           params: dict | None = None, bin_width: float = 0.1):
+                           params: dict | None = None, bin_width: float | None = None):
     """Random forest on the magnitudes (and colours) of ``bands``; grid chosen on validation.
 
     ``table`` holds ``objID``, ``split``, the target and the magnitude columns named by
@@ -214,7 +205,7 @@ def random_forest_baseline(table: pd.DataFrame, target: str, bands: str, name: s
 
 
 def run_baseline(name: str, catalog: pd.DataFrame, split: pd.DataFrame | None, target: str,
-                 params: dict | None = None, bin_width: float = 0.1):
+                 params: dict | None = None, bin_width: float | None = None):
     """Run baseline ``name`` on the catalog joined to its split. Returns (result, predictions).
 
     ``split`` (``objID, split``) is joined on objID; pass None when ``catalog`` already has a

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import os
 import re
 from importlib import resources
@@ -149,6 +150,42 @@ def validate_config(config: dict) -> dict:
         raise ConfigError(f"invalid configuration ({len(errors)} problem(s)):\n  - {lines}")
     _check_consistency(config)
     return config
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_schema() -> dict:
+    return load_schema()
+
+
+def default(key: str):
+    """The schema's default of the config key ``key`` (dotted: ``"predict.tta"``): the value a
+    library function's optional argument takes when not given, so that each default is written
+    once, in the schema. KeyError for a key without one."""
+    node = _cached_schema()
+    for part in key.split("."):
+        node = node.get("properties", {}).get(part)
+        if node is None:
+            raise KeyError(f"no config key {key} in {SCHEMA_PATH.name}")
+    if "default" not in node:
+        raise KeyError(f"config key {key} has no default in {SCHEMA_PATH.name}")
+    return copy.deepcopy(node["default"])
+
+
+def section(name: str, values: dict | None = None) -> dict:
+    """The config section ``name`` (``train``, ``predict``, ``saliency``...): ``values`` validated
+    against its part of the schema, every missing key (also nested) filled with the schema's
+    default; raise ConfigError naming the key. For library callers and the command line, which
+    take their defaults from the schema as the workflow does (``values`` is not changed)."""
+    schema = load_schema()
+    if name not in schema["properties"]:
+        raise ConfigError(f"no config section {name!r}; sections: {', '.join(schema['properties'])}")
+    part = {"type": "object", "properties": {name: schema["properties"][name]}}
+    config = coerce_to_schema({name: copy.deepcopy(values) if values is not None else {}}, part)
+    errors = sorted(_Validator(part).iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = "\n  - ".join(_describe(e) for e in errors)
+        raise ConfigError(f"invalid {name} settings ({len(errors)} problem(s)):\n  - {lines}")
+    return config[name]
 
 
 def _check_consistency(config: dict) -> None:

@@ -53,7 +53,6 @@ from galmet.imaging import bring_to_resolution
 log = logging.getLogger("galmet.domain")
 
 VERSION = 1
-DEFAULT_ALPHA = 0.01
 #: training images the statistics are fitted on, at most (a random subsample beyond that).
 MAX_REFERENCE = 20000
 SCORE = "Mahalanobis distance of image statistics from the training images'"
@@ -61,7 +60,7 @@ STAT_NAMES = ("colour_rg", "colour_gb", "chroma", "sky_colour_rg", "sky_colour_g
               "concentration", "size", "asymmetry", "off_centre_peak", "sky_level", "sky_noise", "fine_structure",
               "channel_correlation")
 
-__all__ = ["VERSION", "DEFAULT_ALPHA", "MAX_REFERENCE", "STAT_NAMES", "image_statistics", "fit_stats",
+__all__ = ["VERSION", "MAX_REFERENCE", "STAT_NAMES", "image_statistics", "fit_stats",
            "stats_distance", "fit", "scores", "p_values", "check_alpha", "columns", "flagged_summary", "shift_check"]
 
 

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from galmet.config import default
 from galmet.conformal import DEFAULT_LEVELS, ConformalError, calibration_scores, score_quantile
 from galmet.modelfile import ModelFileError
 from galmet.predict import mean_and_spread, predict_views
@@ -71,11 +72,13 @@ def combine(members, names) -> tuple:
     return Ensemble([model for model, _ in members]), meta
 
 
-def calibrate(model, meta: dict, parts: Iterable, tta: int = 8, batch_size: int = 256, device="cpu",
+def calibrate(model, meta: dict, parts: Iterable, tta: int | None = None, batch_size: int | None = None, device="cpu",
               split: str = "valid") -> dict:
     """``meta`` with its ``calibration`` block, measured on ``parts`` (labelled chunks with ``x``
     and ``y``, e.g. :func:`galmet.dataset.iter_split` of the validation split): the sorted scores
-    ``|y - mean| / spread`` of every galaxy (:func:`galmet.conformal.calibration_scores`)."""
+    ``|y - mean| / spread`` of every galaxy (:func:`galmet.conformal.calibration_scores`).
+    ``tta`` and ``batch_size`` default to the config's ``predict.tta`` and ``predict.batch_size``."""
+    tta = default("predict.tta") if tta is None else tta
     ys, means, spreads = [], [], []
     for part in parts:
         if len(part.y) == 0:

@@ -172,8 +172,8 @@ def shard_dirs(shard_path) -> list[str]:
             if d is not None]
 
 
-def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int = 1,
-                  batch_size: int = 256, chunk_size: int = 1024, device="cpu",
+def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int | None = None,
+                  batch_size: int | None = None, chunk_size: int | None = None, device="cpu",
                   allow_survey_mismatch: bool = False, model_path=None, alpha: float | None = None,
                   max_pixels: int = MAX_PIXELS) -> dict:
     """Predict every galaxy of one shard; write ``objID, prediction`` (Parquet) atomically, with
@@ -187,11 +187,16 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
     the message). The loop is
     :func:`galmet.predict.predict_chunks`, as for ``galmet predict``. Unreadable images and
     non-finite outputs are left out and listed in ``skipped_path`` (CSV ``objID,path,reason``).
+    ``tta``, ``batch_size`` and ``chunk_size`` default to the config's ``infer.tta``,
+    ``infer.batch_size`` and ``infer.chunk_size``.
     Returns ``{"n_in", "n_predicted", "n_skipped", "seconds", "survey_notes"}``.
     """
     from galmet.cutouts.manifest import check_image_dirs
+    from galmet.config import default
     from galmet.predict import PredictionWriter, predict_chunks
 
+    tta, batch_size, chunk_size = (default(f"infer.{k}") if v is None else v for k, v in
+                                   (("tta", tta), ("batch_size", batch_size), ("chunk_size", chunk_size)))
     t0 = time.perf_counter()
     notes = check_image_dirs(meta.get("images"), shard_dirs(shard_path), allow_survey_mismatch,
                              model=f"the model {model_path or meta.get('target', '')}".rstrip(),

@@ -24,6 +24,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from galmet.config import default
 from galmet.targets import get_target
 
 NMAD_SCALE = 1.4826
@@ -206,7 +207,7 @@ def frac_key(kind: str, threshold: float) -> str:
     return f"frac_{kind}_above_{threshold:g}".replace(".", "p").replace("-", "m")
 
 
-def evaluate_predictions(y_true, y_pred, bin_width: float = 0.1, threshold: float | None = None) -> dict:
+def evaluate_predictions(y_true, y_pred, bin_width: float | None = None, threshold: float | None = None) -> dict:
     """All evaluation numbers, JSON-ready (no NaN).
 
     ``{n, n_invalid, rmse, nmad, nmad_about_zero, median_residual, bin_width, binned: [rows of
@@ -214,8 +215,11 @@ def evaluate_predictions(y_true, y_pred, bin_width: float = 0.1, threshold: floa
     ``n_invalid``. With a ``threshold`` (the target's, ``galmet.targets.Target.threshold``: 9.1
     dex for ``oh_p50``, docs/method.md, section 5) also the fractions of predicted and true values
     above it, before ``bin_width``: ``frac_pred_above_9p1``, ``frac_true_above_9p1``
-    (:func:`frac_key`); a target without a threshold has no such keys.
+    (:func:`frac_key`); a target without a threshold has no such keys. ``bin_width`` defaults to
+    the config's ``evaluate.bin_width``.
     """
+    if bin_width is None:
+        bin_width = default("evaluate.bin_width")
     t_all, p_all = _arr(y_true), _arr(y_pred)
     if t_all.shape != p_all.shape:
         raise ValueError(f"y_true has {t_all.size} values but y_pred has {p_all.size}")
@@ -238,7 +242,7 @@ def evaluate_predictions(y_true, y_pred, bin_width: float = 0.1, threshold: floa
 
 
 def evaluate_table(df: pd.DataFrame, truth: str = "oh_p50", pred: str = "prediction",
-                   bin_width: float = 0.1, source: str = "table") -> dict:
+                   bin_width: float | None = None, source: str = "table") -> dict:
     """:func:`evaluate_predictions` on two columns of a table; names the missing column.
 
     The threshold statistic is the registered one of the ``truth`` column (galmet.targets), if

@@ -38,22 +38,24 @@ import pyarrow.parquet as pq
 import torch
 
 from galmet.augment import D4_SIZE, d4
-from galmet.domain import DEFAULT_ALPHA
+from galmet.config import default
 from galmet.imaging import MAX_PIXELS, ImageError, bring_to_resolution, read_image, to_resolution
 from galmet.io import atomic_path
 from galmet.model import members, normalisation_constants, resolve_device, to_input
 
 
 @torch.no_grad()
-def predict_views(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cpu") -> np.ndarray:
+def predict_views(model, meta, x_uint8_nhwc, tta=None, batch_size=None, device="cpu") -> np.ndarray:
     """Every member's output on every TTA view: float64 ``N x M x tta`` for uint8 ``N x H x W x 3``.
 
     ``M`` is 1 for a single network, the number of members for an ensemble
     (:class:`galmet.model.Ensemble`). ``tta``: number of D4 elements (1 = none, 8 = all). The
     model is moved to ``device`` and put in eval mode; batches of ``batch_size`` images run once
-    per element.
+    per element. ``tta`` and ``batch_size`` default to the config's ``predict.tta`` and
+    ``predict.batch_size``.
     """
-    tta = int(tta)
+    tta = int(default("predict.tta") if tta is None else tta)
+    batch_size = int(default("predict.batch_size") if batch_size is None else batch_size)
     if not 1 <= tta <= D4_SIZE:
         raise ValueError(f"tta={tta}: give the number of D4 symmetries to average, 1 to 8")
     x = x_uint8_nhwc
@@ -80,7 +82,7 @@ def predict_views(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cpu"
     return out
 
 
-def predict_images(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cpu") -> np.ndarray:
+def predict_images(model, meta, x_uint8_nhwc, tta=None, batch_size=None, device="cpu") -> np.ndarray:
     """Predictions (float64, one per image) for uint8 ``N x H x W x 3`` images: the mean over the
     ``tta`` D4 views (and over an ensemble's members) of :func:`predict_views`."""
     return predict_views(model, meta, x_uint8_nhwc, tta, batch_size, device).mean(axis=(1, 2))
@@ -103,18 +105,20 @@ def check_tta(meta: dict, tta: int) -> None:
             f"with {tta} would make them wrong: use tta={cal['tta']} (on the command line: drop --no-tta)")
 
 
-def predict_columns(model, meta, x_uint8_nhwc, tta=8, batch_size=256, device="cpu", levels=None,
+def predict_columns(model, meta, x_uint8_nhwc, tta=None, batch_size=None, device="cpu", levels=None,
                     spread=False, alpha=None) -> dict[str, np.ndarray]:
     """``{"prediction": ...}`` and, for a calibrated model, ``spread`` (when asked) and the
     interval columns at ``levels`` (default 0.68 and 0.95: ``p2p5, p16, p84, p97p5``); for a model
-    with a ``domain`` block, ``domain_p`` and ``in_domain`` at ``alpha`` (default 0.01,
-    :mod:`galmet.domain`: a test of the images, so ``tta`` does not change it)."""
+    with a ``domain`` block, ``domain_p`` and ``in_domain`` at ``alpha`` (default: the config's
+    ``predict.domain_alpha``; :mod:`galmet.domain`: a test of the images, so ``tta`` does not
+    change it). ``tta`` and ``batch_size`` as for :func:`predict_views`."""
     from galmet.conformal import interval_columns
     from galmet.domain import columns as domain_columns
 
+    tta = default("predict.tta") if tta is None else tta
     check_tta(meta, tta)
     views = predict_views(model, meta, x_uint8_nhwc, tta, batch_size, device)
-    dom = domain_columns(meta.get("domain"), x_uint8_nhwc, DEFAULT_ALPHA if alpha is None else alpha)
+    dom = domain_columns(meta.get("domain"), x_uint8_nhwc, default("predict.domain_alpha") if alpha is None else alpha)
     if meta.get("calibration") is None:
         return {"prediction": views.mean(axis=(1, 2)), **dom}
     mean, sd = mean_and_spread(views)
@@ -251,15 +255,16 @@ def _csv_format(name: str, dtype: pa.DataType):
 
 
 def predict_chunks(chunks: Iterable, model, meta: dict, writer: PredictionWriter, skipped: list,
-                   tta: int = 1, batch_size: int = 256, device="cpu", progress=None, levels=None,
+                   tta: int | None = None, batch_size: int | None = None, device="cpu", progress=None, levels=None,
                    alpha=None, max_pixels: int = MAX_PIXELS) -> int:
     """Predict chunks of ``(objID, path)`` rows and write them: the loop of ``galmet predict``
     and of the workflow's ``infer`` target.
 
     Unreadable images and non-finite outputs are left out and appended to ``skipped`` as
     ``(objID, path, reason)``. ``progress(n_seen)`` is called after each chunk. A calibrated
-    model adds its interval columns at ``levels`` (:func:`predict_columns`). Returns the number
-    of rows seen. A model with a ``domain`` block adds ``domain_p`` and ``in_domain`` at ``alpha``.
+    model adds its interval columns at ``levels`` (:func:`predict_columns`, which also gives ``tta``,
+    ``batch_size`` and ``alpha`` their defaults). Returns the number of rows seen. A model with a
+    ``domain`` block adds ``domain_p`` and ``in_domain`` at ``alpha``.
     """
     res = int(meta["resolution"])
     writer.empty_after = output_columns(meta, levels)[1:]

@@ -51,7 +51,6 @@ hot loop, then the checkpoint), :func:`finalise` (kept weights, TTA validation s
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -69,9 +68,9 @@ import torch
 
 from galmet import __version__
 from galmet.augment import d4_per_sample
+from galmet.config import section
 from galmet.io import atomic_path, write_table
 from galmet.model import (
-    HEAD_DEFAULT,
     IMAGENET_MEAN,
     IMAGENET_STD,
     build_model,
@@ -94,57 +93,6 @@ LOG_COLUMNS = ["epoch", "stage", "lr_early", "lr_middle", "lr_head", "train_rmse
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, bad inputs); the message says what to change."""
-
-
-# ----------------------------------------------------------------------------- parameters
-
-
-def default_params() -> dict:
-    """The ``train`` defaults of the config schema (the paper's recipe)."""
-    from galmet.config import load_schema
-
-    return _defaults_of(load_schema()["properties"]["train"])
-
-
-def _defaults_of(schema: dict):
-    if schema.get("type") == "object" and "properties" in schema:
-        base = copy.deepcopy(schema.get("default", {})) or {}
-        for name, sub in schema["properties"].items():
-            if name not in base:
-                d = _defaults_of(sub)
-                if d is not None:
-                    base[name] = d
-        return base
-    return copy.deepcopy(schema.get("default"))
-
-
-def complete_params(params: dict | None) -> dict:
-    """``params`` with every missing key (also nested) taken from the schema defaults."""
-
-    def merge(default, given):
-        if isinstance(default, dict) and isinstance(given, dict):
-            out = dict(default)
-            for k, v in given.items():
-                out[k] = merge(default.get(k), v) if k in default else v
-            return out
-        return copy.deepcopy(given)
-
-    return merge(default_params(), dict(params or {}))
-
-
-def _check_params(p: dict) -> None:
-    lrs = p["stage2"]["lrs"]
-    if len(lrs) != 3:
-        raise TrainingError(
-            f"train.stage2.lrs={lrs}: give 3 learning rates, for early (stem, layer1, layer2), "
-            "middle (layer3, layer4) and head"
-        )
-    if not p["stage2"]["cycles"] or any(int(c) < 1 for c in p["stage2"]["cycles"]):
-        raise TrainingError(f"train.stage2.cycles={p['stage2']['cycles']}: give cycle lengths of >= 1 epoch")
-    if p["normalisation"] not in ("imagenet", "dataset"):
-        raise TrainingError(f"train.normalisation={p['normalisation']!r}: use 'imagenet' or 'dataset'")
-    if p["keep"] not in ("last", "best"):
-        raise TrainingError(f"train.keep={p['keep']!r}: use 'last' or 'best'")
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -452,7 +400,7 @@ def setup(x_train, y_train, x_valid, y_valid, params: dict, meta: dict, device) 
     scale, shift = normalisation_constants(mean, std, dev)
 
     torch.manual_seed(seed)
-    head = {**HEAD_DEFAULT, **(params.get("head") or {})}
+    head = params["head"]
     model = build_model(params["arch"], params["pretrained"], hidden=int(head["hidden"]),
                         dropout=tuple(head["dropout"]))
     with torch.no_grad():
@@ -598,7 +546,7 @@ def fit(run: _Run, progress: _Progress, outputs: TrainOutputs) -> None:
 def model_meta(run: _Run, progress: _Progress, meta: dict, kept_epoch: int, n_train: int, n_valid: int) -> dict:
     """The model file's metadata: the caller's (target, images, hashes, tta) and the run's."""
     p = run.params
-    head = {**HEAD_DEFAULT, **(p.get("head") or {})}
+    head = p["head"]
     return {
         **meta,
         "arch": p["arch"],
@@ -667,7 +615,8 @@ def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="a
     """Train a model by the paper's recipe (see the module docstring) and write its files.
 
     ``x_*``: uint8 ``N x H x W x 3`` arrays (memory-mapped is fine); ``y_*``: float labels;
-    ``params``: ``config["train"]`` (missing keys take the schema defaults); ``out``: a
+    ``params``: ``config["train"]`` (validated by :func:`galmet.config.section`: missing keys take
+    the schema defaults, a bad value raises :class:`galmet.config.ConfigError`); ``out``: a
     :class:`TrainOutputs`, or a directory for :meth:`TrainOutputs.in_dir`; ``meta``: what the
     caller knows (target, units, images provenance, hashes, seed, tta), stored in the model file
     with what training adds. ``device``: ``auto`` defers to ``params["device"]``.
@@ -675,8 +624,7 @@ def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="a
     """
     t_start = time.perf_counter()
     outputs = out if isinstance(out, TrainOutputs) else TrainOutputs.in_dir(out)
-    params = complete_params(params)
-    _check_params(params)
+    params = section("train", params)  # ConfigError (a ValueError) names a bad key
     meta = dict(meta or {})
     x_train, y_train, x_valid, y_valid = _check_data(x_train, y_train, x_valid, y_valid)
 

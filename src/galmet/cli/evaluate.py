@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from galmet.cli.common import fail
+from galmet.config import default
 from galmet.io import read_table, write_json
 from galmet.metrics import evaluate_table
 
@@ -24,8 +25,9 @@ def cli_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", default="oh_p50", help="truth column (default: oh_p50)")
     p.add_argument("--pred", default="prediction", help="prediction column (default: prediction)")
     p.add_argument("--json", dest="json_out", help="also write every number (binned ones too) to this JSON file")
-    p.add_argument("--bin-width", type=float, default=0.1,
-                   help="width of the bins of the true value, in its units (default: 0.1)")
+    bin_width = default("evaluate.bin_width")
+    p.add_argument("--bin-width", type=float, default=bin_width,
+                   help=f"width of the bins of the true value, in its units (default: {bin_width})")
     return p
 
 

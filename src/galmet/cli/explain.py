@@ -23,7 +23,7 @@ from galmet.cli.common import (
     start_logging,
     write_skipped_log,
 )
-from galmet.domain import DEFAULT_ALPHA
+from galmet.config import default, section
 from galmet.explain import METHODS, ExplainSettings, explain, overlay, write_maps
 from galmet.imaging import MAX_PIXELS
 from galmet.io import atomic_path, write_json
@@ -33,7 +33,8 @@ log = logging.getLogger("galmet.explain")
 
 
 def cli_parser() -> argparse.ArgumentParser:
-    d = ExplainSettings()
+    d = section("saliency")  # the defaults of the config's saliency section
+    alpha = default("predict.domain_alpha")
     p = argparse.ArgumentParser(
         description="Saliency maps of a trained galmet model (or ensemble) for <objID>.jpg cutouts, with the "
         "randomisation and deletion sanity checks: OUT/<objID>.png, OUT/saliency.npz, OUT/saliency_checks.json; "
@@ -41,21 +42,22 @@ def cli_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model.pt written by the workflow's training")
     p.add_argument("--images", required=True, help="directory of <objID>.jpg")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--method", choices=METHODS, default=d.method, help=f"attribution method (default {d.method})")
-    p.add_argument("--layer", default=d.layer, help=f"Grad-CAM layer (default {d.layer})")
+    p.add_argument("--method", choices=METHODS, default=d["method"], help=f"attribution method (default {d['method']})")
+    p.add_argument("--layer", default=d["layer"], help=f"Grad-CAM layer (default {d['layer']})")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="maps of the prediction averaged over the D4 symmetries (default: the model's TTA setting)")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"deletion-test steps (default {d.steps})")
-    p.add_argument("--random-orders", type=int, default=d.random_orders,
-                   help=f"random deletion orders to compare with (default {d.random_orders})")
-    p.add_argument("--check-max", type=int, default=d.check_max,
-                   help=f"run the checks on at most this many images (default {d.check_max})")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the re-initialisation and random orders")
+    p.add_argument("--steps", type=int, default=d["steps"], help=f"deletion-test steps (default {d['steps']})")
+    p.add_argument("--random-orders", type=int, default=d["random_orders"],
+                   help=f"random deletion orders to compare with (default {d['random_orders']})")
+    p.add_argument("--check-max", type=int, default=d["check_max"],
+                   help=f"run the checks on at most this many images (default {d['check_max']})")
+    p.add_argument("--seed", type=int, default=d["seed"], help="seed of the re-initialisation and random orders")
     p.add_argument("--no-png", action="store_true", help="write no per-image PNG")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per batch (default {d.batch_size})")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"],
+                   help=f"images per batch (default {d['batch_size']})")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
-    p.add_argument("--domain-alpha", type=float, default=DEFAULT_ALPHA, metavar="A",
-                   help=f"images with domain_p < A (default {DEFAULT_ALPHA}) are named in OUT/skipped.log as out of "
+    p.add_argument("--domain-alpha", type=float, default=alpha, metavar="A",
+                   help=f"images with domain_p < A (default {alpha}) are named in OUT/skipped.log as out of "
                         "the model's domain: their maps explain images unlike the training images")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
                    help=f"skip images of more than N pixels, unread (default {MAX_PIXELS:,})")

@@ -21,7 +21,7 @@ from galmet.cli.common import (
     start_logging,
     write_skipped_log,
 )
-from galmet.domain import DEFAULT_ALPHA
+from galmet.config import section
 from galmet.imaging import IMAGE_SUFFIXES, MAX_PIXELS
 from galmet.predict import CSV_DECIMALS, PredictionWriter, interval_levels, predict_chunks
 
@@ -43,6 +43,7 @@ in <out>.log; when nothing could be predicted no table is written and the exit c
 
 
 def cli_parser() -> argparse.ArgumentParser:
+    d = section("predict")  # the defaults of the config's predict section
     p = argparse.ArgumentParser(
         description="Predict with a trained galmet model on <objID>.jpg cutouts, with test-time augmentation.",
         epilog=OUTPUT_COLUMNS, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -53,15 +54,16 @@ def cli_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output table, .csv or .parquet")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average over the 8 D4 symmetries (default: the model's TTA setting)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
-    p.add_argument("--chunk-size", type=int, default=4096,
-                   help="images read, predicted and written at a time (default 4096)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"],
+                   help=f"images per batch (default {d['batch_size']})")
+    p.add_argument("--chunk-size", type=int, default=d["chunk_size"],
+                   help=f"images read, predicted and written at a time (default {d['chunk_size']})")
+    p.add_argument("--device", default=d["device"], help="auto (CUDA if available), cpu or cuda")
     p.add_argument("--levels", type=float, nargs="+", default=(), metavar="L",
                    help="a calibrated ensemble's interval levels besides 0.68 and 0.95 (e.g. 0.9 adds p5, p95)")
-    p.add_argument("--domain-alpha", type=float, default=DEFAULT_ALPHA, metavar="A",
-                   help=f"in_domain is domain_p >= A (default {DEFAULT_ALPHA}): at most a fraction A of galaxies like "
-                        "the model's validation galaxies are flagged")
+    p.add_argument("--domain-alpha", type=float, default=d["domain_alpha"], metavar="A",
+                   help=f"in_domain is domain_p >= A (default {d['domain_alpha']}): at most a fraction A of "
+                        "galaxies like the model's validation galaxies are flagged")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
                    help=f"skip images of more than N pixels, unread (too_large; default {MAX_PIXELS:,} = 4096 x 4096)")
     p.add_argument("--allow-survey-mismatch", action="store_true",
