@@ -624,7 +624,7 @@ def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="a
     """
     t_start = time.perf_counter()
     outputs = out if isinstance(out, TrainOutputs) else TrainOutputs.in_dir(out)
-    params = section("train", params)  # ConfigError (a ValueError) names a bad key
+    params = _train_section(params)
     meta = dict(meta or {})
     x_train, y_train, x_valid, y_valid = _check_data(x_train, y_train, x_valid, y_valid)
 
@@ -647,6 +647,15 @@ def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="a
     log.info("wrote %s: valid RMSE %.4f (TTA x%d: %.4f), %.1f s", outputs.model, result["valid_rmse"],
              int(meta.get("tta", 8)), result["valid_rmse_tta"], result["seconds"])
     return result
+
+
+def _train_section(params: dict | None) -> dict:
+    """``params`` validated and completed as the config's ``train`` section (ConfigError names a bad
+    key); a ``seed`` key, which the workflow adds beside them (the model's seed; training takes its
+    seed from ``meta``), is kept as it is, part of the checkpoint's fingerprint."""
+    params = dict(params or {})
+    seed = {"seed": params.pop("seed")} if "seed" in params else {}
+    return {**section("train", params), **seed}
 
 
 def interrupted_message(done: int, epochs: int, checkpoint: Path) -> str:
