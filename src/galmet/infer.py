@@ -191,8 +191,8 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
     ``infer.batch_size`` and ``infer.chunk_size``.
     Returns ``{"n_in", "n_predicted", "n_skipped", "seconds", "survey_notes"}``.
     """
-    from galmet.cutouts.manifest import check_image_dirs
     from galmet.config import default
+    from galmet.cutouts.manifest import check_image_dirs
     from galmet.predict import PredictionWriter, predict_chunks
 
     tta, batch_size, chunk_size = (default(f"infer.{k}") if v is None else v for k, v in

@@ -1,10 +1,10 @@
 """The ``galmet`` command: ``galmet <subcommand> [options]``.
 
 Each subcommand's options and messages live in a module of this package (``galmet.cli.predict``,
-``galmet.cli.explain``, ``galmet.cli.evaluate``, ``galmet.cli.download_cutouts``; helpers they share in :mod:`galmet.cli.common`)
-over the library module that does the work, and are imported only when used (``galmet evaluate``
-does not pay for importing torch). A module provides ``cli_parser() -> argparse.ArgumentParser``
-and ``cli_main(args) -> int``.
+``galmet.cli.explain``, ``galmet.cli.evaluate``, ``galmet.cli.download_cutouts``; helpers they
+share in :mod:`galmet.cli.common`) over the library module that does the work, and are imported
+only when used (``galmet evaluate`` does not pay for importing torch). A module provides
+``cli_parser() -> argparse.ArgumentParser`` and ``cli_main(args) -> int``.
 """
 
 from __future__ import annotations

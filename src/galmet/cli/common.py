@@ -38,8 +38,8 @@ def load_model(args, command: str, images: Path | None, catalog=None):
     training images (:func:`galmet.cutouts.manifest.check_cli_images`) and the warnings of both checks
     (:func:`domain_notes`, logged as ``galmet.<command>``). Raises
     :class:`galmet.modelfile.ModelFileError`, ValueError or OSError with the message for the user."""
-    from galmet.modelfile import load
     from galmet.cutouts.manifest import check_cli_images
+    from galmet.modelfile import load
 
     model, meta = load(args.model, args.device)
     notes = check_cli_images(meta, args.model, images, catalog, args.allow_survey_mismatch)

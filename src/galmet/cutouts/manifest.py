@@ -31,6 +31,7 @@ import os
 from pathlib import Path
 
 from galmet.cutouts.base import ADAPTIVE_RULE, PROVIDERS, get_provider
+from galmet.io import read_json
 
 log = logging.getLogger("galmet.cutouts.manifest")
 
@@ -58,10 +59,12 @@ def read_manifest(directory: str | os.PathLike) -> dict | None:
     """The manifest of a cutout directory, None when it has none."""
     path = manifest_path(directory)
     try:
-        obj = json.loads(path.read_text())
+        obj = read_json(path)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
+        raise ValueError(f"not a readable cutouts manifest: {exc}") from None
+    except OSError as exc:
         raise ValueError(f"{path}: not a readable cutouts manifest ({exc}); fix or delete it") from None
     if not isinstance(obj, dict) or "provider" not in obj:
         raise ValueError(f"{path}: not a galmet cutouts manifest (no 'provider'); fix or delete it")
