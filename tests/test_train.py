@@ -310,3 +310,10 @@ def test_job_errors_ends_a_job_with_its_message_and_no_traceback(tmp_path):
         proc = subprocess.run([sys.executable, "-c", script, how], capture_output=True, text=True)
         assert proc.returncode == rc and "Traceback" not in proc.stderr, proc.stderr
         assert proc.stderr.strip().endswith(line)
+
+
+def test_learning_rate_check_names_the_backbones_groups(tiny_data, tmp_path):
+    params = {**TINY, "stage2": {"cycles": [1], "lrs": [0.01, 0.1]}}
+    with pytest.raises(TrainingError, match=r"lrs=\[0.01, 0.1\]: give 3 learning rates, for the groups of resnet18: "
+                                            r"early \(stem, layer1, layer2\), middle \(layer3, layer4\) and head"):
+        train_model(*tiny_data, params, tmp_path, {"seed": 0})

@@ -18,6 +18,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from galmet.backbones import AUTO_LAYER, BACKBONES, saliency_layers
 from galmet.targets import TARGETS
 
 SCHEMA_PATH = Path(str(resources.files("galmet") / "schemas" / "config.schema.yaml"))
@@ -30,13 +31,16 @@ class ConfigError(ValueError):
 
 
 def load_schema() -> dict:
-    """The schema, with the allowed ``targets`` taken from the registry in galmet.targets and
-    the cutout services (``cutouts.source``, with their defaults in the descriptions) from the
-    one in galmet.cutouts.base (so that registering one there is all it takes for the config to
-    accept it)."""
+    """The schema, with the allowed ``targets`` taken from the registry in galmet.targets, the
+    cutout services (``cutouts.source``, with their defaults in the descriptions) from the one in
+    galmet.cutouts.base, and ``train.arch`` and ``saliency.layer`` from galmet.backbones (so that
+    registering a target, a service or a backbone there is all it takes for the config to accept
+    it)."""
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     schema["properties"]["targets"]["items"] = {"enum": list(TARGETS)}
     _cutout_services(schema["properties"]["cutouts"]["properties"])
+    schema["properties"]["train"]["properties"]["arch"]["enum"] = list(BACKBONES)
+    schema["properties"]["saliency"]["properties"]["layer"]["enum"] = [AUTO_LAYER, *saliency_layers()]
     return schema
 
 

@@ -4,8 +4,9 @@ Which pixels drove a prediction? :func:`saliency_maps` gives each image a *signe
 model's input resolution (``res x res``; positive where the pixels push the prediction up), made
 with captum (0.9):
 
-``gradcam``    Grad-CAM (``captum.attr.LayerGradCam``) at a body layer, ``layer2`` by default (8 x 8
-               at 64 px; ``layer4`` is 2 x 2 at 64 px and 1 x 1 below, so flat there), upsampled
+``gradcam``    Grad-CAM (``captum.attr.LayerGradCam``) at a body layer, by default (``auto``) the one
+               the model's backbone names in galmet.backbones (a ResNet's ``layer2``: 8 x 8 at 64 px;
+               ``layer4`` is 2 x 2 at 64 px and 1 x 1 below, so flat there), upsampled
                bilinearly to the input (``LayerAttribution.interpolate``).
 ``ig``         integrated gradients (``captum.attr.IntegratedGradients``) from a baseline image
                filled with the median of the image's border (the sky), summed over colours.
@@ -49,12 +50,13 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 
 from galmet.augment import D4_SIZE, d4, d4_inverse
+from galmet.backbones import AUTO_LAYER, backbone
 from galmet.imaging import bring_to_resolution
 from galmet.io import atomic_path
 from galmet.model import members, normalisation_constants, resolve_device, to_input
@@ -63,7 +65,7 @@ from galmet.targets import METALLICITY, get_target
 
 METHODS = ("gradcam", "ig", "occlusion")
 DEFAULT_METHOD = "gradcam"
-DEFAULT_LAYER = "layer2"
+DEFAULT_LAYER = AUTO_LAYER
 #: the randomisation check passes when the mean rank correlation is below this.
 SPEARMAN_PASS = 0.3
 #: radius of the central region of the science statement, as a fraction of the width.
@@ -75,7 +77,7 @@ class ExplainSettings:
     """How maps are made and checked (config ``saliency``, ``galmet explain``'s options)."""
 
     method: str = DEFAULT_METHOD
-    layer: str = DEFAULT_LAYER  # gradcam only
+    layer: str = DEFAULT_LAYER  # gradcam only; auto: the backbone's default (:func:`saliency_layer`)
     tta: int = 8  # D4 views averaged (1 = none)
     ig_steps: int = 16  # ig only
     steps: int = 20  # deletion steps (20 of 5%)
@@ -109,12 +111,25 @@ def border_fill(inp: torch.Tensor) -> torch.Tensor:
     return ring.median(dim=-1).values[..., None, None]
 
 
+def saliency_layer(arch: str, layer: str = AUTO_LAYER) -> str:
+    """The Grad-CAM layer of a model of ``arch``: ``layer``, or for ``auto`` its backbone's default
+    (galmet.backbones; a ResNet's ``layer2``). ValueError for a layer the backbone does not register."""
+    spec = backbone(arch)
+    if layer == AUTO_LAYER:
+        return spec.saliency
+    if layer not in spec.layers:
+        raise ValueError(f"saliency layer {layer!r}: a {arch} has {', '.join(spec.layers)} (or give "
+                         f"{AUTO_LAYER!r} for its default, {spec.saliency})")
+    return layer
+
+
 def _layer(net: torch.nn.Module, name: str) -> torch.nn.Module:
+    name = saliency_layer(net.arch, name) if getattr(net, "arch", None) else name
     modules = dict(net.named_modules())
     for key in (name, f"body.{name}"):
         if key in modules:
             return modules[key]
-    raise ValueError(f"saliency layer {name!r}: the network has no such module (layer1 ... layer4 of a ResNet)")
+    raise ValueError(f"saliency layer {name!r}: the network has no such module")
 
 
 def attribute(net: torch.nn.Module, inp: torch.Tensor, settings: ExplainSettings) -> torch.Tensor:
@@ -412,6 +427,9 @@ def explain(model, meta: dict, x: np.ndarray, settings: ExplainSettings | None =
     checks)``. The science statement splits by ``values`` (e.g. the truth) or, without, by the
     predictions (``by="predicted"``)."""
     settings = settings or ExplainSettings()
+    arch = meta.get("arch") or getattr(members(model)[0], "arch", None)
+    if settings.method == "gradcam" and arch:  # the layer used, not "auto", in the checks JSON
+        settings = replace(settings, layer=saliency_layer(arch, settings.layer))
     t0 = time.perf_counter()
     maps = saliency_maps(model, meta, x, settings, device)
     t_maps = time.perf_counter() - t0
@@ -466,6 +484,6 @@ def overlay(image: np.ndarray, saliency: np.ndarray, size: int = 256, alpha: flo
     return np.asarray(out.resize((size, size), resample=Image.Resampling.NEAREST))
 
 
-__all__ = ["ExplainSettings", "METHODS", "members", "saliency_maps", "attribute", "randomised",
+__all__ = ["ExplainSettings", "METHODS", "members", "saliency_layer", "saliency_maps", "attribute", "randomised",
            "rowwise_spearman", "randomisation_check", "deletion_curves", "deletion_summary", "central_share",
-           "science_numbers", "sanity_checks", "explain", "write_maps", "overlay"]
+           "science_numbers", "sanity_checks", "target_words", "explain", "write_maps", "overlay"]

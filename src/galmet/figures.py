@@ -39,6 +39,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from galmet import metrics, mzr  # noqa: E402
+from galmet.backbones import BACKBONES  # noqa: E402
 from galmet.io import atomic_path  # noqa: E402
 from galmet.targets import MASS, METALLICITY, TARGETS, get_target  # noqa: E402
 
@@ -799,8 +800,8 @@ def save_figure(fig: Figure, paths: str | os.PathLike | Iterable[str | os.PathLi
 SALIENCY_ROWS = [row for row in EXAMPLE_ROWS if row[0] in ("lowest_pred", "highest_pred", "most_under", "most_over")]
 
 
-#: pixels of the input per cell of a ResNet layer's feature map (Grad-CAM's resolution).
-LAYER_STRIDE = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
+#: pixels of the input per cell of a body layer's feature map (Grad-CAM's resolution), from galmet.backbones.
+LAYER_STRIDE = {layer: stride for b in BACKBONES.values() for layer, stride in b.layers.items()}
 #: the outermost ring of cells is masked when the layer's map has at least this many across.
 EDGE_MASK_MIN = 6
 

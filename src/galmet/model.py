@@ -1,4 +1,4 @@
-"""The network: a torchvision ResNet body with the regression head of Wu & Boada (2019).
+"""The network: a torchvision body (galmet.backbones: ResNets, ...) with the regression head of Wu & Boada (2019).
 
 The head is fastai 0.7's (the paper's code): concatenated adaptive average and max pooling,
 then ``BN -> Dropout(0.25) -> Linear(2C, 512) -> ReLU -> BN -> Dropout(0.5) -> Linear(512, 1)``.
@@ -6,12 +6,13 @@ The model returns one number per image (shape ``N``).
 
 ``pretrained`` is ``none`` (random initialisation), ``imagenet`` (torchvision's weights API:
 downloaded once when online, cached under ``$TORCH_HOME/hub/checkpoints``) or the path of a
-local file holding a torchvision ResNet ``state_dict`` (or a galmet ``model.pt``). When ImageNet
+local file holding a torchvision ``state_dict`` of the same architecture (or a galmet ``model.pt``). When ImageNet
 weights cannot be had the build stops with :class:`PretrainedWeightsError` saying how to supply
 them: it never falls back to random weights silently.
 
-:func:`layer_groups` splits the network as fastai split a ResNet, for per-group learning rates:
-early (stem, layer1, layer2), middle (layer3, layer4), head.
+:func:`layer_groups` splits the network for per-group learning rates into early, middle (as its
+backbone's entry says: for a ResNet, as fastai split it, stem + layer1 + layer2 and layer3 +
+layer4) and head.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ARCHS = ("resnet18", "resnet34", "resnet50")
-BODY_LAYERS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-EARLY = ("conv1", "bn1", "layer1", "layer2")
-MIDDLE = ("layer3", "layer4")
+from galmet.backbones import BACKBONES, Backbone, backbone
+
+ARCHS = tuple(BACKBONES)
 HEAD_DEFAULT = {"hidden": 512, "dropout": [0.25, 0.5]}
 # ImageNet channel statistics (0..1 units), as torchvision and fastai use them.
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -45,12 +45,14 @@ class AdaptiveConcatPool2d(nn.Module):
 
 
 class MetallicityNet(nn.Module):
-    """``body`` (a ResNet without its pooling and classifier) followed by ``head``."""
+    """``body`` (a torchvision network without its pooling and classifier) followed by ``head``;
+    ``arch`` names its entry in galmet.backbones."""
 
-    def __init__(self, body: nn.Sequential, head: nn.Sequential):
+    def __init__(self, body: nn.Sequential, head: nn.Sequential, arch: str | None = None):
         super().__init__()
         self.body = body
         self.head = head
+        self.arch = arch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x)).squeeze(-1)
@@ -112,7 +114,7 @@ def _local_state_dict(path: str) -> dict:
     if not p.is_file():
         raise PretrainedWeightsError(
             f"train.pretrained={path!r}: no such file. Give 'none', 'imagenet' or the path of a "
-            "torchvision ResNet state_dict (.pth) or a galmet model.pt"
+            "torchvision state_dict (.pth) of train.arch or a galmet model.pt"
         )
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
@@ -128,9 +130,10 @@ def _local_state_dict(path: str) -> dict:
     return obj
 
 
-def _load_body(body: nn.Sequential, state: dict, arch: str, source: str) -> None:
+def _load_body(body: nn.Sequential, state: dict, spec: Backbone, source: str) -> None:
+    arch = spec.name
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    state = {k: v for k, v in state.items() if not k.startswith(spec.classifier)}
     try:
         result = body.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shapes that do not match
@@ -152,29 +155,26 @@ def build_model(
     hidden: int = HEAD_DEFAULT["hidden"],
     dropout=tuple(HEAD_DEFAULT["dropout"]),
 ) -> MetallicityNet:
-    """A ResNet body (``arch`` in resnet18/34/50) with the paper's head.
+    """The body of ``arch`` (a name in galmet.backbones.BACKBONES) with the paper's head.
 
     ``pretrained``: ``"none"``, ``"imagenet"`` or a local file path (see the module docstring).
     """
-    import torchvision
-
-    if arch not in ARCHS:
-        raise ValueError(f"train.arch={arch!r}: unknown architecture; choose one of {', '.join(ARCHS)}")
-    resnet = torchvision.models.get_model(arch, weights=None)
-    body = nn.Sequential(OrderedDict((name, getattr(resnet, name)) for name in BODY_LAYERS))
+    spec = backbone(arch)
+    body = spec.build_body()
     pretrained = str(pretrained)
     if pretrained == "imagenet":
-        _load_body(body, _imagenet_state_dict(arch), arch, "ImageNet")
+        _load_body(body, _imagenet_state_dict(arch), spec, "ImageNet")
     elif pretrained != "none":
-        _load_body(body, _local_state_dict(pretrained), arch, pretrained)
-    in_features = resnet.fc.in_features
-    return MetallicityNet(body, make_head(in_features, hidden=hidden, dropout=dropout))
+        _load_body(body, _local_state_dict(pretrained), spec, pretrained)
+    return MetallicityNet(body, make_head(spec.features, hidden=hidden, dropout=dropout), arch=arch)
 
 
 def layer_groups(model: MetallicityNet) -> list[list[nn.Parameter]]:
-    """Parameters in three groups: [early (stem, layer1, layer2), middle (layer3, layer4), head]."""
-    early = [p for name in EARLY for p in getattr(model.body, name).parameters()]
-    middle = [p for name in MIDDLE for p in getattr(model.body, name).parameters()]
+    """Parameters in three groups: [early, middle, head], early and middle as the model's backbone
+    entry splits its body (a ResNet: stem + layer1 + layer2, layer3 + layer4)."""
+    early_modules, middle_modules = backbone(model.arch).groups(model.body)
+    early = [p for m in early_modules for p in m.parameters()]
+    middle = [p for m in middle_modules for p in m.parameters()]
     head = list(model.head.parameters())
     n_all = sum(1 for _ in model.parameters())
     if len(early) + len(middle) + len(head) != n_all:

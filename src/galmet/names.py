@@ -6,17 +6,25 @@ A trained model is named by its architecture, its input resolution (px) and its 
 (``results/models/{target}/{model}/model.pt``, ``results/metrics/{target}/{model}.json``, ...)
 carry either name as the single ``{model}`` wildcard, constrained by :data:`ANY_MODEL_PATTERN`;
 rules and the package read the parts back with :func:`parse_model_name`.
+
+The ``<arch>`` part is the backbone's name token (galmet.backbones: ``resnet18``; a token has no
+``_``, so ``efficientnet_b0`` would need one of its own): the functions here take the ``train.arch``
+name (or the token) and :func:`parse_model_name` gives the ``train.arch`` name back. A token no
+backbone registers passes through as it is.
 """
 
 from __future__ import annotations
 
 import re
 
+from galmet.backbones import BACKBONES, by_token
+
 __all__ = ["MODEL_PATTERN", "ENSEMBLE_PATTERN", "ANY_MODEL_PATTERN", "model_name", "ensemble_name",
            "parse_model_name", "seed_group"]
 
 _GROUP = "{arch}-{res}px"  # the models that differ only by seed
 _TEMPLATE = _GROUP + "-seed{seed}"
+#: every registered token must match the ``arch`` part (tests/test_names.py checks they all round-trip).
 _PARTS = {"arch": r"[a-z][a-z0-9]*", "res": r"\d+", "seed": r"\d+"}
 
 #: Regex of a model name, without groups (Snakemake puts it inside its own named group).
@@ -31,9 +39,20 @@ _PARSE_ENSEMBLE = re.compile(_ENSEMBLE.format(arch=f"(?P<arch>{_PARTS['arch']})"
                                               seeds=r"(?P<seeds>\d+(?:-\d+)+)"))
 
 
+def _token(arch: str) -> str:
+    """The name token of a ``train.arch`` name (a token, or an unregistered name, as it is)."""
+    return BACKBONES[arch].token if arch in BACKBONES else arch
+
+
+def _arch(token: str) -> str:
+    """The ``train.arch`` name of a token (an unregistered token as it is)."""
+    spec = by_token(token)
+    return spec.name if spec is not None else token
+
+
 def model_name(arch: str, res: int, seed: int) -> str:
     """``("resnet18", 64, 0)`` -> ``"resnet18-64px-seed0"``; ValueError for an unusable part."""
-    name = _TEMPLATE.format(arch=arch, res=int(res), seed=int(seed))
+    name = _TEMPLATE.format(arch=_token(arch), res=int(res), seed=int(seed))
     parse_model_name(name)  # an arch with '-' or capitals would not parse back
     return name
 
@@ -43,14 +62,14 @@ def ensemble_name(arch: str, res: int, seeds) -> str:
     seeds = [int(s) for s in seeds]
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError(f"an ensemble needs two or more distinct seeds, got {seeds}")
-    name = _ENSEMBLE.format(arch=arch, res=int(res), seeds="-".join(map(str, seeds)))
+    name = _ENSEMBLE.format(arch=_token(arch), res=int(res), seeds="-".join(map(str, seeds)))
     parse_model_name(name)
     return name
 
 
 def seed_group(arch: str, res: int) -> str:
     """``("resnet18", 64)`` -> ``"resnet18-64px"``: the key of the models that differ by seed."""
-    return _GROUP.format(arch=arch, res=int(res))
+    return _GROUP.format(arch=_token(arch), res=int(res))
 
 
 def parse_model_name(name: str) -> dict:
@@ -58,10 +77,11 @@ def parse_model_name(name: str) -> dict:
     an ensemble's name gives ``seeds`` (a list) in place of ``seed``."""
     m = _PARSE.fullmatch(str(name))
     if m:
-        return {"arch": m["arch"], "resolution": int(m["res"]), "seed": int(m["seed"])}
+        return {"arch": _arch(m["arch"]), "resolution": int(m["res"]), "seed": int(m["seed"])}
     m = _PARSE_ENSEMBLE.fullmatch(str(name))
     if m:
-        return {"arch": m["arch"], "resolution": int(m["res"]), "seeds": [int(s) for s in m["seeds"].split("-")]}
+        return {"arch": _arch(m["arch"]), "resolution": int(m["res"]),
+                "seeds": [int(s) for s in m["seeds"].split("-")]}
     raise ValueError(
         f"model name {name!r} is not of the form <arch>-<res>px-seed<seed> (e.g. resnet18-64px-seed0) "
         "nor <arch>-<res>px-seeds<s1>-<s2>... (an ensemble, e.g. resnet18-32px-seeds0-1-2)"

@@ -7,7 +7,8 @@ Schedule
     annealed to 0 over the stage. With ``pretrained: none`` stage 1 is skipped (a random body
     is not a feature extractor worth freezing).
     Stage 2: everything trainable, SGD with momentum and per-layer-group learning rates
-    ``stage2.lrs`` for early (stem, layer1, layer2) / middle (layer3, layer4) / head, annealed
+    ``stage2.lrs`` for early / middle / head (as galmet.backbones splits the body: a ResNet's
+    early is stem, layer1, layer2, its middle layer3, layer4), annealed
     with SGDR (cosine to 0, warm restarts) over cycles of ``stage2.cycles`` epochs. Learning
     rates are set per iteration, as fastai 0.7 did. A new optimizer (fresh momentum) starts
     each stage, as each fastai ``fit`` call did.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from galmet.backbones import AUTO_LAYER, saliency_layers
 from galmet.cli.common import (
     cli_tta,
     fail,
@@ -43,7 +44,9 @@ def cli_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="directory of <objID>.jpg")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--method", choices=METHODS, default=d["method"], help=f"attribution method (default {d['method']})")
-    p.add_argument("--layer", default=d["layer"], help=f"Grad-CAM layer (default {d['layer']})")
+    p.add_argument("--layer", default=d["layer"],
+                   help=f"Grad-CAM layer: {AUTO_LAYER} (the backbone's own, e.g. layer2 of a ResNet) or one of "
+                        f"{', '.join(saliency_layers())} (default {d['layer']})")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="maps of the prediction averaged over the D4 symmetries (default: the model's TTA setting)")
     p.add_argument("--steps", type=int, default=d["steps"], help=f"deletion-test steps (default {d['steps']})")

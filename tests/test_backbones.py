@@ -1,0 +1,100 @@
+"""galmet.backbones: every registered body fits the head, its groups, its Grad-CAM layers, the
+model names and the config schema, with nothing else to change."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import yaml
+
+from galmet.backbones import AUTO_LAYER, BACKBONES, backbone
+from galmet.config import ConfigError, load_config, load_schema
+from galmet.explain import saliency_layer
+from galmet.model import build_model, layer_groups
+from galmet.names import MODEL_PATTERN, ensemble_name, model_name, parse_model_name, seed_group
+
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module", params=list(BACKBONES))
+def built(request):
+    torch.manual_seed(0)
+    return BACKBONES[request.param], build_model(request.param, "none").eval()
+
+
+def test_feature_size_is_what_the_body_gives(built):
+    spec, m = built
+    with torch.no_grad():
+        assert m.body(torch.zeros(2, 3, 32, 32)).shape[1] == spec.features
+        assert m(torch.zeros(2, 3, 32, 32)).shape == (2,)
+    assert m.arch == spec.name
+
+
+def test_three_groups_cover_every_parameter_once(built):
+    spec, m = built
+    early, middle, head = layer_groups(m)  # raises when a parameter is left out
+    ids = [{id(p) for p in g} for g in (early, middle, head)]
+    assert all(ids) and not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    first = next(iter(m.body.parameters()))
+    assert id(first) in ids[0]  # the stem learns at the early rate
+    assert ids[2] == {id(p) for p in m.head.parameters()}
+
+
+def test_saliency_layers_are_modules_with_their_stride(built):
+    """Each registered Grad-CAM layer exists in the body and its map has res / stride cells."""
+    spec, m = built
+    assert spec.saliency in spec.layers
+    modules = dict(m.body.named_modules())
+    sizes = {}
+    hooks = [modules[name].register_forward_hook(lambda mod, i, o, name=name: sizes.__setitem__(name, o.shape[-1]))
+             for name in spec.layers]
+    with torch.no_grad():
+        m(torch.zeros(2, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    assert sizes == {name: 64 // stride for name, stride in spec.layers.items()}
+    assert saliency_layer(spec.name) == saliency_layer(spec.name, AUTO_LAYER) == spec.saliency
+
+
+def test_resnets_keep_their_names_and_layer2():
+    for arch in ("resnet18", "resnet34", "resnet50"):
+        assert model_name(arch, 64, 0) == f"{arch}-64px-seed0"
+        assert saliency_layer(arch) == "layer2"
+
+
+@pytest.mark.parametrize("arch", list(BACKBONES))
+def test_every_token_round_trips_through_model_names(arch):
+    token = BACKBONES[arch].token
+    assert re.fullmatch(r"[a-z][a-z0-9]*", token)
+    name = model_name(arch, 32, 3)
+    assert name == f"{token}-32px-seed3" and re.fullmatch(MODEL_PATTERN, name)
+    assert parse_model_name(name) == {"arch": arch, "resolution": 32, "seed": 3}
+    assert model_name(token, 32, 3) == name  # the token itself names it too
+    assert parse_model_name(ensemble_name(arch, 16, [0, 1]))["arch"] == arch
+    assert seed_group(arch, 16) == f"{token}-16px"
+
+
+def test_schema_enums_are_the_registry():
+    schema = load_schema()["properties"]
+    assert schema["train"]["properties"]["arch"]["enum"] == list(BACKBONES)
+    layers = schema["saliency"]["properties"]["layer"]["enum"]
+    assert layers[0] == AUTO_LAYER and all(name in layers for b in BACKBONES.values() for name in b.layers)
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for arch in BACKBONES:
+        raw["train"]["arch"] = arch
+        assert load_config(raw)["train"]["arch"] == arch
+    raw["train"]["arch"] = "vgg16"
+    with pytest.raises(ConfigError, match=r"train\.arch: 'vgg16' is not one of.*resnet18"):
+        load_config(raw)
+
+
+def test_unknown_arch_and_foreign_layer_are_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"train.arch='vgg16'.*resnet18, resnet34, resnet50"):
+        build_model("vgg16")
+    with pytest.raises(ValueError, match=r"train.arch='vgg16'"):
+        backbone("vgg16")
+    with pytest.raises(ValueError, match=r"saliency layer 'features\.3': a resnet18 has layer1, layer2, layer3, "
+                                         r"layer4 \(or give 'auto' for its default, layer2\)"):
+        saliency_layer("resnet18", "features.3")
