@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from galmet.backbones import AUTO_LAYER, BACKBONES, backbone
 from galmet.config import ConfigError, load_config, load_schema
-from galmet.explain import saliency_layer
-from galmet.model import build_model, layer_groups
+from galmet.explain import ExplainSettings, saliency_layer, saliency_maps
+from galmet.model import PretrainedWeightsError, build_model, layer_groups
 from galmet.names import MODEL_PATTERN, ensemble_name, model_name, parse_model_name, seed_group
 
 from .conftest import ROOT
@@ -98,3 +99,28 @@ def test_unknown_arch_and_foreign_layer_are_refused_with_the_choices():
     with pytest.raises(ValueError, match=r"saliency layer 'features\.3': a resnet18 has layer1, layer2, layer3, "
                                          r"layer4 \(or give 'auto' for its default, layer2\)"):
         saliency_layer("resnet18", "features.3")
+
+
+@pytest.mark.parametrize("arch", list(BACKBONES))
+def test_a_torchvision_state_dict_loads_into_the_body(arch, tmp_path):
+    """What ImageNet weights go through (a torchvision file with its classifier): the body takes
+    every body weight, the classifier is left out, a file of another architecture is refused."""
+    import torchvision
+
+    torch.manual_seed(3)
+    tv = torchvision.models.get_model(arch, weights=None)
+    torch.save(tv.state_dict(), tmp_path / "tv.pth")
+    m = build_model(arch, str(tmp_path / "tv.pth"))
+    body = m.body.state_dict()
+    assert body and all(torch.equal(v, tv.state_dict()[k]) for k, v in body.items())
+    other = next(a for a in BACKBONES if BACKBONES[a].classifier != BACKBONES[arch].classifier)
+    with pytest.raises(PretrainedWeightsError, match=f"do not fit a {other} body"):
+        build_model(other, str(tmp_path / "tv.pth"))
+
+
+def test_grad_cam_of_every_backbone_at_its_default_layer(built):
+    spec, m = built
+    x = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    meta = {"arch": spec.name, "resolution": 32, "normalisation": {"mean": [0.2] * 3, "std": [0.2] * 3}}
+    maps = saliency_maps(m, meta, x, ExplainSettings(tta=1))
+    assert maps.shape == (2, 32, 32) and np.isfinite(maps).all() and np.abs(maps).max() > 0

@@ -264,6 +264,36 @@ def test_sfr_is_trained_scored_and_drawn_in_its_unit(tmp_path):
     assert fig.axes[0].get_xlabel() == sfr.axis_text and not fig.axes[0].lines  # no threshold marked
 
 
+def test_a_registered_backbone_is_trained_and_explained(tmp_path):
+    """One entry in galmet.backbones is all a new body needs: train.arch efficientnet_b0 trains
+    effb0-16px-seed0 through the workflow, whose saliency rule and `galmet explain` explain it at
+    the backbone's own Grad-CAM layer (saliency.layer: auto)."""
+    from galmet.cli import main as galmet_main
+
+    catalog = pd.read_csv(DEMO / "catalog.csv", dtype={"objID": "string"}).iloc[:40]
+    catalog.to_csv(tmp_path / "catalog.csv", index=False)
+    cfg = tiny_config(tmp_path)
+    cfg["cutouts"]["local_dir"] = str(DEMO / "images")
+    cfg["train"]["arch"] = "efficientnet_b0"
+    cfg["saliency"].update(models=["effb0-16px-seed0"], layer="auto", steps=2)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    model = tmp_path / "results/models/oh_p50/effb0-16px-seed0/model.pt"
+    checks = tmp_path / "results/saliency/oh_p50/effb0-16px-seed0/saliency_checks.json"
+    snakemake(tmp_path, "--cores", "2", str(model.relative_to(tmp_path)), str(checks.relative_to(tmp_path)))
+    assert json.loads(checks.read_text())["layer"] == "features.3"
+
+    images = tmp_path / "some"
+    images.mkdir()
+    for oid in catalog["objID"][:3]:
+        shutil.copy(DEMO / "images" / f"{oid}.jpg", images / f"{oid}.jpg")
+    assert galmet_main(["explain", "--model", str(model), "--images", str(images), "--out", str(tmp_path / "out"),
+                        "--no-tta", "--steps", "2", "--random-orders", "1", "--no-png"]) == 0
+    cli = json.loads((tmp_path / "out" / "saliency_checks.json").read_text())
+    assert cli["layer"] == "features.3" and cli["n"] == 3
+    with np.load(tmp_path / "out" / "saliency.npz") as z:
+        assert z["maps"].shape == (3, 16, 16) and np.isfinite(z["maps"]).all() and np.abs(z["maps"]).max() > 0
+
+
 def test_snakemake_lint_is_clean():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(ROOT / "Snakefile"),
                            "--directory", str(ROOT)], capture_output=True, text=True, timeout=300)

@@ -97,3 +97,15 @@ def by_token(token: str) -> Backbone | None:
 def saliency_layers() -> list[str]:
     """Every registered Grad-CAM layer name, in registry order, without repeats."""
     return list(dict.fromkeys(layer for b in BACKBONES.values() for layer in b.layers))
+
+
+# ----------------------------------------------------------------------------- EfficientNet-B0
+# features.0 (stem) to features.3 reach stride 8 as a ResNet's layer2 does: the early group, and the
+# default Grad-CAM layer (8 x 8 at 64 px); features.4 to features.8 (the 1x1 conv to 1280) the middle.
+BACKBONES["efficientnet_b0"] = Backbone(
+    name="efficientnet_b0", token="effb0", features=1280, body=lambda net: [("features", net.features)],
+    groups=lambda body: (list(body.features[:4]), list(body.features[4:])),
+    group_help=("features.0 to features.3", "features.4 to features.8"),
+    layers={f"features.{i}": s for i, s in enumerate((2, 4, 8, 16, 16, 32, 32, 32), start=1)},
+    saliency="features.3", classifier="classifier.",
+)
