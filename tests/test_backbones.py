@@ -83,9 +83,14 @@ def test_schema_enums_are_the_registry():
     layers = schema["saliency"]["properties"]["layer"]["enum"]
     assert layers[0] == AUTO_LAYER and all(name in layers for b in BACKBONES.values() for name in b.layers)
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw["saliency"]["layer"] = AUTO_LAYER
     for arch in BACKBONES:
         raw["train"]["arch"] = arch
         assert load_config(raw)["train"]["arch"] == arch
+    raw["train"]["arch"], raw["saliency"]["layer"] = "efficientnet_b0", "layer2"  # the demo's, a ResNet layer
+    with pytest.raises(ConfigError, match=r"saliency.layer: 'layer2' is not a layer of train.arch efficientnet_b0 "
+                                          r"\(it has features.1, .*features.8\); give one of those, or 'auto'"):
+        load_config(raw)
     raw["train"]["arch"] = "vgg16"
     with pytest.raises(ConfigError, match=r"train\.arch: 'vgg16' is not one of.*resnet18"):
         load_config(raw)

@@ -211,6 +211,10 @@ def _check_consistency(config: dict) -> None:
     if config["cutouts"]["source"] == "local" and not config["cutouts"].get("local_dir"):
         raise ConfigError("config key cutouts.local_dir: required when cutouts.source is 'local'")
     _check_cutout_service(config["cutouts"])
+    layer, arch = config["saliency"]["layer"], config["train"]["arch"]
+    if layer != AUTO_LAYER and layer not in BACKBONES[arch].layers:
+        raise ConfigError(f"config key saliency.layer: {layer!r} is not a layer of train.arch {arch} (it has "
+                          f"{', '.join(BACKBONES[arch].layers)}); give one of those, or {AUTO_LAYER!r} for its default")
 
 
 def _check_cutout_service(c: dict) -> None:

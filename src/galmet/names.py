@@ -7,9 +7,9 @@ A trained model is named by its architecture, its input resolution (px) and its 
 carry either name as the single ``{model}`` wildcard, constrained by :data:`ANY_MODEL_PATTERN`;
 rules and the package read the parts back with :func:`parse_model_name`.
 
-The ``<arch>`` part is the backbone's name token (galmet.backbones: ``resnet18``; a token has no
-``_``, so ``efficientnet_b0`` would need one of its own): the functions here take the ``train.arch``
-name (or the token) and :func:`parse_model_name` gives the ``train.arch`` name back. A token no
+The ``<arch>`` part is the backbone's name token (galmet.backbones: ``resnet18``, ``effb0`` for
+``efficientnet_b0``, as a token has no ``_``): the functions here take the ``train.arch`` name (or
+the token) and :func:`parse_model_name` gives the ``train.arch`` name back. A token no
 backbone registers passes through as it is.
 """
 
