@@ -24,9 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from galmet.backbones import BACKBONES, Backbone, backbone
+from galmet.backbones import Backbone, backbone
 
-ARCHS = tuple(BACKBONES)
 HEAD_DEFAULT = {"hidden": 512, "dropout": [0.25, 0.5]}
 # ImageNet channel statistics (0..1 units), as torchvision and fastai use them.
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
