@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 
-from galmet.backbones import AUTO_LAYER, BACKBONES, backbone
+from galmet.backbones import AUTO_LAYER, BACKBONES, backbone, saliency_layer
 from galmet.config import ConfigError, load_config, load_schema
-from galmet.explain import ExplainSettings, saliency_layer, saliency_maps
+from galmet.explain import ExplainSettings, saliency_maps
 from galmet.model import PretrainedWeightsError, build_model, layer_groups
 from galmet.names import MODEL_PATTERN, ensemble_name, model_name, parse_model_name, seed_group
 

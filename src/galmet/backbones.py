@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Backbone", "BACKBONES", "backbone", "by_token", "saliency_layers", "AUTO_LAYER"]
+__all__ = ["Backbone", "BACKBONES", "backbone", "by_token", "saliency_layer", "saliency_layers", "AUTO_LAYER"]
 
 #: ``saliency.layer`` value meaning "the backbone's default".
 AUTO_LAYER = "auto"
@@ -92,6 +92,18 @@ def backbone(name: str) -> Backbone:
 def by_token(token: str) -> Backbone | None:
     """The backbone whose model-name token is ``token`` (None for an unregistered one)."""
     return next((b for b in BACKBONES.values() if b.token == token), None)
+
+
+def saliency_layer(arch: str, layer: str = AUTO_LAYER) -> str:
+    """The Grad-CAM layer of a model of ``arch``: ``layer``, or for ``auto`` its backbone's default
+    (a ResNet's ``layer2``). ValueError for a layer the backbone does not register."""
+    spec = backbone(arch)
+    if layer == AUTO_LAYER:
+        return spec.saliency
+    if layer not in spec.layers:
+        raise ValueError(f"saliency layer {layer!r}: a {arch} has {', '.join(spec.layers)} (or give "
+                         f"{AUTO_LAYER!r} for its default, {spec.saliency})")
+    return layer
 
 
 def saliency_layers() -> list[str]:

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 from galmet.augment import D4_SIZE, d4, d4_inverse
-from galmet.backbones import AUTO_LAYER, backbone
+from galmet.backbones import AUTO_LAYER, saliency_layer
 from galmet.imaging import bring_to_resolution
 from galmet.io import atomic_path
 from galmet.model import members, normalisation_constants, resolve_device, to_input
@@ -77,7 +77,7 @@ class ExplainSettings:
     """How maps are made and checked (config ``saliency``, ``galmet explain``'s options)."""
 
     method: str = DEFAULT_METHOD
-    layer: str = DEFAULT_LAYER  # gradcam only; auto: the backbone's default (:func:`saliency_layer`)
+    layer: str = DEFAULT_LAYER  # gradcam only; auto: the backbone's default (galmet.backbones.saliency_layer)
     tta: int = 8  # D4 views averaged (1 = none)
     ig_steps: int = 16  # ig only
     steps: int = 20  # deletion steps (20 of 5%)
@@ -109,18 +109,6 @@ def border_fill(inp: torch.Tensor) -> torch.Tensor:
     """Per image and channel, the median of the outermost ring of pixels (the sky): ``N x C x 1 x 1``."""
     ring = torch.cat([inp[..., 0, :], inp[..., -1, :], inp[..., 1:-1, 0], inp[..., 1:-1, -1]], dim=-1)
     return ring.median(dim=-1).values[..., None, None]
-
-
-def saliency_layer(arch: str, layer: str = AUTO_LAYER) -> str:
-    """The Grad-CAM layer of a model of ``arch``: ``layer``, or for ``auto`` its backbone's default
-    (galmet.backbones; a ResNet's ``layer2``). ValueError for a layer the backbone does not register."""
-    spec = backbone(arch)
-    if layer == AUTO_LAYER:
-        return spec.saliency
-    if layer not in spec.layers:
-        raise ValueError(f"saliency layer {layer!r}: a {arch} has {', '.join(spec.layers)} (or give "
-                         f"{AUTO_LAYER!r} for its default, {spec.saliency})")
-    return layer
 
 
 def _layer(net: torch.nn.Module, name: str) -> torch.nn.Module:
