@@ -203,8 +203,8 @@ def test_labels_and_titles_come_from_the_target_registry(monkeypatch):
     assert ex.target_words({"target": "oh_p50"}) == ex.target_words({}) == ("metal-poor", "metal-rich")
     monkeypatch.setitem(TARGETS, "flux_x", Target("flux_x", "flux", unit="Jy", low="faint", high="bright"))
     assert ex.target_words({"target": "flux_x"}) == ("faint", "bright")
-    assert ex._png_title(7, 1.234, {"target": "flux_x"}) == "objID 7\npredicted flux_x = 1.23 Jy"
-    assert ex._png_title(7, 1.234, {"target": "no_such_column"}) == "objID 7\npredicted no_such_column = 1.23"
+    assert png_title(7, 1.234, {"target": "flux_x"}) == "objID 7\npredicted flux_x = 1.23 Jy"
+    assert png_title(7, 1.234, {"target": "no_such_column"}) == "objID 7\npredicted no_such_column = 1.23"
     values = np.linspace(9.0, 11.5, 60)
     maps = np.random.default_rng(1).normal(0, 0.1, (60, RES, RES))
     s = ex.science_numbers(maps, values, labels=ex.target_words({"target": "lgm_tot_p50"}))

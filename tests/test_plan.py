@@ -141,6 +141,11 @@ def test_explain_settings_are_the_saliency_rules():
     # the rule's params as they were (their repr, key order included): no saliency job reruns
     assert list(settings) == ["method", "layer", "ig_steps", "steps", "random_orders", "check_max", "seed",
                               "batch_size", "tta"]
+    # layer auto is the backbone's own: the params name the layer the maps are made at
+    raw["saliency"]["layer"] = "auto"
+    assert study(raw).explain_settings()["layer"] == "layer2"
+    raw["train"]["arch"] = "efficientnet_b0"
+    assert study(raw).explain_settings()["layer"] == "features.3"
 
 
 def _plan_images(workdir, cfg: dict) -> str:

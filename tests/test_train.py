@@ -313,7 +313,9 @@ def test_job_errors_ends_a_job_with_its_message_and_no_traceback(tmp_path):
 
 
 def test_learning_rate_check_names_the_backbones_groups(tiny_data, tmp_path):
+    from galmet.config import ConfigError
+
     params = {**TINY, "stage2": {"cycles": [1], "lrs": [0.01, 0.1]}}
-    with pytest.raises(TrainingError, match=r"lrs=\[0.01, 0.1\]: give 3 learning rates, for the groups of resnet18: "
-                                            r"early \(stem, layer1, layer2\), middle \(layer3, layer4\) and head"):
+    with pytest.raises(ConfigError, match=r"train.stage2.lrs: \[0.01, 0.1\] is too short \(Peak learning rates of "
+                                          r"the layer groups early, middle, head \(as galmet.backbones splits"):
         train_model(*tiny_data, params, tmp_path, {"seed": 0})

@@ -472,6 +472,6 @@ def overlay(image: np.ndarray, saliency: np.ndarray, size: int = 256, alpha: flo
     return np.asarray(out.resize((size, size), resample=Image.Resampling.NEAREST))
 
 
-__all__ = ["ExplainSettings", "METHODS", "members", "saliency_layer", "saliency_maps", "attribute", "randomised",
+__all__ = ["ExplainSettings", "METHODS", "members", "saliency_maps", "attribute", "randomised",
            "rowwise_spearman", "randomisation_check", "deletion_curves", "deletion_summary", "central_share",
            "science_numbers", "sanity_checks", "target_words", "explain", "write_maps", "overlay"]

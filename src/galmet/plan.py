@@ -8,6 +8,7 @@ rules ask for. A model is ``(target, name)``, its name built by :mod:`galmet.nam
 
 from __future__ import annotations
 
+from galmet.backbones import saliency_layer
 from galmet.config import GPU_DEVICE_FILES, gpu_jobs
 from galmet.names import ensemble_name, model_name, parse_model_name
 from galmet.targets import METALLICITY, REFERENCE_TARGET, has_mzr
@@ -119,6 +120,9 @@ class Study:
 
     def explain_settings(self) -> dict:
         """The keyword arguments of galmet.explain.ExplainSettings for the saliency rule:
-        config saliency, with the TTA of config predict (maps of what predict averages)."""
+        config saliency, with the TTA of config predict (maps of what predict averages) and the
+        layer ``auto`` resolved to the backbone's own (a rule's params name the layer used)."""
         saliency = self.config["saliency"]
-        return {**{k: saliency[k] for k in EXPLAIN_KEYS}, "tta": self.config["predict"]["tta"]}
+        out = {**{k: saliency[k] for k in EXPLAIN_KEYS}, "tta": self.config["predict"]["tta"]}
+        out["layer"] = saliency_layer(self.config["train"]["arch"], out["layer"])
+        return out
