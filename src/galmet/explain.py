@@ -50,13 +50,14 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 
 from galmet.augment import D4_SIZE, d4, d4_inverse
-from galmet.backbones import AUTO_LAYER, saliency_layer
+from galmet.backbones import saliency_layer
+from galmet.config import default
 from galmet.imaging import bring_to_resolution
 from galmet.io import atomic_path
 from galmet.model import members, normalisation_constants, resolve_device, to_input
@@ -64,27 +65,31 @@ from galmet.predict import predict_images
 from galmet.targets import METALLICITY, get_target
 
 METHODS = ("gradcam", "ig", "occlusion")
-DEFAULT_METHOD = "gradcam"
-DEFAULT_LAYER = AUTO_LAYER
 #: the randomisation check passes when the mean rank correlation is below this.
 SPEARMAN_PASS = 0.3
 #: radius of the central region of the science statement, as a fraction of the width.
 CENTRAL_RADIUS = 1 / 8
 
 
+def _schema(key: str):
+    """A field whose default is the config schema's (``saliency.<key>``, or a full key)."""
+    return field(default_factory=lambda: default(key if "." in key else f"saliency.{key}"))
+
+
 @dataclass(frozen=True)
 class ExplainSettings:
-    """How maps are made and checked (config ``saliency``, ``galmet explain``'s options)."""
+    """How maps are made and checked (config ``saliency``, ``galmet explain``'s options); every
+    default is the config schema's."""
 
-    method: str = DEFAULT_METHOD
-    layer: str = DEFAULT_LAYER  # gradcam only; auto: the backbone's default (galmet.backbones.saliency_layer)
-    tta: int = 8  # D4 views averaged (1 = none)
-    ig_steps: int = 16  # ig only
-    steps: int = 20  # deletion steps (20 of 5%)
-    random_orders: int = 5  # deletion: random orders to compare with
-    check_max: int | None = 1000  # randomisation and deletion on at most this many galaxies
-    seed: int = 0
-    batch_size: int = 64
+    method: str = _schema("method")
+    layer: str = _schema("layer")  # gradcam only; auto: the backbone's default (galmet.backbones.saliency_layer)
+    tta: int = _schema("predict.tta")  # D4 views averaged (1 = none)
+    ig_steps: int = _schema("ig_steps")  # ig only
+    steps: int = _schema("steps")  # deletion steps (20 of 5%)
+    random_orders: int = _schema("random_orders")  # deletion: random orders to compare with
+    check_max: int | None = _schema("check_max")  # randomisation and deletion on at most this many galaxies
+    seed: int = _schema("seed")
+    batch_size: int = _schema("batch_size")
 
     def __post_init__(self):
         if self.method not in METHODS:

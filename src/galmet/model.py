@@ -25,8 +25,10 @@ import torch
 from torch import nn
 
 from galmet.backbones import Backbone, backbone
+from galmet.config import default, section
 
-HEAD_DEFAULT = {"hidden": 512, "dropout": [0.25, 0.5]}
+#: the regression head's size and dropout when none is given: the config schema's ``train.head``.
+HEAD_DEFAULT = section("train")["head"]
 # ImageNet channel statistics (0..1 units), as torchvision and fastai use them.
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -149,14 +151,16 @@ def _load_body(body: nn.Sequential, state: dict, spec: Backbone, source: str) ->
 
 
 def build_model(
-    arch: str = "resnet34",
+    arch: str = default("train.arch"),
     pretrained: str = "none",
     hidden: int = HEAD_DEFAULT["hidden"],
     dropout=tuple(HEAD_DEFAULT["dropout"]),
 ) -> MetallicityNet:
     """The body of ``arch`` (a name in galmet.backbones.BACKBONES) with the paper's head.
 
-    ``pretrained``: ``"none"``, ``"imagenet"`` or a local file path (see the module docstring).
+    ``pretrained``: ``"none"``, ``"imagenet"`` or a local file path (see the module docstring);
+    ``"none"`` unless asked (the schema's ``imagenet`` is the workflow's choice: a library call
+    never downloads by default).
     """
     spec = backbone(arch)
     body = spec.build_body()

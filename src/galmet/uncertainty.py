@@ -30,6 +30,7 @@ import math
 import numpy as np
 from scipy.stats import binom
 
+from galmet.config import default
 from galmet.conformal import interval, max_level, pit
 
 __all__ = ["LEVELS", "FRACTIONS", "binomial_band", "calibration_curve", "pit_histogram", "binned_coverage",
@@ -74,7 +75,7 @@ def pit_histogram(y, mean, spread, scores, bins: int = 10) -> dict:
     return {"edges": edges.tolist(), "counts": counts.astype(int).tolist(), "expected": len(y) / bins}
 
 
-def binned_coverage(y, mean, spread, scores, bin_width: float = 0.1) -> list[dict]:
+def binned_coverage(y, mean, spread, scores, bin_width: float = default("evaluate.bin_width")) -> list[dict]:
     """Coverage (and mean width) of the 68% and 95% intervals in bins of the truth ``bin_width``
     wide, with the binomial band of each bin's size (:func:`interval_rows`) and its median residual."""
     from galmet.metrics import bin_index, make_edges
@@ -112,7 +113,7 @@ def interval_rows(y, bounds: dict, groups, edges) -> list[dict]:
     return rows
 
 
-def binned_predicted(y, mean, spread, scores, bin_width: float = 0.1) -> list[dict]:
+def binned_predicted(y, mean, spread, scores, bin_width: float = default("evaluate.bin_width")) -> list[dict]:
     """Coverage and mean width of the 68% and 95% intervals, with ``n`` and the binomial bands,
     in bins of the prediction ``mean`` ``bin_width`` wide (:func:`interval_rows`)."""
     from galmet.metrics import bin_index, make_edges
@@ -133,7 +134,7 @@ def risk_coverage(y, mean, spread, fractions=FRACTIONS) -> list[dict]:
     return rows
 
 
-def score_intervals(y, mean, spread, scores, bin_width: float = 0.1) -> dict:
+def score_intervals(y, mean, spread, scores, bin_width: float = default("evaluate.bin_width")) -> dict:
     """Every number of the module docstring for test truths ``y``, predictions ``mean``,
     spreads ``spread`` and the ensemble's calibration ``scores``; rows with a non-finite value
     are left out (``n_invalid``)."""
