@@ -35,8 +35,9 @@ reason          meaning                                                      ret
 ``truncated``   a JPEG that does not decode to the end                       yes
 ``wrong_size``  a JPEG of another size than requested                        yes
 ``blank``       a uniform image (SkyServer: retried, may be transient)       yes
-``bad_answer``  status 200 but an intermediate answer of a service that needs   yes
-                several requests does not read (e.g. an HTML page, not a list)
+``bad_answer``  status 200 but an intermediate answer of a service that      yes
+                needs several requests does not read (e.g. an HTML page, not
+                a list)
 ``no_coverage`` no image there: a uniform (black) image from a service that  no
                 draws the sky outside its footprint so (the Legacy Surveys
                 viewer), or no file listed there (Pan-STARRS)
