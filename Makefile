@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint report dag clean install
+.PHONY: demo test lint report dag clean install docs
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests workflow benchmarks
 	$(BIN)/snakemake --lint
+
+docs: $(STAMP)   # the documentation site, warnings as errors: docs/_build/html/index.html
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 dag: $(STAMP)
 	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
