@@ -75,6 +75,7 @@ def test_configuration_page_lists_every_key_with_the_registries_values(site):
     arch = table_row(site, "configuration", "train.arch")
     assert "efficientnet_b0" in arch and "resnet34" in arch.split(" | ")[2], arch
     assert "≥ 1" in table_row(site, "configuration", "shards")
+    assert "list of number (> 0); exactly 3 items" in table_row(site, "configuration", "train.stage2.lrs")
     assert "(oh_p50 metallicity in dex;" in text  # a description, its underscores not eaten as emphasis
 
 
@@ -123,7 +124,7 @@ def test_plain_docstring_paragraphs_are_shown_as_written():
     columns = ["``name``   the first entry, which runs", "           onto a second line", "``b``      another"]
     out = galmet_docs.plain_paragraphs(["Intro |x|.", "", *columns, "", "Code::", "", "   a |b|"])
     assert out[0] == r"Intro \|x\|."
-    assert out[2:4] == ["::", ""] and out[4] == "    name   the first entry, which runs"
+    assert out[2:4] == [".. code-block:: text", ""] and out[4] == "    name   the first entry, which runs"
     assert out[-1] == "   a |b|"  # a literal block is left alone
 
 

@@ -72,11 +72,16 @@ def type_text(schema: dict) -> str:
         words.append(t)
     text = " or ".join(words) if words else "any"
     limits = [_bound(fmt, schema[k]) for k, fmt in _BOUNDS if k in schema]
+    if schema.get("minItems", -1) == schema.get("maxItems"):
+        limits = [x for x in limits if "item" not in x]
+        limits.append(_bound("exactly {} item", schema["minItems"]))
     if schema.get("uniqueItems"):
         limits.append("no repeats")
     if "pattern" in schema:
         limits.append("matching " + code(schema["pattern"]))
-    return text + (" (" + ", ".join(limits) + ")" if limits else "")
+    if not limits:
+        return text
+    return text + ("; " + ", ".join(limits) if "array" in types else " (" + ", ".join(limits) + ")")
 
 
 def config_rows(properties: dict, prefix: str = ""):
@@ -181,7 +186,7 @@ def _parses_cleanly(block: list[str]) -> bool:
 def _verbatim(block: list[str]) -> list[str]:
     indent = min(len(line) - len(line.lstrip()) for line in block)
     plain = [_ROLE.sub(r"\1", line).replace("``", "") for line in block]
-    return [" " * indent + "::", "", *("    " + line for line in plain), ""]
+    return [" " * indent + ".. code-block:: text", "", *("    " + line for line in plain), ""]
 
 
 def plain_paragraphs(lines: list[str]) -> list[str]:
