@@ -37,5 +37,8 @@ autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_typehints = "signature"
 
+# Code without a language (docstrings' "::" blocks: command lines, JSON shapes) is shown as plain text.
+highlight_language = "text"
+
 html_theme = "furo"
 html_title = f"galmet {release}"

@@ -138,7 +138,7 @@ def _default(action: argparse.Action) -> str:
 def parser_markdown(name: str, summary: str, parser: argparse.ArgumentParser) -> str:
     """One subcommand: its usage, description, a row per option and its epilog."""
     parser.prog = f"galmet {name}"
-    out = [f"## `galmet {name}`", "", escape(summary) + ".", "", "```text",
+    out = [f"## `galmet {name}`", "", escape(summary[:1].upper() + summary[1:]) + ".", "", "```text",
            parser.format_usage().strip(), "```", ""]
     if parser.description:
         out += [escape(parser.description), ""]
