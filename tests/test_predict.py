@@ -129,7 +129,7 @@ def test_cli_predict_errors(trained, image_dir, tmp_path, capsys):
     model = str(trained[0])
     assert galmet_main(["predict", "--model", model, "--images", str(image_dir), "--out",
                         str(tmp_path / "x.txt")]) == 2
-    assert ".csv or .parquet" in capsys.readouterr().err
+    assert ".csv, .parquet, .fits, .ecsv or .vot" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     assert galmet_main(["predict", "--model", model, "--images", str(empty), "--out", str(tmp_path / "e.csv")]) == 1

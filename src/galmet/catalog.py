@@ -178,9 +178,13 @@ def read_any_table(path: str | os.PathLike, columns: dict | None = None) -> pd.D
             df = pd.read_parquet(path)
         elif name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
             df = _read_fits(path)
+        elif name.endswith((".ecsv", ".vot")):
+            from galmet.tables import read_astropy, to_frame
+
+            df = to_frame(read_astropy(path), path, id_columns=())  # ids: checked below, as for every format
         else:
             raise CatalogError(
-                f"{path}: unknown table format; use .csv, .parquet or .fits (catalog.path)")
+                f"{path}: unknown table format; use .csv, .parquet, .fits, .ecsv or .vot (catalog.path)")
     except (OSError, ValueError) as exc:
         if isinstance(exc, CatalogError | IdError):
             raise

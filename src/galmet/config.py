@@ -244,9 +244,10 @@ def check_inputs(config: dict) -> None:
             "<objID>.jpg cutouts, or use a cutout service (cutouts.source: skyserver or legacysurvey)")
     cat = config["catalog"]
     path = Path(cat.get("path") or "")
-    if cat["source"] != "table" or path.suffix.lower() not in (".csv", ".parquet") or not path.is_file():
+    tables = (".csv", ".parquet", ".ecsv", ".vot")
+    if cat["source"] != "table" or path.suffix.lower() not in tables or not path.is_file():
         return  # FITS and SkyServer catalogs are checked by the catalog rule
-    from galmet.io import table_columns
+    from galmet.tables import table_columns
 
     columns = table_columns(path)
     missing = [t for t in config["targets"] if t not in columns]

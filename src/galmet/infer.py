@@ -2,7 +2,7 @@
 
 Three steps, each a workflow rule (``workflow/rules/infer.smk``, target ``infer``):
 
-1. :func:`split_catalog` streams the catalog (CSV or Parquet: ``objID`` and optionally
+1. :func:`split_catalog` streams the catalog (CSV, Parquet, FITS, ECSV or VOTable: ``objID`` and optionally
    ``path``) once or twice and writes ``n`` shards of contiguous rows, ``objID, path`` each,
    the path resolved (catalog ``path`` column, else ``<images_dir>/<objID>.jpg``, else the
    cutout cache).
@@ -19,6 +19,7 @@ Memory is bounded by the chunk sizes, never by the number of galaxies.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -32,7 +33,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from galmet.imaging import MAX_PIXELS
-from galmet.io import atomic_path, iter_table_chunks, table_columns
+from galmet.io import atomic_path
+from galmet.tables import TableFormatError, format_list, iter_table_chunks, table_columns
 
 log = logging.getLogger("galmet.infer")
 
@@ -55,8 +57,8 @@ class InferError(ValueError):
 def _catalog_columns(catalog: Path) -> list[str]:
     try:
         return table_columns(catalog)
-    except ValueError:
-        raise InferError(f"infer.catalog {catalog}: use a .csv or .parquet table") from None
+    except TableFormatError:
+        raise InferError(f"infer.catalog {catalog}: use a {format_list()} table") from None
 
 
 def iter_catalog(catalog: str | os.PathLike, chunk_size: int = 8192) -> Iterator[tuple[np.ndarray, list]]:
@@ -193,7 +195,8 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
     """
     from galmet.config import default
     from galmet.cutouts.manifest import check_image_dirs
-    from galmet.predict import PredictionWriter, predict_chunks
+    from galmet.predict import PredictionWriter, interval_levels, predict_chunks
+    from galmet.tables import provenance
 
     tta, batch_size, chunk_size = (default(f"infer.{k}") if v is None else v for k, v in
                                    (("tta", tta), ("batch_size", batch_size), ("chunk_size", chunk_size)))
@@ -205,7 +208,9 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
     pf = pq.ParquetFile(shard_path)
     chunks = (zip(b.column("objID").to_pylist(), b.column("path").to_pylist())
               for b in pf.iter_batches(batch_size=int(chunk_size), columns=["objID", "path"]))
-    with PredictionWriter(out_path) as writer:
+    prov = None if model_path is None else provenance(
+        meta, model_path, tta, default("predict.domain_alpha") if alpha is None else alpha, interval_levels(meta, None))
+    with PredictionWriter(out_path, target=meta.get("target"), provenance=prov) as writer:
         n_in = predict_chunks(
             chunks, model, meta, writer, skipped, tta=tta, batch_size=batch_size, device=device, alpha=alpha,
             max_pixels=max_pixels,
@@ -225,16 +230,28 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
 
 
 def gather(part_paths, out_path, model: str, version: str | None = None) -> int:
-    """Concatenate shard predictions (in the given order) into one Parquet with the model
-    name and the galmet version; a row group at a time. Columns after ``prediction`` in the
+    """Concatenate shard predictions (in the given order) into one table with the model
+    name and the galmet version. Columns after ``prediction`` in the
     parts (a calibrated ensemble's intervals, ``domain_p``, ``in_domain``) are kept, with their
-    types. Returns the number of rows."""
+    types. Parquet is written a row group at a time; another format of :mod:`galmet.tables`
+    (by ``out_path``'s extension) from all rows at once. The units, descriptions and the
+    provenance of the first part (:class:`galmet.predict.PredictionWriter`) are kept, with
+    ``model`` as the model's name. Returns the number of rows."""
     if version is None:
         from galmet import __version__ as version
+    from galmet.tables import column_info, parquet_schema, table_format
+
     part_paths = list(part_paths)
     first = pq.read_schema(part_paths[0]) if part_paths else None
     extra = [c for c in first.names if c not in ("objID", "prediction")] if first is not None else []
     schema = pa.schema([*OUT_SCHEMA][:2] + [first.field(c) for c in extra] + [*OUT_SCHEMA][2:])
+    doc = json.loads((first.metadata or {}).get(b"galmet", b"null")) if first is not None else None
+    prov = {**doc["provenance"], "model": model} if doc and doc.get("provenance") else None
+    units, descriptions = column_info(prov["target"] if prov else None, schema.names)
+    if prov is not None:
+        schema = parquet_schema(schema, units, descriptions, prov)
+    if table_format(out_path) != "parquet":
+        return _gather_whole(part_paths, out_path, schema, model, str(version), (units, descriptions, prov))
     n = 0
     with atomic_path(out_path) as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:
@@ -254,6 +271,20 @@ def gather(part_paths, out_path, model: str, version: str | None = None) -> int:
                     n += k
     log.info("wrote %d predictions of %s to %s", n, model, out_path)
     return n
+
+
+def _gather_whole(part_paths, out_path, schema: pa.Schema, model: str, version: str, info) -> int:
+    """:func:`gather` into a CSV, FITS, ECSV or VOTable (:func:`galmet.tables.write_table`)."""
+    from galmet.tables import write_table
+
+    cols = [c for c in schema.names if c not in ("model", "galmet_version")]
+    parts = [pq.read_table(p, columns=cols) for p in part_paths]
+    df = (pa.concat_tables([t.cast(pa.schema([schema.field(c) for c in cols])) for t in parts]).to_pandas()
+          if parts else pd.DataFrame({c: pd.Series(dtype="float64") for c in cols}))
+    df["model"], df["galmet_version"] = model, version
+    write_table(df, out_path, *info)
+    log.info("wrote %d predictions of %s to %s", len(df), model, out_path)
+    return len(df)
 
 
 __all__ = ["InferError", "iter_catalog", "count_rows", "split_catalog", "model_label",

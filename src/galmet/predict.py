@@ -17,7 +17,8 @@ paths are taken from the current directory) the catalog's galaxies are, read in 
 memory stays flat for millions of rows. The output has the columns ``objID`` (exact int64) and
 ``prediction``; for a calibrated ensemble (:mod:`galmet.ensemble`) ``prediction`` is the mean of
 its members and TTA views, followed by the calibrated interval bounds ``p2p5, p16, p84, p97p5``
-(and ``--levels 0.9`` adds ``p5, p95``). CSV or Parquet by the extension of ``--out``. An image
+(and ``--levels 0.9`` adds ``p5, p95``). CSV, Parquet, FITS, ECSV or VOTable by the extension of ``--out``
+(:mod:`galmet.tables`: units and provenance). An image
 that cannot be read is skipped with a warning and listed, with the reason, in ``<out>.log``:
 never a NaN row.
 
@@ -182,22 +183,31 @@ CSV_DECIMALS = 4
 
 
 class PredictionWriter:
-    """Streams prediction rows to a CSV or Parquet file (by extension), atomically.
+    """Streams prediction rows to a table file (format by extension, :data:`galmet.tables.FORMATS`), atomically.
 
     Columns: ``objID`` (int64), then ``extra`` columns in the order first given (e.g. the
     truth), then ``prediction`` (float64), then ``after`` columns (a calibrated model's spread
     and interval bounds, :func:`predict_columns`). Use as a context manager: the file appears
-    under its name only when the block succeeds.
+    under its name only when the block succeeds. CSV and Parquet are appended chunk by chunk;
+    FITS, ECSV and VOTable are collected in memory and written once at the end (about 100 bytes
+    a row). ``target`` gives the columns' units and descriptions (:func:`galmet.tables.column_info`),
+    ``provenance`` (:func:`galmet.tables.provenance`) what the table records of its making: with it,
+    Parquet gains schema metadata and a CSV its ``<file>.meta.json`` (the CSV itself is unchanged);
+    FITS, ECSV and VOTable always carry the units.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, target: str | None = None, provenance: dict | None = None):
+        from galmet.tables import FORMATS, format_list
+
         self.path = Path(path)
-        self.kind = {".csv": "csv", ".parquet": "parquet"}.get(self.path.suffix.lower())
+        self.kind = FORMATS.get(self.path.suffix.lower())
         if self.kind is None:
-            raise ValueError(f"{self.path}: use a .csv or .parquet file name")
+            raise ValueError(f"{self.path}: use a {format_list()} file name")
+        self.target, self.provenance = target, provenance
         self.n = 0
         self._atomic = self._tmp = self._out = None
         self._schema = None
+        self._chunks: list[pa.Table] = []  # FITS, ECSV, VOTable: written at the end
         self.empty_after: list[str] = []  # the ``after`` columns of an empty table
 
     def __enter__(self) -> PredictionWriter:
@@ -216,25 +226,51 @@ class PredictionWriter:
             fmt = [_csv_format(f.name, f.type) for f in table.schema]
             cols = [c.to_pylist() for c in table.columns]
             self._out.writelines(",".join(f(v) for f, v in zip(fmt, row)) + "\n" for row in zip(*cols))
-        else:
+        elif self.kind == "parquet":
             self._out.write_table(table.cast(self._schema))
+        else:
+            self._chunks.append(table.cast(self._schema))
+
+    def _columns(self, schema: pa.Schema) -> tuple[dict, dict]:
+        from galmet.tables import column_info
+
+        return column_info(self.target, schema.names)
 
     def _open(self, schema: pa.Schema) -> None:
-        if self._out is not None:
+        if self._schema is not None:
             return
         self._schema = schema
         if self.kind == "csv":
             self._out = open(self._tmp, "w", newline="")
             self._out.write(",".join(schema.names) + "\n")
-        else:
-            self._out = pq.ParquetWriter(self._tmp, schema)
+        elif self.kind == "parquet":
+            if self.provenance is not None:
+                from galmet.tables import parquet_schema
+
+                self._schema = parquet_schema(schema, *self._columns(schema), self.provenance)
+            self._out = pq.ParquetWriter(self._tmp, self._schema)
 
     def __exit__(self, *exc):
-        if self._out is None:  # nothing written: still a valid, empty table
+        from galmet.tables import astropy_table, write_astropy, write_sidecar
+
+        if self._schema is None:  # nothing written: still a valid, empty table
             self._open(pa.schema([("objID", pa.int64()), ("prediction", pa.float64())]
                                  + [(c, pa.bool_() if c == "in_domain" else pa.float64()) for c in self.empty_after]))
-        self._out.close()
-        return self._atomic.__exit__(*exc)
+        if self._out is not None:
+            self._out.close()
+        if exc[0] is None and self.kind not in ("csv", "parquet"):
+            table = pa.concat_tables(self._chunks) if self._chunks else self._schema.empty_table()
+            self._chunks = []
+            try:
+                write_astropy(astropy_table(table.to_pandas(), *self._columns(table.schema)), self._tmp, self.kind,
+                              self.provenance)
+            except BaseException as err:
+                self._atomic.__exit__(type(err), err, err.__traceback__)
+                raise
+        result = self._atomic.__exit__(*exc)
+        if exc[0] is None and self.kind == "csv" and self.provenance is not None:
+            write_sidecar(self.path, *self._columns(self._schema), self.provenance)
+        return result
 
 
 def _after_array(values) -> pa.Array:

@@ -52,6 +52,8 @@ class Target:
     valid: tuple[float, float] | None = None  # open range of real values; the catalog drops the rest
     low: str = ""  # words for the low and high ends (saliency groups); default "low <noun>"
     high: str = ""
+    table_unit: str = ""  # astropy unit string of the column in FITS/ECSV/VOTable tables; default: unit
+    description: str = ""  # one line naming the quantity in tables (galmet.tables); default: noun
 
     def __post_init__(self):
         if self.valid is not None and not self.valid[0] < self.valid[1]:
@@ -65,6 +67,7 @@ class Target:
             "label_pred": f"predicted {self.quantity}{suffix}",
             "label_resid": f"predicted $-$ true {self.quantity}{suffix}",
             "noun": self.name,
+            "table_unit": self.unit,
         }
         for key, value in derived.items():
             if not getattr(self, key):
@@ -72,6 +75,8 @@ class Target:
         for key in ("low", "high"):
             if not getattr(self, key):
                 object.__setattr__(self, key, f"{key} {self.noun}")
+        if not self.description:
+            object.__setattr__(self, "description", self.noun)
 
     @property
     def words(self) -> tuple[str, str]:
@@ -106,16 +111,19 @@ TARGETS: dict[str, Target] = {
         label_true=r"$Z_{\rm true}$ = 12 + log(O/H) [dex]", label_pred=r"$Z_{\rm pred}$ [dex]",
         label_resid=r"$\Delta Z = Z_{\rm pred} - Z_{\rm true}$ [dex]",
         noun="metallicity", threshold=Z_HIGH, valid=(6.0, 10.5), low="metal-poor", high="metal-rich",
+        description="gas-phase metallicity 12 + log(O/H), dex",
     ),
     MASS: Target(
         MASS, r"$\log\,(M_*/M_\odot)$", unit="dex", units_long="log10(M*/Msun)",
         symbol_true=r"$\log M_{*,\rm true}$", symbol_pred=r"$\log M_{*,\rm pred}$",
         label_resid=r"$\Delta \log M_*$ (pred $-$ true) [dex]", noun="stellar mass",
         valid=(5.0, 13.0), low="low-mass", high="high-mass",
+        table_unit="dex(solMass)", description="total stellar mass log10(M*/Msun)",
     ),
     "sfr_tot_p50": Target(  # MPA-JHU total star-formation rate; sentinels (-99, -9999) lie outside its range
         "sfr_tot_p50", r"$\log\,({\rm SFR}/M_\odot\,{\rm yr}^{-1})$", unit="dex", units_long="log10(SFR / Msun yr^-1)",
         noun="star-formation rate", valid=(-5.0, 4.0), low="low-SFR", high="high-SFR",
+        table_unit="dex(solMass/yr)", description="total star-formation rate log10(SFR / Msun yr^-1)",
     ),
 }
 

@@ -1,7 +1,8 @@
 # Survey-scale inference: a trained model applied to a catalog of any size (config `infer:`).
 #   snakemake infer --configfile my_infer.yaml [--profile profiles/slurm]
 # catalog -> shards of contiguous rows -> one prediction job per shard (gpu=1 when
-# infer.gpu) -> results/infer/predictions.parquet (objID, prediction, model, galmet_version).
+# infer.gpu) -> results/infer/predictions.<infer.format> (objID, prediction, model, galmet_version;
+# parquet by default, or csv, fits, ecsv, vot: units and provenance through galmet.tables).
 # Per-shard outputs make a run resumable; each job streams in chunks (galmet.infer).
 # The shards are Snakemake's scatter "infer": items 1-of-N ... N-of-N, N = infer.shards (or
 # --set-scatter infer=N); scatter/gather list them in that order, which is the catalog's.
@@ -67,12 +68,12 @@ rule infer_shard:
 
 
 rule infer:
-    """One Parquet of every shard's predictions: objID, prediction, model, galmet_version."""
+    """One table (infer.format) of every shard's predictions: objID, prediction, model, galmet_version."""
     input:
         model=infer_required("model"),
         parts=gather.infer("results/infer/parts/{scatteritem}.parquet"),
     output:
-        "results/infer/predictions.parquet",
+        f"results/infer/predictions.{INFER['format']}",
     params:
         model_name=INFER["model_name"],
     log:

@@ -1,4 +1,4 @@
-"""Adapter: per-shard predictions -> results/infer/predictions.parquet (galmet.infer.gather)."""
+"""Adapter: per-shard predictions -> results/infer/predictions.<infer.format> (galmet.infer.gather)."""
 
 from galmet import __version__
 from galmet.infer import gather, model_label

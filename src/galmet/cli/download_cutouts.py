@@ -13,8 +13,9 @@ from pathlib import Path
 from galmet.cutouts.base import NO_ANSWER, PROVIDERS, REASONS, CutoutClient, Provider, get_provider
 from galmet.cutouts.download import download_cutouts
 from galmet.cutouts.manifest import CutoutDirMismatch
-from galmet.io import atomic_path, read_table, write_table
+from galmet.io import atomic_path, write_table
 from galmet.logs import setup_logging
+from galmet.tables import read_table
 
 log = logging.getLogger("galmet.cli.download_cutouts")
 
@@ -95,7 +96,8 @@ def cli_parser() -> argparse.ArgumentParser:
         epilog="Failure reasons: " + ", ".join(sorted(REASONS | {"bad_position", "no_scale"})),
     )
     p.add_argument("--catalog", required=True,
-                   help="CSV or Parquet with objID, ra, dec (+ petroR90_r for --scale adaptive)")
+                   help="CSV, Parquet, FITS, ECSV or VOTable (.vot) with objID, ra, dec "
+                        "(+ petroR90_r for --scale adaptive)")
     p.add_argument("--out", required=True, help="directory for <objID>.jpg and failures.csv")
     p.add_argument("--source", choices=list(PROVIDERS), default="skyserver", help=source_help)
     p.add_argument("--layer", help=layer_help)

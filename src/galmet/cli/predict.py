@@ -27,7 +27,21 @@ from galmet.predict import CSV_DECIMALS, PredictionWriter, interval_levels, pred
 
 log = logging.getLogger("galmet.predict")
 
-OUTPUT_COLUMNS = f"""output columns (CSV or Parquet by the extension of --out):
+OUTPUT_COLUMNS = f"""output formats, by the extension of --out:
+  .csv            text, plus <out>.meta.json: each column's unit and description, and the provenance
+  .parquet        the same in the schema's metadata (key galmet) and each field's (unit, description)
+  .fits           binary table in HDU 1: TUNITn, TCOMMn (description), provenance keywords (GMVERSN,
+                  MODEL, MODELSHA, TARGET, SURVEY, BANDS, PIXSCALE, IMSIZE, CALMETH, CALSPLIT, CAL_N,
+                  LEVELS, DOMALPHA, TTA, DATE)
+  .ecsv           astropy ECSV: units, descriptions and provenance in its YAML header
+  .vot            VOTable: unit and DESCRIPTION per FIELD, provenance as INFO elements
+CSV and Parquet are written chunk by chunk; FITS, ECSV and VOTable are collected in memory
+(about 100 bytes a galaxy) and written at the end. Units: dex for oh_p50 (12 + log(O/H)),
+dex(solMass) for lgm_tot_p50. The provenance: galmet version, model name and the model file's
+SHA-256, target, the training images (survey, bands, pixel scale, size), the calibration (method,
+split, n, levels), the domain alpha, TTA and the date.
+
+output columns:
   objID           the SDSS objID from the file name or catalog (int64, exact)
   prediction      the model's value of its target, in the target's unit: 12 + log(O/H) in dex for
                   oh_p50, log10(M*/Msun) for lgm_tot_p50 (the mean over TTA views and ensemble members)
@@ -50,8 +64,9 @@ def cli_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="model.pt written by the workflow's training")
     p.add_argument("--images", help="directory of <objID>.jpg; alone: predict every *.jpg in it")
-    p.add_argument("--catalog", help="CSV/Parquet with an objID column (and path, without --images); read in chunks")
-    p.add_argument("--out", required=True, help="output table, .csv or .parquet")
+    p.add_argument("--catalog", help="CSV, Parquet, FITS, ECSV or VOTable (.vot) with an objID column (64-bit "
+                        "integers; and path, without --images); CSV/Parquet read in chunks, the others whole")
+    p.add_argument("--out", required=True, help="output table: .csv, .parquet, .fits, .ecsv or .vot (see below)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average over the 8 D4 symmetries (default: the model's TTA setting)")
     p.add_argument("--batch-size", type=int, default=d["batch_size"],
@@ -75,10 +90,9 @@ def cli_parser() -> argparse.ArgumentParser:
 def iter_catalog(catalog: Path, images: Path | None, chunk: int):
     """``(objID, path)`` rows of ``--catalog`` in chunks: its ``path`` column, or
     ``images/<objID>.jpg`` with ``--images``."""
-    from galmet.io import iter_table_chunks, table_columns
+    from galmet.tables import iter_table_chunks, table_columns, table_format
 
-    if catalog.suffix.lower() not in (".csv", ".parquet"):
-        raise ValueError(f"--catalog {catalog}: use a .csv or .parquet table")
+    table_format(catalog, "--catalog")
     _check_catalog_columns(catalog, table_columns(catalog), images)
     cols = ["objID"] + (["path"] if images is None else [])
     for df in iter_table_chunks(catalog, cols, chunk):
@@ -111,8 +125,12 @@ def _check_catalog_columns(catalog: Path, names, images) -> None:
 
 def _usage_error(args) -> str | None:
     """The message for arguments that cannot work, else None."""
-    if Path(args.out).suffix.lower() not in (".csv", ".parquet"):
-        return f"--out {args.out}: use a .csv or .parquet file name"
+    from galmet.tables import TableFormatError, table_format
+
+    try:
+        table_format(args.out, "--out")
+    except TableFormatError as exc:
+        return str(exc)
     if not args.images and not args.catalog:
         return "give --images DIR, --catalog FILE, or both"
     if args.images and not Path(args.images).is_dir():
@@ -150,7 +168,10 @@ def cli_main(args) -> int:
              meta["resolution"], tta, f", intervals at {', '.join(map(str, levels))}" if levels else "", dev)
     n_seen = 0
     try:
-        with PredictionWriter(out) as writer:
+        from galmet.tables import provenance
+
+        prov = provenance(meta, args.model, tta, args.domain_alpha, levels)
+        with PredictionWriter(out, target=meta.get("target"), provenance=prov) as writer:
             n_seen = predict_chunks(
                 chunks, model, meta, writer, skipped, tta=tta, batch_size=args.batch_size, device=dev, levels=levels,
                 alpha=args.domain_alpha, max_pixels=args.max_pixels,

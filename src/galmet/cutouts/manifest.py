@@ -210,7 +210,7 @@ def check_image_dirs(model_images: dict | None, dirs, allow: bool = False, model
 
 def catalog_dirs(catalog: str | os.PathLike, chunk_size: int = 65536) -> list[str]:
     """The distinct folders of a catalog's ``path`` column (relative ones as written), streamed."""
-    from galmet.io import iter_table_chunks, table_columns
+    from galmet.tables import iter_table_chunks, table_columns
 
     if "path" not in table_columns(catalog):
         return []

@@ -1,0 +1,395 @@
+"""Tables with units and provenance: the one place that knows the table formats.
+
+Formats, chosen by the file extension (:data:`FORMATS`):
+
+``.csv``      text; the units, descriptions and provenance in a JSON sidecar ``<file>.meta.json``
+              (:func:`sidecar_path`: ``{"columns": {name: {"unit", "description"}}, "provenance": {...}}``)
+``.parquet``  the schema's metadata key ``galmet`` holds the same JSON; each field's metadata its
+              ``unit`` and ``description``
+``.fits``     a binary table (HDU 1): ``TUNITn`` and ``TCOMMn`` (TOPCAT's description keyword) per
+              column, the provenance as 8-character keywords with comments (:data:`FITS_KEYWORDS`)
+``.ecsv``     astropy's ECSV: units and descriptions in the YAML header, the provenance in ``meta``
+``.vot``      VOTable 1.4: ``unit`` and ``DESCRIPTION`` per FIELD, the provenance as ``INFO``
+              elements of the table (:func:`read_votable_infos` reads them back)
+
+The units are astropy's: ``dex`` for 12 + log(O/H), ``dex(solMass)`` for a log stellar mass
+(:attr:`galmet.targets.Target.table_unit`). FITS and VOUnit have no logarithmic units, so
+astropy reads a FITS ``TUNIT`` of ``dex`` back as an ``UnrecognizedUnit`` (``u.Unit(str(unit))``
+makes it a real one again) and warns (W50) when it writes one into a VOTable; ECSV keeps them
+exactly.
+
+Reading (:func:`read_table`, :func:`table_columns`, :func:`iter_table_chunks`): CSV and Parquet
+through :mod:`galmet.io`, the three astropy formats through ``astropy.table.Table`` (read whole,
+then cut into chunks). Id columns follow the CSV rules (:func:`galmet.io.parse_ids`): 64-bit
+integers (FITS ``K``, VOTable ``long``, ECSV ``int64``) are kept exactly, a floating-point or
+masked id column is an :class:`galmet.io.IdError` naming the file and the column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from galmet import io
+from galmet.targets import get_target
+
+#: extension -> format name
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".fits": "fits", ".ecsv": "ecsv", ".vot": "votable"}
+ASTROPY_FORMATS = ("fits", "ecsv", "votable")
+#: the provenance keys written as FITS keywords, with their comments (values <= 68 characters or
+#: astropy's CONTINUE long strings)
+FITS_KEYWORDS = {
+    "galmet_version": ("GMVERSN", "galmet version that wrote this table"),
+    "model": ("MODEL", "model name"),
+    "model_sha256": ("MODELSHA", "SHA-256 of the model file"),
+    "target": ("TARGET", "the catalog column the model predicts"),
+    "images.survey": ("SURVEY", "survey of the training images"),
+    "images.provider": ("IMPROV", "cutout service of the training images"),
+    "images.bands": ("BANDS", "bands of the training images, RGB order"),
+    "images.scale": ("PIXSCALE", "pixel scale of training images, arcsec/px"),
+    "images.size": ("IMSIZE", "size of the training cutouts, W x H px"),
+    "calibration.method": ("CALMETH", "how the intervals were calibrated"),
+    "calibration.split": ("CALSPLIT", "split that calibrated the intervals"),
+    "calibration.n": ("CAL_N", "galaxies that calibrated the intervals"),
+    "calibration.levels": ("LEVELS", "levels of the intervals in this table"),
+    "domain_alpha": ("DOMALPHA", "in_domain is domain_p >= DOMALPHA"),
+    "tta": ("TTA", "D4 symmetries averaged per image"),
+    "date": ("DATE", "UTC date and time the table was written"),
+}
+
+
+class TableFormatError(ValueError):
+    """A table file name whose extension is not one of :data:`FORMATS`."""
+
+
+def table_format(path, what: str = "table") -> str:
+    """The format name of ``path`` by its extension; :class:`TableFormatError` names the choices."""
+    kind = FORMATS.get(Path(path).suffix.lower())
+    if kind is None:
+        raise TableFormatError(f"{what} {path}: use a {format_list()} file name")
+    return kind
+
+
+def format_list() -> str:
+    """``.csv, .parquet, .fits, .ecsv or .vot``."""
+    exts = list(FORMATS)
+    return ", ".join(exts[:-1]) + " or " + exts[-1]
+
+
+def sidecar_path(path) -> Path:
+    """The JSON beside a CSV table: ``<file>.meta.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".meta.json")
+
+
+# ----------------------------------------------------------------------------- units, provenance
+
+
+def column_info(target: str | None, columns) -> tuple[dict[str, str], dict[str, str]]:
+    """``(units, descriptions)`` of prediction-table ``columns``: the target's unit
+    (:attr:`galmet.targets.Target.table_unit`) on its truth, ``prediction``, ``spread`` and the
+    interval bounds ``p<q>``; ``domain_p`` dimensionless, ``in_domain`` bool; "" where no unit."""
+    t = get_target(target or "target")
+    what = t.description
+    units, desc = {}, {}
+    for c in columns:
+        unit, text = "", ""
+        if c == "objID":
+            text = "SDSS objID (exact 64-bit integer)"
+        elif c == t.name:
+            unit, text = t.table_unit, f"catalog (true) value: {what}"
+        elif c == "prediction":
+            unit, text = t.table_unit, f"predicted {what}: mean over TTA views and ensemble members"
+        elif c == "spread":
+            unit, text = t.table_unit, "standard deviation of the members' and TTA views' outputs"
+        elif c.startswith("p") and c[1:].replace("p", "").isdigit():
+            q = float(c[1:].replace("p", "."))
+            level = abs(100 - 2 * q)
+            unit = t.table_unit
+            text = (f"{'lower' if q < 50 else 'upper'} bound of the calibrated {level:g}% interval "
+                    f"({q:g}th percentile)")
+        elif c == "domain_p":
+            text = "conformal p-value of the image's usualness for the model (dimensionless, 0..1)"
+        elif c == "in_domain":
+            text = "domain_p >= DOMALPHA: the image is like the training images"
+        elif c == "model":
+            text = "the model that predicted"
+        elif c == "galmet_version":
+            text = "galmet version that predicted"
+        units[c], desc[c] = unit, text
+    return units, desc
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_name(model_path) -> str:
+    """The model's name: its workflow directory for ``.../<name>/model.pt``, else the file's stem."""
+    p = Path(model_path)
+    return p.parent.name if p.name == "model.pt" and p.parent.name else p.stem
+
+
+def provenance(meta: dict, model_path, tta: int, alpha: float | None = None, levels=None,
+               name: str | None = None) -> dict:
+    """What a prediction table records of its making: ``galmet_version``, ``model`` (``name``, else
+    :func:`model_name`), ``model_sha256``, ``target``, ``images`` (the training images' block of
+    the model file: survey, bands, scale, size, ...), ``calibration`` (``method``, ``split``,
+    ``n``, ``levels``; None for a model without one), ``domain_alpha`` (None without a domain
+    block), ``tta`` and ``date`` (UTC, ISO 8601)."""
+    from galmet import __version__
+
+    cal = meta.get("calibration")
+    images = meta.get("images")
+    return {
+        "galmet_version": __version__,
+        "model": name or model_name(model_path),
+        "model_sha256": file_sha256(model_path),
+        "target": meta.get("target"),
+        "images": {k: v for k, v in images.items()} if images else None,
+        "calibration": None if cal is None else {
+            "method": cal.get("method"), "split": cal.get("split"), "n": cal.get("n"),
+            "levels": [float(v) for v in (levels or [])]},
+        "domain_alpha": None if meta.get("domain") is None or alpha is None else float(alpha),
+        "tta": int(tta),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _flat(meta: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in (meta or {}).items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _fits_value(key: str, value):
+    if isinstance(value, list | tuple):
+        return ("x" if key == "images.size" else ",").join(str(v) for v in value)
+    return value
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def write_table(df: pd.DataFrame, path, units: dict | None = None, descriptions: dict | None = None,
+                meta: dict | None = None) -> None:
+    """Write ``df`` to ``path`` atomically in the format of its extension, with each column's
+    unit and description and the provenance ``meta`` (:func:`provenance`). CSV: pandas' CSV
+    plus :func:`sidecar_path`."""
+    kind = table_format(path)
+    units, descriptions = units or {}, descriptions or {}
+    with io.atomic_path(path) as tmp:
+        if kind == "csv":
+            df.to_csv(tmp, index=False)
+        elif kind == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            pq.write_table(table.replace_schema_metadata(None).cast(
+                parquet_schema(table.schema, units, descriptions, meta)), tmp)
+        else:
+            write_astropy(astropy_table(df, units, descriptions), tmp, kind, meta)
+    if kind == "csv":
+        write_sidecar(path, units, descriptions, meta)
+
+
+def write_sidecar(path, units: dict, descriptions: dict, meta: dict | None) -> None:
+    """The JSON beside a CSV table (:func:`sidecar_path`)."""
+    io.write_json({"columns": {c: {"unit": units.get(c, ""), "description": descriptions.get(c, "")}
+                               for c in descriptions or units},
+                   "provenance": meta}, sidecar_path(path))
+
+
+def parquet_schema(schema, units: dict, descriptions: dict, meta: dict | None):
+    """``schema`` with each field's ``unit`` and ``description`` and the JSON of the columns and
+    ``meta`` under the schema's key ``galmet``."""
+    fields = [f.with_metadata({"unit": units.get(f.name, ""), "description": descriptions.get(f.name, "")})
+              for f in schema]
+    doc = {"columns": {f.name: {"unit": units.get(f.name, ""), "description": descriptions.get(f.name, "")}
+                       for f in schema}, "provenance": meta}
+    import pyarrow as pa
+
+    return pa.schema(fields, metadata={"galmet": json.dumps(doc)})
+
+
+def astropy_table(df: pd.DataFrame, units: dict, descriptions: dict):
+    """An astropy Table of ``df``'s columns (int64 and bool kept), with units and descriptions."""
+    import astropy.units as u
+    from astropy.table import Table
+
+    t = Table()
+    for c in df.columns:
+        values = df[c].to_numpy()
+        if values.dtype == object:
+            values = values.astype(str)
+        t[c] = values
+        if units.get(c):
+            t[c].unit = u.Unit(units[c])
+        if descriptions.get(c):
+            t[c].description = descriptions[c]
+    return t
+
+
+def write_astropy(t, path, kind: str, meta: dict | None) -> None:
+    """Write an astropy Table as FITS, ECSV or VOTable with the provenance ``meta``."""
+    import warnings
+
+    from astropy.io import fits
+    from astropy.units import UnitsWarning
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    if kind == "ecsv":
+        t.meta.update(meta or {})
+        t.write(path, format="ascii.ecsv", overwrite=True)
+    elif kind == "fits":
+        with warnings.catch_warnings():  # dex is not a FITS unit: written as the string, said in the docstring
+            warnings.simplefilter("ignore", UnitsWarning)
+            warnings.simplefilter("ignore", AstropyUserWarning)  # "could not be saved": TUNITn is set below
+            hdu = fits.table_to_hdu(t)
+        for i, c in enumerate(t.colnames, 1):
+            if t[c].unit is not None:
+                hdu.header[f"TUNIT{i}"] = t[c].unit.to_string()
+            if t[c].description:
+                hdu.header.insert(f"TFORM{i}", (f"TCOMM{i}", t[c].description), after=True)
+        flat = _flat(meta)
+        for key, (word, comment) in FITS_KEYWORDS.items():
+            if flat.get(key) is not None:
+                value = _fits_value(key, flat[key])
+                fits_in = len(f"{word:8}= '{value}' / {comment}") <= 80  # else the value alone (CONTINUE when long)
+                hdu.header[word] = (value, comment) if fits_in else value
+        hdu.header["EXTNAME"] = "PREDICTIONS"
+        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
+    else:
+        _write_votable(t, path, meta)
+
+
+def _write_votable(t, path, meta: dict | None) -> None:
+    import warnings
+
+    from astropy.io import votable
+    from astropy.io.votable.exceptions import VOWarning
+    from astropy.io.votable.tree import Info
+
+    with warnings.catch_warnings():  # W50: dex is not a VOUnit; it is written as astropy's string
+        warnings.simplefilter("ignore", VOWarning)
+        doc = votable.from_table(t)
+        table = doc.get_first_table()
+        for key, value in _flat(meta).items():
+            if value is not None:
+                table.infos.append(Info(name=key, value=json.dumps(value) if not isinstance(value, str) else value))
+        doc.to_xml(str(path))
+
+
+def read_votable_infos(path) -> dict:
+    """The ``INFO`` elements of a VOTable's first table, ``{name: value}`` (JSON values decoded)."""
+    from astropy.io import votable
+
+    out = {}
+    for info in votable.parse(str(path)).get_first_table().infos:
+        try:
+            out[info.name] = json.loads(info.value)
+        except ValueError:
+            out[info.name] = info.value
+    return out
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_astropy(path):
+    """The astropy Table of a FITS (HDU 1), ECSV or VOTable file."""
+    from astropy.table import Table
+
+    kind = table_format(path)
+    fmt = {"fits": "fits", "ecsv": "ascii.ecsv", "votable": "votable"}[kind]
+    return Table.read(path, format=fmt, **({"hdu": 1} if kind == "fits" else {}))
+
+
+def to_frame(t, path, id_columns=("objID", "specObjID")) -> pd.DataFrame:
+    """A DataFrame of an astropy Table's 1-d columns: strings decoded, ids exact int64 (a float
+    or masked id column: :class:`galmet.io.IdError` naming ``path`` and the column)."""
+    cols = {}
+    for c in t.colnames:
+        col = t[c]
+        if len(col.shape) > 1:
+            continue
+        if c in id_columns:
+            mask = np.ma.getmaskarray(col)
+            if mask.any():
+                i = int(mask.nonzero()[0][0])
+                raise io.IdError(f"{path}: row {i + 1} of column {c!r} is empty ({int(mask.sum())} such rows); "
+                                 "every row needs its 64-bit integer id")
+            cols[c] = io.parse_ids(np.asarray(col), column=c, source=path).to_numpy()
+            continue
+        mask = np.ma.getmaskarray(col)
+        if mask.any() and col.dtype.kind in "iu":  # nullable integers: missing stays missing
+            cols[c] = pd.array(np.asarray(col.data), dtype="Int64")
+            cols[c][mask] = pd.NA
+            continue
+        values = np.asarray(np.ma.filled(col, np.nan) if mask.any() and col.dtype.kind == "f" else col)
+        if values.dtype.kind == "S":
+            values = np.char.decode(values, "utf-8")
+        if values.dtype.kind == "U":
+            values = np.char.strip(values).astype(object)
+        cols[c] = values
+    return pd.DataFrame(cols)
+
+
+def read_table(path, id_columns=("objID", "specObjID")) -> pd.DataFrame:
+    """Any :data:`FORMATS` table as a DataFrame, ids exact (CSV/Parquet: :func:`galmet.io.read_table`)."""
+    kind = table_format(path)
+    if kind in ("csv", "parquet"):
+        return io.read_table(path, id_columns)
+    return to_frame(read_astropy(path), path, id_columns)
+
+
+def table_columns(path) -> list[str]:
+    """Column names of a table of any :data:`FORMATS` (CSV/Parquet: without reading rows)."""
+    kind = table_format(path)
+    if kind in ("csv", "parquet"):
+        return io.table_columns(path)
+    return list(read_astropy(path).colnames)
+
+
+def iter_table_chunks(path, columns: list[str], chunk_size: int):
+    """``columns`` of a table in chunks of ``chunk_size`` rows, ``objID`` exact int64: CSV and
+    Parquet streamed (:func:`galmet.io.iter_table_chunks`), FITS/ECSV/VOTable read whole first
+    (their memory is the table's). Other columns as in the file (CSV: strings)."""
+    kind = table_format(path)
+    if kind in ("csv", "parquet"):
+        yield from io.iter_table_chunks(path, columns, chunk_size)
+        return
+    t = read_astropy(path)
+    missing = [c for c in columns if c not in t.colnames]
+    if missing:
+        raise ValueError(f"{path}: no column {', '.join(missing)} (columns: {', '.join(t.colnames)})")
+    df = to_frame(t[columns], path)
+    for s in range(0, len(df), int(chunk_size)):
+        yield df.iloc[s:s + int(chunk_size)].reset_index(drop=True)
+
+
+def is_table(path: str | os.PathLike) -> bool:
+    """Whether ``path``'s extension is one of :data:`FORMATS`."""
+    return Path(path).suffix.lower() in FORMATS
+
+
+__all__ = ["FORMATS", "ASTROPY_FORMATS", "FITS_KEYWORDS", "TableFormatError", "table_format", "format_list",
+           "sidecar_path", "column_info", "file_sha256", "model_name", "provenance", "write_table",
+           "write_sidecar", "parquet_schema", "astropy_table", "write_astropy", "read_votable_infos",
+           "read_astropy", "to_frame", "read_table", "table_columns", "iter_table_chunks", "is_table"]
