@@ -172,3 +172,18 @@ def test_snakemake_infer_target_is_sharded_and_resumable(tmp_path, demo_catalog)
     assert log.count("rule infer_shard:") == 1 and "rule infer_split:" not in log
     assert "wildcards: scatteritem=2-of-3" in log and log.count("rule infer:") == 1
     np.testing.assert_allclose(pd.read_parquet(out)["prediction"].to_numpy(), first, atol=1e-6)
+
+    # infer.format: fits gathers the same parts into a FITS table with the provenance (only the gathering runs)
+    cfg.write_text(yaml.safe_dump({**yaml.safe_load(cfg.read_text()), "infer": {
+        **yaml.safe_load(cfg.read_text())["infer"], "format": "fits"}}))
+    log = _snakemake(wd, cfg)
+    assert log.count("rule infer:") == 1 and "rule infer_shard:" not in log
+    from astropy.io import fits
+
+    from galmet.tables import file_sha256
+
+    with fits.open(wd / "results" / "infer" / "predictions.fits") as hdul:
+        hdul.verify("exception")
+        assert hdul[1].data["objID"].tolist() == ids and hdul[1].columns["objID"].format == "K"
+        assert hdul[1].header["MODEL"] == "untrained/resnet18-16px-seed0"
+        assert hdul[1].header["MODELSHA"] == file_sha256(model_file) and hdul[1].header["SURVEY"] == "Legacy Surveys"
