@@ -9,8 +9,9 @@ Formats, chosen by the file extension (:data:`FORMATS`):
 ``.fits``     a binary table (HDU 1): ``TUNITn`` and ``TCOMMn`` (TOPCAT's description keyword) per
               column, the provenance as 8-character keywords with comments (:data:`FITS_KEYWORDS`)
 ``.ecsv``     astropy's ECSV: units and descriptions in the YAML header, the provenance in ``meta``
-``.vot``      VOTable 1.4: ``unit`` and ``DESCRIPTION`` per FIELD, the provenance as ``INFO``
-              elements of the table (:func:`read_votable_infos` reads them back)
+``.vot``      VOTable 1.4, rows in BINARY2 (3.5x smaller than TABLEDATA's XML, as fast to write;
+              TOPCAT and astropy read it): ``unit`` and ``DESCRIPTION`` per FIELD, the provenance as
+              ``INFO`` elements of the table (:func:`read_votable_infos` reads them back)
 
 The units are astropy's: ``dex`` for 12 + log(O/H), ``dex(solMass)`` for a log stellar mass
 (:attr:`galmet.targets.Target.table_unit`). FITS and VOUnit have no logarithmic units, so
@@ -293,7 +294,7 @@ def _write_votable(t, path, meta: dict | None) -> None:
         for key, value in _flat(meta).items():
             if value is not None:
                 table.infos.append(Info(name=key, value=json.dumps(value) if not isinstance(value, str) else value))
-        doc.to_xml(str(path))
+        doc.to_xml(str(path), tabledata_format="binary2")
 
 
 def read_votable_infos(path) -> dict:
