@@ -213,3 +213,18 @@ def test_infer_gathers_into_astropy_formats(model_path, image_dir, tmp_path, ext
         assert t.meta["MODEL"] == "oh_p50/mine" and t.meta["MODELSHA"] == file_sha256(model_path)
     else:
         assert t.meta["model"] == "oh_p50/mine" and t["prediction"].unit == u.dex
+
+
+def test_ecsv_written_in_slices_reads_back_whole(tmp_path, monkeypatch):
+    import galmet.tables as tables
+
+    monkeypatch.setattr(tables, "ECSV_SLICE", 2)  # 5 rows: a header and three slices
+    df = pd.DataFrame({"objID": np.arange(BIG_ID, BIG_ID + 5, dtype=np.int64), "prediction": [8.1, 8.2, 8.3, 8.4, 8.5],
+                       "in_domain": [True, False, True, True, False], "model": ["a b"] * 5})
+    tables.write_table(df, tmp_path / "t.ecsv", *column_info("oh_p50", df.columns), meta={"model": "m"})
+    t = Table.read(tmp_path / "t.ecsv")
+    assert t["objID"].tolist() == df["objID"].tolist() and t["prediction"].tolist() == df["prediction"].tolist()
+    assert t["in_domain"].tolist() == df["in_domain"].tolist() and t["model"].tolist() == ["a b"] * 5
+    assert t["prediction"].unit == u.dex and t.meta == {"model": "m"}
+    tables.write_table(df.iloc[:0], tmp_path / "empty.ecsv", meta={"model": "m"})  # no rows: still a table
+    assert len(Table.read(tmp_path / "empty.ecsv")) == 0

@@ -257,7 +257,7 @@ def write_astropy(t, path, kind: str, meta: dict | None) -> None:
 
     if kind == "ecsv":
         t.meta.update(meta or {})
-        t.write(path, format="ascii.ecsv", overwrite=True)
+        _write_ecsv(t, path)
     elif kind == "fits":
         with warnings.catch_warnings():  # dex is not a FITS unit: written as the string, said in the docstring
             warnings.simplefilter("ignore", UnitsWarning)
@@ -278,6 +278,27 @@ def write_astropy(t, path, kind: str, meta: dict | None) -> None:
         fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
     else:
         _write_votable(t, path, meta)
+
+
+#: rows formatted at a time by :func:`_write_ecsv` (astropy's ECSV writer holds ~1.2 kB a row: 20 MB a slice)
+ECSV_SLICE = 16384
+
+
+def _write_ecsv(t, path) -> None:
+    """astropy's ECSV, ``ECSV_SLICE`` rows at a time: the header with the first slice, then the
+    data lines of each further slice (the same writer, so the same formatting)."""
+    import io as textio
+
+    with open(path, "w", newline="") as out:
+        for s in range(0, max(len(t), 1), ECSV_SLICE):
+            buf = textio.StringIO()
+            t[s:s + ECSV_SLICE].write(buf, format="ascii.ecsv")
+            text = buf.getvalue()
+            if s:  # drop the header: its comment lines and the line of column names
+                lines = text.splitlines(keepends=True)
+                start = next(i for i, line in enumerate(lines) if not line.startswith("#")) + 1
+                text = "".join(lines[start:])
+            out.write(text)
 
 
 def _write_votable(t, path, meta: dict | None) -> None:
