@@ -189,7 +189,7 @@ class PredictionWriter:
     truth), then ``prediction`` (float64), then ``after`` columns (a calibrated model's spread
     and interval bounds, :func:`predict_columns`). Use as a context manager: the file appears
     under its name only when the block succeeds. CSV and Parquet are appended chunk by chunk;
-    FITS, ECSV and VOTable are collected in memory and written once at the end (about 300 bytes
+    FITS, ECSV and VOTable are collected in memory and written once at the end (300 to 450 bytes
     a row). ``target`` gives the columns' units and descriptions (:func:`galmet.tables.column_info`),
     ``provenance`` (:func:`galmet.tables.provenance`) what the table records of its making: with it,
     Parquet gains schema metadata and a CSV its ``<file>.meta.json`` (the CSV itself is unchanged);

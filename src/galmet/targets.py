@@ -111,7 +111,7 @@ TARGETS: dict[str, Target] = {
         label_true=r"$Z_{\rm true}$ = 12 + log(O/H) [dex]", label_pred=r"$Z_{\rm pred}$ [dex]",
         label_resid=r"$\Delta Z = Z_{\rm pred} - Z_{\rm true}$ [dex]",
         noun="metallicity", threshold=Z_HIGH, valid=(6.0, 10.5), low="metal-poor", high="metal-rich",
-        description="gas-phase metallicity 12 + log(O/H), dex",
+        description="gas-phase metallicity 12 + log(O/H)",
     ),
     MASS: Target(
         MASS, r"$\log\,(M_*/M_\odot)$", unit="dex", units_long="log10(M*/Msun)",
