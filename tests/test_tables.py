@@ -228,3 +228,21 @@ def test_ecsv_written_in_slices_reads_back_whole(tmp_path, monkeypatch):
     assert t["prediction"].unit == u.dex and t.meta == {"model": "m"}
     tables.write_table(df.iloc[:0], tmp_path / "empty.ecsv", meta={"model": "m"})  # no rows: still a table
     assert len(Table.read(tmp_path / "empty.ecsv")) == 0
+
+
+def test_download_cutouts_reads_a_fits_catalog(tmp_path, capsys):
+    from tests.conftest import DEMO
+    from tests.fakesky import FakeSky, made_up_catalog
+
+    cat, images = made_up_catalog(DEMO / "images", 3)
+    t = Table.from_pandas(cat[["objID", "ra", "dec", "petroR90_r"]].astype({"objID": "int64"}))
+    t.write(tmp_path / "cat.fits")
+    with FakeSky(cat, images) as sky:
+        assert galmet_main(["download-cutouts", "--catalog", str(tmp_path / "cat.fits"), "--base-url", sky.base_url,
+                            "--no-progress", "--out", str(tmp_path / "o")]) == 0
+    assert sorted(p.stem for p in (tmp_path / "o").glob("*.jpg")) == sorted(str(i) for i in cat["objID"])
+    t["objID"] = t["objID"].astype(float)
+    t.write(tmp_path / "float.fits")
+    assert galmet_main(["download-cutouts", "--catalog", str(tmp_path / "float.fits"), "--base-url", "http://x",
+                        "--no-progress", "--out", str(tmp_path / "o2")]) == 1
+    assert "float.fits: column 'objID' was stored as floating point" in capsys.readouterr().err
