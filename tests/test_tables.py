@@ -246,3 +246,12 @@ def test_download_cutouts_reads_a_fits_catalog(tmp_path, capsys):
     assert galmet_main(["download-cutouts", "--catalog", str(tmp_path / "float.fits"), "--base-url", "http://x",
                         "--no-progress", "--out", str(tmp_path / "o2")]) == 1
     assert "float.fits: column 'objID' was stored as floating point" in capsys.readouterr().err
+
+
+def test_predict_help_lists_the_formats_and_what_they_cost(capsys):
+    with pytest.raises(SystemExit):
+        galmet_main(["predict", "--help"])
+    text = capsys.readouterr().out
+    for word in (".csv", ".parquet", ".fits", ".ecsv", ".vot", "meta.json", "TUNITn", "MODELSHA", "in memory",
+                 "dex(solMass)"):
+        assert word in text
