@@ -255,3 +255,30 @@ def test_predict_help_lists_the_formats_and_what_they_cost(capsys):
     for word in (".csv", ".parquet", ".fits", ".ecsv", ".vot", "meta.json", "TUNITn", "MODELSHA", "in memory",
                  "dex(solMass)"):
         assert word in text
+
+
+def test_a_votable_catalog_is_checked_for_the_target_columns_at_start(tmp_path):
+    import yaml
+
+    from galmet.config import ConfigError, check_inputs, load_config
+
+    Table({"objID": np.asarray([BIG_ID], np.int64), "oh_p50": [8.9]}).write(tmp_path / "cat.vot", format="votable")
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw["catalog"]["path"] = str(tmp_path / "cat.vot")
+    raw["cutouts"]["local_dir"] = str(IMAGES)
+    raw["targets"] = ["oh_p50", "lgm_tot_p50"]
+    with pytest.raises(ConfigError, match=r"lgm_tot_p50 not in the columns of catalog.path .*cat.vot"):
+        check_inputs(load_config(raw))
+    raw["targets"] = ["oh_p50"]
+    check_inputs(load_config(raw))
+
+
+def test_infer_splits_a_fits_catalog(tmp_path):
+    from galmet.infer import split_catalog
+
+    ids = [BIG_ID, BIG_ID + 1, BIG_ID + 2]
+    Table({"objID": np.asarray(ids, np.int64), "path": ["a/1.jpg", "", "c/3.jpg"]}).write(tmp_path / "cat.fits")
+    shards = [tmp_path / "s0.parquet", tmp_path / "s1.parquet"]
+    assert split_catalog(tmp_path / "cat.fits", shards, images_dir="imgs", chunk_size=2) == [2, 1]
+    got = pd.concat([pd.read_parquet(s) for s in shards])
+    assert got["objID"].tolist() == ids and got["path"].tolist() == ["a/1.jpg", f"imgs/{BIG_ID + 1}.jpg", "c/3.jpg"]
