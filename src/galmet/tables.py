@@ -31,7 +31,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,6 @@ from galmet.targets import get_target
 
 #: extension -> format name
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".fits": "fits", ".ecsv": "ecsv", ".vot": "votable"}
-ASTROPY_FORMATS = ("fits", "ecsv", "votable")
 #: the provenance keys written as FITS keywords, with their comments (values <= 68 characters or
 #: astropy's CONTINUE long strings)
 FITS_KEYWORDS = {
@@ -106,7 +104,7 @@ def column_info(target: str | None, columns) -> tuple[dict[str, str], dict[str, 
         elif c == t.name:
             unit, text = t.table_unit, f"catalog (true) value: {what}"
         elif c == "prediction":
-            unit, text = t.table_unit, f"predicted {what}: mean over TTA views and ensemble members"
+            unit, text = t.table_unit, f"predicted {what}: mean over the TTA views (and an ensemble's members)"
         elif c == "spread":
             unit, text = t.table_unit, "standard deviation of the members' and TTA views' outputs"
         elif c.startswith("p") and c[1:].replace("p", "").isdigit():
@@ -406,12 +404,7 @@ def iter_table_chunks(path, columns: list[str], chunk_size: int):
         yield df.iloc[s:s + int(chunk_size)].reset_index(drop=True)
 
 
-def is_table(path: str | os.PathLike) -> bool:
-    """Whether ``path``'s extension is one of :data:`FORMATS`."""
-    return Path(path).suffix.lower() in FORMATS
-
-
-__all__ = ["FORMATS", "ASTROPY_FORMATS", "FITS_KEYWORDS", "TableFormatError", "table_format", "format_list",
+__all__ = ["FORMATS", "FITS_KEYWORDS", "TableFormatError", "table_format", "format_list",
            "sidecar_path", "column_info", "file_sha256", "model_name", "provenance", "write_table",
            "write_sidecar", "parquet_schema", "astropy_table", "write_astropy", "read_votable_infos",
-           "read_astropy", "to_frame", "read_table", "table_columns", "iter_table_chunks", "is_table"]
+           "read_astropy", "to_frame", "read_table", "table_columns", "iter_table_chunks"]
