@@ -12,7 +12,9 @@ Three steps, each a workflow rule (``workflow/rules/infer.smk``, target ``infer`
    are skipped and listed with the reason. One job per shard, so an interrupted run resumes at the first shard not done.
 3. :func:`gather` concatenates the shards' predictions, in catalog order, into one Parquet
    ``objID, prediction, model, galmet_version``, a row group at a time (a calibrated ensemble's
-   interval columns ``p2p5, p16, p84, p97p5`` follow ``prediction``).
+   interval columns ``p2p5, p16, p84, p97p5`` follow ``prediction``), or, with ``infer.format``,
+   one CSV, FITS, ECSV or VOTable (:mod:`galmet.tables`; all rows at once). Each shard's Parquet
+   carries the units and the provenance (:func:`galmet.tables.provenance`), and so does the result.
 
 Memory is bounded by the chunk sizes, never by the number of galaxies.
 """

@@ -37,7 +37,7 @@ OUTPUT_COLUMNS = f"""output formats, by the extension of --out:
   .vot            VOTable (rows in BINARY2): unit and DESCRIPTION per FIELD, provenance as INFO elements
 CSV and Parquet are written chunk by chunk; FITS, ECSV and VOTable are collected in memory
 (300 to 450 bytes a galaxy) and written at the end (100k rows: Parquet and FITS 0.1 s, CSV 0.5 s,
-ECSV 1.5 s, VOTable 6 s; benchmarks/table_formats.py). Units: dex for oh_p50 (12 + log(O/H)),
+ECSV 1.5 s, VOTable 5 s; benchmarks/table_formats.py). Units: dex for oh_p50 (12 + log(O/H)),
 dex(solMass) for lgm_tot_p50. The provenance: galmet version, model name and the model file's
 SHA-256, target, the training images (survey, bands, pixel scale, size), the calibration (method,
 split, n, levels), the domain alpha, TTA and the date.
