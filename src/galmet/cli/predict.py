@@ -31,8 +31,8 @@ OUTPUT_COLUMNS = f"""output formats, by the extension of --out:
   .csv            text, plus <out>.meta.json: each column's unit and description, and the provenance
   .parquet        the same in the schema's metadata (key galmet) and each field's (unit, description)
   .fits           binary table in HDU 1: TUNITn, TCOMMn (description), provenance keywords (GMVERSN,
-                  MODEL, MODELSHA, TARGET, SURVEY, BANDS, DATAREL, PIXSCALE, SCALRULE, IMSIZE, CALMETH, CALSPLIT, CAL_N,
-                  LEVELS, DOMALPHA, TTA, DATE)
+                  MODEL, MODELSHA, TARGET, SURVEY, IMPROV, BANDS, DATAREL, IMLAYER, PIXSCALE, SCALRULE,
+                  IMSIZE, CALMETH, CALSPLIT, CAL_N, LEVELS, DOMALPHA, TTA, DATE)
   .ecsv           astropy ECSV: units, descriptions and provenance in its YAML header
   .vot            VOTable (rows in BINARY2): unit and DESCRIPTION per FIELD, provenance as INFO elements
 CSV and Parquet are written chunk by chunk; FITS, ECSV and VOTable are collected in memory
