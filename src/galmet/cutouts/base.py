@@ -67,7 +67,7 @@ from PIL import Image
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from galmet import __version__
+from galmet._version import __version__
 
 USER_AGENT = (
     f"galmet/{__version__} (galaxy metallicity workflow, Wu & Boada 2019 reproduction; "

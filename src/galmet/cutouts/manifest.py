@@ -73,7 +73,7 @@ def read_manifest(directory: str | os.PathLike) -> dict | None:
 
 def write_manifest(directory: str | os.PathLike, info: dict) -> Path:
     """Write ``info`` as the directory's ``cutouts.json``, atomically."""
-    from galmet import __version__
+    from galmet._version import __version__
     from galmet.io import atomic_path
 
     obj = {"format_version": FORMAT_VERSION, **{k: info.get(k) for k in FIELDS},

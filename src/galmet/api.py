@@ -1,0 +1,383 @@
+"""The notebook entry point: :func:`load_model` and its :class:`Model`.
+
+``galmet.load_model(path)`` opens a model file (weights only, :func:`galmet.modelfile.load`) and
+gives a :class:`Model` with
+
+``.predict(images)``  the predictions of ``galmet predict`` as an astropy ``Table`` (units on its
+                      columns from the target registry, :mod:`galmet.targets`), or a pandas
+                      ``DataFrame`` with ``as_frame=True``;
+``.explain(images)``  saliency maps with their sanity checks (:func:`galmet.explain.explain`), as
+                      an :class:`Explanation`;
+``.info``             what the model is and where it comes from: name, target, unit, architecture,
+                      resolution, training images, calibration, applicability domain, TTA, galmet
+                      version, the file's SHA-256.
+
+``images`` is one of: a folder of ``<objID>.jpg`` cutouts (as ``galmet predict --images``; its
+``cutouts.json`` is checked against the model's training images, and a mismatch raises
+:class:`galmet.cutouts.manifest.SurveyMismatchError` unless ``allow_survey_mismatch=True``), a
+list of image paths, or a uint8 array ``N x H x W x 3`` (one ``H x W x 3`` image is a batch of
+one) of any size, brought to the model's resolution as the command line does
+(:func:`galmet.imaging.to_resolution`). The first column names each image: ``objID`` for a folder,
+for paths named ``<objID>.jpg`` and for an array given ``ids=``, else ``path`` (a list of other
+file names) or ``index`` (the row of the array). Then ``prediction`` (the mean over the TTA views
+and an ensemble's members), a calibrated ensemble's interval bounds (``p2p5, p16, p84, p97p5``;
+``levels=[0.9]`` adds ``p5, p95``) and, for a model with an applicability-domain block,
+``domain_p`` and ``in_domain`` (``domain_p >= domain_alpha``): the columns of ``galmet predict``.
+
+An image the model cannot answer is skipped with the command line's reason (``too_small``,
+``not_colour``, ``undecodable``, ``bad_objid`` for a folder's file not named ``<objID>.jpg``,
+...), logged as a warning (logger ``galmet.api``) and listed in the table's
+``meta["skipped"]`` (a DataFrame's ``attrs["skipped"]``); it never costs the other images
+anything, and each gets exactly the number ``galmet predict`` gives it.
+
+Example, with a calibrated ensemble (``model_path``) on a folder of the demo's cutouts
+(``DEMO_IMAGES``: ``resources/demo/images``, or a part of it)::
+
+    >>> import galmet
+    >>> import numpy as np
+    >>> model = galmet.load_model(model_path)
+    >>> model.info["target"], model.info["unit"], model.info["resolution"], model.info["kind"]
+    ('oh_p50', 'dex', 16, 'ensemble')
+    >>> table = model.predict(DEMO_IMAGES, levels=[0.9])
+    >>> table.colnames
+    ['objID', 'prediction', 'p2p5', 'p5', 'p16', 'p84', 'p95', 'p97p5', 'domain_p', 'in_domain']
+    >>> len(table) == len(list(DEMO_IMAGES.glob("*.jpg"))), str(table["prediction"].unit), str(table["p16"].unit)
+    (True, 'dex', 'dex')
+    >>> bool(((table["p16"] <= table["prediction"]) & (table["prediction"] <= table["p84"])).all())
+    True
+
+The same images as arrays of another size, and as a pandas DataFrame::
+
+    >>> from galmet.imaging import read_image
+    >>> from PIL import Image
+    >>> first = read_image(DEMO_IMAGES / f"{table['objID'][0]}.jpg")
+    >>> big = np.asarray(Image.fromarray(first).resize((100, 100)))
+    >>> frame = model.predict(np.stack([first, first[..., ::-1].copy()]), as_frame=True)
+    >>> list(frame.columns[:2]), len(frame)
+    (['index', 'prediction'], 2)
+    >>> bool(abs(frame["prediction"][0] - table["prediction"][0]) < 1e-6)
+    True
+    >>> len(model.predict(big[None], ids=[table["objID"][0]]))
+    1
+
+A grayscale image is skipped with the command line's reason, the others are predicted::
+
+    >>> grey = np.repeat(first[..., :1], 3, axis=-1)
+    >>> out = model.predict(np.stack([grey, first]))
+    >>> out["index"].tolist(), out.meta["skipped"][0]["reason"].split(":")[0]
+    ([1], 'not_colour')
+
+Saliency maps::
+
+    >>> ex = model.explain(np.stack([first, first[:, ::-1]]), check_max=2, steps=4, random_orders=1)
+    >>> ex.maps.shape, ex.overlay(0).shape
+    ((2, 16, 16), (256, 256, 3))
+    >>> sorted(ex.checks)[:3]
+    ['deletion', 'kind', 'layer']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from galmet._version import __version__
+from galmet.cli.common import cli_tta, domain_notes, iter_directory, objid_from_name
+from galmet.config import default
+from galmet.imaging import MAX_PIXELS, ImageError, _channels_equal, to_resolution
+from galmet.predict import interval_levels, output_columns, predict_columns, read_images
+
+log = logging.getLogger("galmet.api")
+
+#: the columns that name the images, by input (see the module docstring).
+ID_COLUMNS = ("objID", "path", "index")
+
+
+def load_model(path, device: str | None = None, domain_alpha: float | None = None) -> Model:
+    """Open a model file (weights only, :func:`galmet.modelfile.load`) for :meth:`Model.predict`
+    and :meth:`Model.explain`. ``device``: ``auto`` (CUDA if available), ``cpu`` or ``cuda``
+    (default: the config's ``predict.device``); ``domain_alpha``: the level of ``in_domain``
+    (default: the config's ``predict.domain_alpha``). Raises
+    :class:`galmet.modelfile.ModelFileError` naming the file when it is not a galmet model."""
+    from galmet.modelfile import load
+
+    path = Path(path)
+    net, meta = load(path, default("predict.device") if device is None else device)
+    return Model(net, meta, path, domain_alpha=domain_alpha)
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file, read a megabyte at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def column_units(meta: dict, names) -> dict[str, str | None]:
+    """The unit of each output column: the target's (:func:`galmet.targets.get_target`) for the
+    prediction, spread and interval bounds; None for the images' names, ``domain_p`` and ``in_domain``."""
+    from galmet.targets import get_target
+
+    unit = (get_target(meta["target"]).unit if meta.get("target") else "") or None
+    return {n: None if n in (*ID_COLUMNS, "domain_p", "in_domain") else unit for n in names}
+
+
+@dataclass
+class Explanation:
+    """What :meth:`Model.explain` gives: ``table`` (the images' names, ``prediction`` and, for a
+    model with a domain block, ``domain_p`` / ``in_domain``), ``maps`` (signed, float
+    ``N x res x res``: positive where the pixels push the prediction up), ``images`` (uint8
+    ``N x res x res x 3``, as the model saw them), ``checks`` (the sanity checks, as
+    ``saliency_checks.json`` of ``galmet explain``) and ``skipped`` (the images left out, with
+    their reasons)."""
+
+    table: object
+    maps: np.ndarray
+    images: np.ndarray
+    checks: dict
+    skipped: list = field(default_factory=list)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return np.asarray(self.table["prediction"], dtype=np.float64)
+
+    def overlay(self, i: int, size: int = 256) -> np.ndarray:
+        """Image ``i`` with its |map| over it (inferno, opaque where strong): ``size x size x 3`` uint8."""
+        from galmet.explain import overlay
+
+        return overlay(self.images[i], self.maps[i], size=size)
+
+
+class Model:
+    """A loaded galmet model (single network or calibrated ensemble): see :mod:`galmet.api`."""
+
+    def __init__(self, net, meta: dict, path, domain_alpha: float | None = None):
+        self.net, self.meta, self.path = net, meta, Path(path)
+        self.domain_alpha = float(default("predict.domain_alpha") if domain_alpha is None else domain_alpha)
+        self.sha256 = file_sha256(self.path)
+        self.device = str(next(net.parameters()).device)
+
+    def __repr__(self) -> str:
+        i = self.info
+        what = f"ensemble of {len(i['members'])} {i['arch']}" if i["kind"] == "ensemble" else i["arch"]
+        cal = f", calibrated on {i['calibration']['n']} galaxies" if i["calibration"] else ""
+        return f"<galmet.Model {i['name']}: {i['target']}, {what}, {i['resolution']} px{cal}>"
+
+    @property
+    def info(self) -> dict:
+        """The model's provenance (from its file's meta) and identity (path, SHA-256)."""
+        from galmet.targets import get_target
+
+        m = self.meta
+        cal, dom = m.get("calibration"), m.get("domain")
+        return {
+            "name": m.get("name") or self.path.parent.name, "path": str(self.path), "sha256": self.sha256,
+            "target": m.get("target"), "unit": get_target(m["target"]).unit if m.get("target") else "",
+            "kind": m.get("kind", "single"), "arch": m.get("arch"), "resolution": int(m["resolution"]),
+            "members": [mm.get("name") for mm in m.get("members") or []],
+            "images": m.get("images"), "tta": cli_tta(None, m),
+            "calibration": None if cal is None else {
+                "split": cal.get("split"), "n": int(cal["n"]), "tta": int(cal["tta"]),
+                "max_level": round(int(cal["n"]) / (int(cal["n"]) + 1), 4), "valid_rmse": cal.get("valid_rmse")},
+            "domain": None if dom is None else {
+                "alpha": self.domain_alpha, "n": int(dom["n"]), "min_p": round(1 / (int(dom["n"]) + 1), 4)},
+            "galmet_version": m.get("galmet_version"),  # that wrote the file; None where it is not recorded
+            "loaded_with": __version__,
+        }
+
+    # ------------------------------------------------------------------------- predict
+
+    def predict(self, images, ids=None, tta: bool | None = None, levels=(), as_frame: bool = False,
+                batch_size: int | None = None, chunk_size: int | None = None, max_pixels: int = MAX_PIXELS,
+                allow_survey_mismatch: bool = False):
+        """Predictions of ``images`` (a folder, a list of paths or a uint8 array: see :mod:`galmet.api`)
+        as ``galmet predict`` makes them: an astropy ``Table``, or a pandas ``DataFrame`` with
+        ``as_frame=True``. ``ids``: the objIDs of an array's images. ``tta``: None for the model's
+        own TTA, True / False as ``--tta`` / ``--no-tta`` (a calibrated ensemble refuses False);
+        ``levels``: interval levels besides 0.68 and 0.95."""
+        tta_n = cli_tta(tta, self.meta)
+        levels = interval_levels(self.meta, levels)
+        notes = domain_notes(self.meta, self.domain_alpha, "api")
+        chunk_size = int(default("predict.chunk_size") if chunk_size is None else chunk_size)
+        source = _Source(images, ids, int(self.meta["resolution"]), max_pixels, chunk_size)
+        notes += source.check_survey(self.meta, self.path, allow_survey_mismatch)
+        parts: list[dict] = []
+        for keys, x in source.chunks():
+            cols = predict_columns(self.net, self.meta, x, tta_n, batch_size, self.device, levels,
+                                   alpha=self.domain_alpha)
+            ok = np.all([np.isfinite(v) for v in cols.values()], axis=0)
+            source.skip([k for k, good in zip(keys, ok) if not good], "the model's output is not finite")
+            parts.append({source.id_name: np.asarray(keys)[ok], **{k: v[ok] for k, v in cols.items()}})
+        names = [source.id_name, *output_columns(self.meta, levels)]
+        columns = {n: np.concatenate([p[n] for p in parts]) if parts else np.empty(0) for n in names}
+        extra = {"tta": tta_n, "levels": levels, "domain_alpha": self.domain_alpha, "warnings": notes}
+        return self._table(columns, source, extra, as_frame)
+
+    def _table(self, columns: dict, source, extra: dict, as_frame: bool):
+        skipped = source.skipped_records()
+        for s in skipped:
+            log.warning("skipped %s: %s", s["path"] or s[source.id_name], s["reason"])
+        meta = {"model": str(self.path), "sha256": self.sha256, "target": self.meta.get("target"),
+                **extra, "skipped": skipped}
+        columns = {k: _dtype(k, v) for k, v in columns.items()}
+        units = column_units(self.meta, list(columns))
+        if as_frame:
+            import pandas as pd
+
+            frame = pd.DataFrame(columns)
+            frame.attrs.update(meta, units={k: u for k, u in units.items() if u})
+            return frame
+        from astropy.table import Table
+
+        return Table(columns, units={k: u for k, u in units.items() if u}, meta=meta)
+
+    # ------------------------------------------------------------------------- explain
+
+    def explain(self, images, ids=None, tta: bool | None = None, method: str | None = None,
+                max_pixels: int = MAX_PIXELS, allow_survey_mismatch: bool = False, as_frame: bool = False,
+                **settings) -> Explanation:
+        """Saliency maps of ``images`` (as for :meth:`predict`) and their sanity checks, as
+        ``galmet explain`` makes them (:func:`galmet.explain.explain`); ``method`` (gradcam, ig,
+        occlusion) and ``settings`` (``layer``, ``steps``, ``random_orders``, ``check_max``, ``seed``,
+        ``ig_steps``, ``batch_size``) default to the config's ``saliency`` section."""
+        from galmet.domain import columns as domain_columns
+        from galmet.explain import ExplainSettings, explain
+
+        given = {"method": method, **settings}
+        exs = ExplainSettings(tta=cli_tta(tta, self.meta), **{k: v for k, v in given.items() if v is not None})
+        notes = domain_notes(self.meta, self.domain_alpha, "api")
+        source = _Source(images, ids, int(self.meta["resolution"]), max_pixels, 1 << 30)
+        notes += source.check_survey(self.meta, self.path, allow_survey_mismatch)
+        got = list(source.chunks())
+        keys = np.concatenate([np.asarray(k) for k, _ in got]) if got else np.empty(0)
+        x = np.concatenate([x for _, x in got]) if got else np.empty((0, 0, 0, 3), np.uint8)
+        if len(x) == 0:
+            raise ValueError(f"no image to explain: all {len(source.skipped)} were skipped "
+                             f"({'; '.join(r for *_, r in source.skipped)})")
+        maps, preds, checks = explain(self.net, self.meta, x, exs, device=self.device)
+        columns = {source.id_name: keys, "prediction": preds,
+                   **domain_columns(self.meta.get("domain"), x, self.domain_alpha)}
+        table = self._table(columns, source, {"tta": exs.tta, "warnings": notes}, as_frame)
+        return Explanation(table, maps, x, checks, source.skipped_records())
+
+
+def _dtype(name: str, values) -> np.ndarray:
+    v = np.asarray(values)
+    if name in ("objID", "index"):
+        return v.astype(np.int64)
+    if name == "in_domain":
+        return v.astype(bool)
+    return v.astype(str) if name == "path" else v.astype(np.float64)
+
+
+class _Source:
+    """The images of one call, in chunks of ``(keys, uint8 n x res x res x 3)`` at the model's
+    resolution; what cannot be used goes to ``skipped`` as ``(key, path, "code: detail")``."""
+
+    def __init__(self, images, ids, res: int, max_pixels: int, chunk: int):
+        self.res, self.max_pixels, self.chunk = res, int(max_pixels), max(int(chunk), 1)
+        self.skipped: list = []
+        self.folder = self.paths = self.array = None
+        if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
+            self.folder, self.id_name = Path(images), "objID"
+            if not any(True for _ in iter_directory(self.folder, 1)):
+                raise ValueError(f"no <objID>.jpg in {self.folder}: nothing to predict")
+        elif isinstance(images, np.ndarray):
+            self._set_array(images, ids)
+        else:
+            self._set_paths(images)
+
+    def _set_array(self, images: np.ndarray, ids) -> None:
+        x = images[None] if images.ndim == 3 else images
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"images: expected uint8 N x H x W x 3 (or one H x W x 3) RGB, got {x.dtype} "
+                             f"{tuple(images.shape)}; scale floats to 0..255 and convert with .astype(np.uint8)")
+        if ids is not None and len(ids) != len(x):
+            raise ValueError(f"ids: {len(ids)} objIDs for {len(x)} images; give one per image")
+        self.array, self.id_name = x, "index" if ids is None else "objID"
+        self.keys = np.arange(len(x)) if ids is None else np.asarray(ids, dtype=np.int64)
+
+    def _set_paths(self, images) -> None:
+        if isinstance(images, (str, os.PathLike)):
+            images = [images]  # one file (a missing one is skipped as unreadable, as on the command line)
+        try:
+            self.paths = [Path(p) for p in images]
+        except TypeError:
+            raise TypeError(f"images: give a folder, a list of image paths or a uint8 N x H x W x 3 array, not "
+                            f"{type(images).__name__}") from None
+        if not self.paths:
+            raise ValueError("images: the list is empty: nothing to predict")
+        oids = [objid_from_name(p.name) for p in self.paths]
+        self.id_name = "objID" if all(o is not None for o in oids) else "path"
+        self.keys = oids if self.id_name == "objID" else [str(p) for p in self.paths]
+
+    def check_survey(self, meta: dict, model_path, allow: bool) -> list[str]:
+        """The survey check of ``galmet predict --images`` for a folder
+        (:func:`galmet.cutouts.manifest.check_cli_images`, whose message names this keyword):
+        warnings; raises on a mismatch not allowed."""
+        from galmet.cutouts.manifest import check_image_dirs
+
+        if self.folder is None:
+            return []
+        return check_image_dirs(meta.get("images"), [self.folder], allow, model=f"the model {model_path}",
+                                fix="allow_survey_mismatch=True")
+
+    def chunks(self):
+        if self.folder is not None:
+            for rows in iter_directory(self.folder, self.chunk, self.skipped):
+                ids, x = read_images(rows, self.res, self.skipped, self.max_pixels)
+                yield ids, x
+        elif self.paths is not None:
+            for s in range(0, len(self.paths), self.chunk):
+                rows = [(i + 1, self.paths[i]) for i in range(s, min(s + self.chunk, len(self.paths)))]
+                bad: list = []
+                idx, x = read_images(rows, self.res, bad, self.max_pixels)
+                self.skipped += [(self.keys[i - 1], p, reason) for i, p, reason in bad]
+                yield [self.keys[i - 1] for i in idx], x
+        else:
+            for s in range(0, len(self.array), self.chunk):
+                yield self._array_chunk(s)
+
+    def _array_chunk(self, start: int):
+        keys, out = [], []
+        for key, img in zip(self.keys[start:start + self.chunk], self.array[start:start + self.chunk]):
+            try:
+                _check_array_image(img, self.res)
+            except ImageError as exc:
+                self.skipped.append((key, None, exc.reason))
+                continue
+            keys.append(key)
+            same = img.shape[:2] == (self.res, self.res)
+            out.append(img if same else to_resolution(np.ascontiguousarray(img), self.res))
+        return keys, np.stack(out) if out else np.empty((0, self.res, self.res, 3), np.uint8)
+
+    def skip(self, keys, reason: str) -> None:
+        self.skipped += [(k, None, reason) for k in keys]
+
+    def skipped_records(self) -> list[dict]:
+        """The skipped images as ``{<id column>, "path", "reason"}`` rows (the ``path`` None for arrays)."""
+        key = self.id_name
+        return [{key: (None if k is None else (str(k) if key == "path" else int(k))),
+                 "path": None if p is None else str(p), "reason": r} for k, p, r in self.skipped]
+
+
+def _check_array_image(img: np.ndarray, res: int) -> None:
+    """The command line's rules for an image given as an array: ``too_small`` (a side under half
+    the model's input) and ``not_colour`` (three equal channels, :func:`galmet.imaging.read_image`)."""
+    h, w = img.shape[:2]
+    if min(h, w) < (res + 1) // 2:
+        raise ImageError("array", "too_small", f"{w} x {h} px, under the {(res + 1) // 2} px this model needs (half "
+                         "its input size): too little detail to answer")
+    if _channels_equal(img):
+        raise ImageError("array", "not_colour", "its three colour channels are equal: a grayscale image, which a "
+                         "colour model cannot answer")
+
+
+__all__ = ["load_model", "Model", "Explanation", "column_units", "file_sha256", "ID_COLUMNS"]
