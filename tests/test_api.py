@@ -119,6 +119,8 @@ def test_bad_images_are_skipped_with_the_command_lines_reasons(model, tmp_path):
     assert listed.meta["skipped"][0]["reason"].startswith("too_small")
     with pytest.raises(ValueError, match="expected uint8 N x H x W x 3"):
         model.predict(img.astype(np.float32))
+    with pytest.raises(FileNotFoundError, match="nowhere is neither a folder nor an image file"):
+        model.predict(tmp_path / "nowhere")
 
 
 def test_a_folder_of_another_survey_is_refused_unless_allowed(model, tmp_path):

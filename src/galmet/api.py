@@ -285,6 +285,10 @@ class _Source:
         self.res, self.max_pixels, self.chunk = res, int(max_pixels), max(int(chunk), 1)
         self.skipped: list = []
         self.folder = self.paths = self.array = None
+        if isinstance(images, (str, os.PathLike)) and not Path(images).exists():
+            raise FileNotFoundError(f"images: {images} is neither a folder nor an image file")
+        if ids is not None and not isinstance(images, np.ndarray):
+            raise ValueError("ids: give objIDs only with an array of images; a file's objID is its name, <objID>.jpg")
         if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
             self.folder, self.id_name = Path(images), "objID"
             if not any(True for _ in iter_directory(self.folder, 1)):
