@@ -3,6 +3,8 @@ on a small calibrated ensemble and a part of the demo's cutouts, and shows what 
 
 from __future__ import annotations
 
+import sys
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -32,7 +34,10 @@ def test_the_tutorial_runs_and_draws_its_figures(demo_catalog, tmp_path, monkeyp
     monkeypatch.setenv("GALMET_MODEL", str(model))
     monkeypatch.setenv("GALMET_IMAGES", str(images))
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))  # which python ran it
     NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(ROOT)}}).execute()
+    probe = nb.cells.pop()
+    assert _text(probe).strip() == sys.executable  # the venv's python3 kernel, whatever `python` is on PATH
     code = [c for c in nb.cells if c.cell_type == "code"]
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors, errors
