@@ -74,6 +74,8 @@ Saliency maps::
     ((2, 16, 16), (256, 256, 3))
     >>> sorted(ex.checks)[:3]
     ['deletion', 'kind', 'layer']
+    >>> bool(np.allclose(ex.predictions, model.predict(ex.images)["prediction"]))
+    True
 """
 
 from __future__ import annotations
