@@ -15,6 +15,7 @@ rule catalog_skyserver:
     params:
         skyserver=config["catalog"]["skyserver"],
         cuts=config["catalog"]["cuts"],
+    localrule: config["local_download"]  # needs the network (see cutouts.smk)
     log:
         "results/logs/catalog/skyserver.log",
     benchmark:

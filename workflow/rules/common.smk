@@ -5,14 +5,28 @@ import os
 import sys
 from pathlib import Path
 
+
+
+def _galmet_root():
+    """The folder of this workflow (Snakefile, resources/, src/), found from this file's own
+    place while it is parsed: workflow.basedir is the folder of the *main* Snakefile, another
+    workflow's when galmet runs as its module (`module galmet: snakefile: ...`). None for a
+    module read from a remote source (then the galmet package must be installed)."""
+    root = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parents[1]
+    return root if (root / "src" / "galmet").is_dir() else None
+
+
+GALMET_ROOT = _galmet_root()
+
 # The package lives in src/; make it importable by this process and by every job's script,
 # also when a job runs elsewhere (SLURM re-reads this file on the compute node).
-GALMET_SRC = str(Path(workflow.basedir) / "src")
-if GALMET_SRC not in sys.path:
-    sys.path.insert(0, GALMET_SRC)
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(p for p in [GALMET_SRC, os.environ.get("PYTHONPATH", "")] if p)
-)
+if GALMET_ROOT is not None:
+    GALMET_SRC = str(GALMET_ROOT / "src")
+    if GALMET_SRC not in sys.path:
+        sys.path.insert(0, GALMET_SRC)
+    os.environ.update(
+        PYTHONPATH=os.pathsep.join(p for p in [GALMET_SRC, os.environ.get("PYTHONPATH", "")] if p)
+    )
 
 # OpenMP threads that spin while waiting steal the cores of the jobs beside them: with torch's
 # default, a training step next to another job ran 6x slower on 2 cores.
@@ -31,8 +45,33 @@ from galmet.names import (  # noqa: E402
 from galmet.plan import Study  # noqa: E402
 from galmet.targets import MASS, METALLICITY, REFERENCE_TARGET  # noqa: E402
 
+
+
+def bundled(path):
+    """`path`, or this workflow's own file of that name: a relative path that is not in the
+    working directory but is in the workflow's folder (resources/demo/..., resources/reference/...)
+    is taken from there, so the demo config runs from any --directory and as a module of another
+    workflow. Every other path is left as given: relative paths resolve from the working
+    directory, where results/ and the cutout cache are written."""
+    if not path or os.path.isabs(path) or os.path.exists(path) or GALMET_ROOT is None:
+        return path
+    own = GALMET_ROOT / path
+    return str(own) if own.exists() else path
+
+
+def resolve_bundled(config):
+    """The config's input paths through bundled(), in place (unchanged when they exist in the
+    working directory, as in a run in the repository: the rules' params stay the same)."""
+    cat, cut, split = config["catalog"], config["cutouts"], config["split"]
+    cat["path"] = bundled(cat.get("path"))
+    cat["mpajhu"] = {k: bundled(v) for k, v in (cat.get("mpajhu") or {}).items()}
+    cut["local_dir"] = bundled(cut.get("local_dir"))
+    split["force_test_ids"] = bundled(split.get("force_test_ids"))
+
+
 try:
     validate_config(config)
+    resolve_bundled(config)
     check_inputs(config)
 except ConfigError as exc:
     # one message, without Snakemake's traceback lines (file and line of this include)
@@ -255,12 +294,7 @@ def reference_outputs():
 def reference_path(res):
     """The published file at `res` px; a relative path not found in the working directory is
     taken from the workflow's own resources/ (so runs in another --directory find it)."""
-    path = config["reference"]["predictions"].format(res=int(res))
-    if not os.path.isabs(path) and not os.path.exists(path):
-        bundled = os.path.join(workflow.basedir, path)
-        if os.path.exists(bundled):
-            return bundled
-    return path
+    return bundled(config["reference"]["predictions"].format(res=int(res)))
 
 
 def reference_csv(wildcards):

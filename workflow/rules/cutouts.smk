@@ -12,14 +12,10 @@
 # shards download at once when --cores allows; `--resources cutout_jobs=N` caps how many
 # (`<service>_jobs=N`, e.g. `skyserver_jobs=N`, for that service alone: CUTOUT_RESOURCES in
 # common.smk; each job runs cutouts.concurrency connections at up
-# to cutouts.max_requests_per_second).
-
-
-if config["local_download"]:
-
-    localrules:
-        catalog_skyserver,
-        cutouts,
+# to cutouts.max_requests_per_second). With config local_download the download rules (this one
+# and catalog_skyserver) are local rules: the rule's `localrule:` directive, which Snakemake also
+# applies to the renamed rules of a module (a `localrules:` list would name rules that a module
+# renames, and be lost).
 
 
 rule cutouts:
@@ -36,6 +32,7 @@ rule cutouts:
         "results/logs/cutouts/{shard}.log",
     benchmark:
         "results/benchmarks/cutouts/{shard}.tsv"
+    localrule: config["local_download"]
     threads: 1
     resources:
         mem_mb=1000,
