@@ -91,7 +91,8 @@ def module_run(tmp_path_factory):
     (user / "config.yaml").write_text(yaml.safe_dump(user_config()))
     (user / "Snakefile").write_text(USER_SNAKEFILE.format(snakefile=ROOT / "Snakefile"))
     t0 = time.time()
-    proc = run(user, METRICS, FIG4, "--cores", "2", "--resources", "gpu=1")
+    proc = run(user, METRICS, FIG4, "--cores", "2", "--resources", "gpu=1", "--workflow-profile",
+               str(ROOT / "profiles" / "default"))
     return {"dir": user, "proc": proc, "t0": t0}
 
 
@@ -99,6 +100,7 @@ def test_the_module_trains_predicts_and_evaluates_into_the_users_folder(module_r
     d = module_run["dir"]
     log = module_run["proc"].stderr
     assert "galmet_train" in log  # the prefixed rules of `use rule * ... as galmet_*`
+    assert "Using workflow specific profile" in log  # --workflow-profile <galmet>/profiles/default
     assert "localrules directive specifies rules that are not present" not in log  # the download rules stay local
     metrics = json.loads((d / METRICS).read_text())
     assert metrics["n"] > 0 and metrics["rmse"] > 0

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 
-
 def _galmet_root():
     """The folder of this workflow (Snakefile, resources/, src/), found from this file's own
     place while it is parsed: workflow.basedir is the folder of the *main* Snakefile, another
@@ -24,9 +23,7 @@ if GALMET_ROOT is not None:
     GALMET_SRC = str(GALMET_ROOT / "src")
     if GALMET_SRC not in sys.path:
         sys.path.insert(0, GALMET_SRC)
-    os.environ.update(
-        PYTHONPATH=os.pathsep.join(p for p in [GALMET_SRC, os.environ.get("PYTHONPATH", "")] if p)
-    )
+    os.environ.update(PYTHONPATH=os.pathsep.join(p for p in [GALMET_SRC, os.environ.get("PYTHONPATH", "")] if p))
 
 # OpenMP threads that spin while waiting steal the cores of the jobs beside them: with torch's
 # default, a training step next to another job ran 6x slower on 2 cores.
@@ -44,7 +41,6 @@ from galmet.names import (  # noqa: E402
 )
 from galmet.plan import Study  # noqa: E402
 from galmet.targets import MASS, METALLICITY, REFERENCE_TARGET  # noqa: E402
-
 
 
 def bundled(path):
