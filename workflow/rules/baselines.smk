@@ -11,20 +11,20 @@ rule baseline:
     output:
         result="results/baselines/{target}/{name}.json",
         predictions="results/baselines/{target}/{name}.parquet",
-    wildcard_constraints:
-        name="|".join(STUDY.baseline_names) or "NONE",
-    params:
-        baselines=config["baselines"],
-        bin_width=config["evaluate"]["bin_width"],
     log:
         "results/logs/baseline/{target}/{name}.log",
     benchmark:
         "results/benchmarks/baseline/{target}/{name}.tsv"
+    wildcard_constraints:
+        name="|".join(STUDY.baseline_names) or "NONE",
+    conda:
+        "../../envs/science.yaml"
     threads: lambda wc: 1 if wc.name == "constant" else 4
     resources:
         mem_mb=8000,
         runtime=120,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        baselines=config["baselines"],
+        bin_width=config["evaluate"]["bin_width"],
     script:
         "../scripts/baselines.py"

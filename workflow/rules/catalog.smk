@@ -12,20 +12,20 @@ rule catalog_skyserver:
     rate-capped. Needs the network: a local rule."""
     output:
         table="results/catalog/skyserver.parquet",
-    params:
-        skyserver=config["catalog"]["skyserver"],
-        cuts=config["catalog"]["cuts"],
-    localrule: config["local_download"]  # needs the network (see cutouts.smk)
     log:
         "results/logs/catalog/skyserver.log",
     benchmark:
         "results/benchmarks/catalog/skyserver.tsv"
+    localrule: config["local_download"]  # needs the network (see cutouts.smk)
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=240,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        skyserver=config["catalog"]["skyserver"],
+        cuts=config["catalog"]["cuts"],
     script:
         "../scripts/catalog_skyserver.py"
 
@@ -37,18 +37,18 @@ rule catalog_clean:
     output:
         clean="results/catalog/clean.parquet",
         report="results/catalog/cleaning_report.json",
-    params:
-        catalog={k: v for k, v in config["catalog"].items() if k != "skyserver"},
     log:
         "results/logs/catalog/clean.log",
     benchmark:
         "results/benchmarks/catalog/clean.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        catalog={k: v for k, v in config["catalog"].items() if k != "skyserver"},
     script:
         "../scripts/catalog_clean.py"
 
@@ -60,18 +60,18 @@ checkpoint catalog_shards:
         clean="results/catalog/clean.parquet",
     output:
         index=SHARD_INDEX,
-    params:
-        shards=config["shards"],
     log:
         "results/logs/catalog/shards.log",
     benchmark:
         "results/benchmarks/catalog/shards.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        shards=config["shards"],
     script:
         "../scripts/catalog_shards.py"
 
@@ -83,18 +83,18 @@ rule split:
         force_test=config["split"]["force_test_ids"] or [],
     output:
         split="results/split.parquet",
-    params:
-        seed=config["split"]["seed"],
-        fractions=config["split"]["fractions"],
     log:
         "results/logs/split.log",
     benchmark:
         "results/benchmarks/split.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        seed=config["split"]["seed"],
+        fractions=config["split"]["fractions"],
     script:
         "../scripts/split.py"

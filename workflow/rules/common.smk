@@ -116,7 +116,6 @@ def model_part(key):
 
 from galmet.catalog import read_shard_index  # noqa: E402
 
-
 SHARD_INDEX = "results/catalog/shards/index.json"
 
 
@@ -155,6 +154,7 @@ def cutout_failures(wildcards):
 
 # ---- helpers of images.smk ----
 
+
 def all_stores(wildcards):
     """Input function: every shard's index and its store at every resolution of the study,
     the ensemble's included (STUDY.image_resolutions())."""
@@ -183,6 +183,7 @@ def model_stores(wildcards):
 
 
 # ---- helpers of train.smk ----
+
 
 def train_params(wildcards):
     """config `train`, with the arch and seed of the model being trained (from its name)."""
@@ -227,11 +228,10 @@ def image_params(*keys):
 
 # ---- helpers of baselines.smk ----
 
+
 def baseline_outputs():
     """results/baselines/{target}/{name}.json for every target and configured baseline."""
-    return expand(
-        "results/baselines/{target}/{name}.json", target=TARGETS, name=STUDY.baseline_names
-    )
+    return expand("results/baselines/{target}/{name}.json", target=TARGETS, name=STUDY.baseline_names)
 
 
 # ---- figure files (reference.smk, figures.smk, mzr.smk) ----
@@ -271,6 +271,7 @@ def results_caption(wildcards, input):
 
 
 # ---- helpers of reference.smk (the published predictions are of REFERENCE_TARGET only) ----
+
 
 def reference_metrics():
     """results/reference/metrics/published-{res}px.json for every configured published file."""
@@ -319,6 +320,7 @@ def published_metrics(wildcards):
 
 # ---- helpers of mzr.smk: the mass route and the MZR need both targets (galmet.targets) ----
 
+
 def mzr_outputs():
     """Figures 5 and 6 and the binned MZR table of every model of STUDY.mzr_models()."""
     out = []
@@ -330,6 +332,7 @@ def mzr_outputs():
 
 
 # ---- helpers of figures.smk ----
+
 
 def figure_outputs():
     """Every figure the config asks for, plus the published reference's (reference_outputs())."""
@@ -379,18 +382,24 @@ def infer_cache_dir():
 
 # ---- helpers of saliency.smk ----
 
+
 def saliency_outputs():
     """The maps, the checks and Figure 7 of every model of STUDY.saliency_models(); a model
     named by config saliency.models that this config does not train is skipped, with a
     warning."""
     unknown = STUDY.saliency_unknown()
     if unknown:
-        print(f"saliency.models: {', '.join(unknown)} not among the models this config trains "
-              "(targets x resolutions x seeds, and the ensemble): no saliency maps for them", file=sys.stderr)
+        print(
+            f"saliency.models: {', '.join(unknown)} not among the models this config trains "
+            "(targets x resolutions x seeds, and the ensemble): no saliency maps for them",
+            file=sys.stderr,
+        )
     out = []
     for target, model in STUDY.saliency_models():
-        out += [f"results/saliency/{target}/{model}/saliency.npz",
-                f"results/saliency/{target}/{model}/saliency_checks.json"]
+        out += [
+            f"results/saliency/{target}/{model}/saliency.npz",
+            f"results/saliency/{target}/{model}/saliency_checks.json",
+        ]
         out += figure_files(f"results/figures/{target}/{model}/fig7_saliency")
     return out
 

@@ -26,19 +26,19 @@ rule cutouts:
     output:
         manifest="results/cutouts/{shard}.parquet",
         failures="results/cutouts/{shard}.failures.csv",
-    params:
-        images=image_params("source", "local_dir", "cache_dir", "scale", "width", "height"),
     log:
         "results/logs/cutouts/{shard}.log",
     benchmark:
         "results/benchmarks/cutouts/{shard}.tsv"
     localrule: config["local_download"]
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=240,
-        **CUTOUT_RESOURCES,
     conda:
         "../../envs/data.yaml"
+    threads: 1
+    resources:
+        **CUTOUT_RESOURCES,
+        mem_mb=1000,
+        runtime=240,
+    params:
+        images=image_params("source", "local_dir", "cache_dir", "scale", "width", "height"),
     script:
         "../scripts/cutouts.py"

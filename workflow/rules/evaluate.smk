@@ -11,6 +11,17 @@ rule predict:
         split="results/split.parquet",
     output:
         "results/predictions/{target}/{model}.parquet",
+    log:
+        "results/logs/predict/{target}/{model}.log",
+    benchmark:
+        "results/benchmarks/predict/{target}/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=STUDY.predict_gpu,
+        mem_mb=4000,
+        runtime=120,
     params:
         tta=config["predict"]["tta"],
         batch_size=config["predict"]["batch_size"],
@@ -18,17 +29,6 @@ rule predict:
         device=config["predict"]["device"],
         domain_alpha=config["predict"]["domain_alpha"],
         which="test",
-    log:
-        "results/logs/predict/{target}/{model}.log",
-    benchmark:
-        "results/benchmarks/predict/{target}/{model}.tsv"
-    threads: 4
-    resources:
-        gpu=STUDY.predict_gpu,
-        mem_mb=4000,
-        runtime=120,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/predict_split.py"
 
@@ -39,19 +39,19 @@ rule evaluate:
         "results/predictions/{target}/{model}.parquet",
     output:
         "results/metrics/{target}/{model}.json",
-    params:
-        bin_width=config["evaluate"]["bin_width"],
-        domain_alpha=config["predict"]["domain_alpha"],
     log:
         "results/logs/evaluate/{target}/{model}.log",
     benchmark:
         "results/benchmarks/evaluate/{target}/{model}.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        bin_width=config["evaluate"]["bin_width"],
+        domain_alpha=config["predict"]["domain_alpha"],
     script:
         "../scripts/evaluate.py"
 
@@ -64,18 +64,18 @@ rule uncertainty:
         model=MODEL_FILE,
     output:
         "results/uncertainty/{target}/{model}.json",
-    params:
-        bin_width=config["evaluate"]["bin_width"],
     log:
         "results/logs/uncertainty/{target}/{model}.log",
     benchmark:
         "results/benchmarks/uncertainty/{target}/{model}.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        bin_width=config["evaluate"]["bin_width"],
     script:
         "../scripts/uncertainty.py"
 
@@ -96,10 +96,19 @@ rule summary:
             category="Summary",
             labels={"table": "summary.json"},
         ),
+    log:
+        "results/logs/summary.log",
+    benchmark:
+        "results/benchmarks/summary.tsv"
+    conda:
+        "../../envs/science.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         models=[
-            {"target": t, "name": m, "path": MODEL_FILE.format(target=t, model=m)}
-            for t, m in STUDY.scored_models()
+            {"target": t, "name": m, "path": MODEL_FILE.format(target=t, model=m)} for t, m in STUDY.scored_models()
         ],
         ensembles=[
             {
@@ -112,16 +121,6 @@ rule summary:
             for t, m in STUDY.ensembles()
         ],
         table=results_caption,
-    log:
-        "results/logs/summary.log",
-    benchmark:
-        "results/benchmarks/summary.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../../envs/science.yaml"
     script:
         "../scripts/summary.py"
 
@@ -137,18 +136,18 @@ rule domain_check:
         split="results/split.parquet",
     output:
         "results/domain/{target}/{model}.json",
-    params:
-        alpha=config["predict"]["domain_alpha"],
-        seed=config["split"]["seed"],
     log:
         "results/logs/domain_check/{target}/{model}.log",
     benchmark:
         "results/benchmarks/domain_check/{target}/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        alpha=config["predict"]["domain_alpha"],
+        seed=config["split"]["seed"],
     script:
         "../scripts/domain_check.py"

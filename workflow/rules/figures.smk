@@ -18,19 +18,19 @@ rule figure_examples:
             labels={"model": "{model}", "figure": "1 example cutouts"},
         ),
         others=fig_files("results/figures/{target}/{model}/fig1_examples"),
-    params:
-        examples=config["figures"]["examples"],
-        seed=config["figures"]["seed"],
     log:
         "results/logs/figures/{target}/{model}/fig1_examples.log",
     benchmark:
         "results/benchmarks/figures/{target}/{model}/fig1_examples.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=15,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        examples=config["figures"]["examples"],
+        seed=config["figures"]["seed"],
     script:
         "../scripts/figure_examples.py"
 
@@ -49,18 +49,18 @@ rule figure_histograms:
             labels={"model": "{model}", "figure": "2 histograms"},
         ),
         others=fig_files("results/figures/{target}/{model}/fig2_histograms"),
-    params:
-        numbers=caption_numbers,
     log:
         "results/logs/figures/{target}/{model}/fig2_histograms.log",
     benchmark:
         "results/benchmarks/figures/{target}/{model}/fig2_histograms.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        numbers=caption_numbers,
     script:
         "../scripts/figure_histograms.py"
 
@@ -80,19 +80,19 @@ rule figure_scatter:
             labels={"model": "{model}", "figure": "3 predicted vs true"},
         ),
         others=fig_files("results/figures/{target}/{model}/fig3_scatter"),
-    params:
-        bin_width=config["evaluate"]["bin_width"],
-        numbers=caption_numbers,
     log:
         "results/logs/figures/{target}/{model}/fig3_scatter.log",
     benchmark:
         "results/benchmarks/figures/{target}/{model}/fig3_scatter.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        bin_width=config["evaluate"]["bin_width"],
+        numbers=caption_numbers,
     script:
         "../scripts/figure_scatter.py"
 
@@ -100,9 +100,7 @@ rule figure_scatter:
 rule figure_resolution:
     """Figure 4 and its table: test RMSE and NMAD against resolution, beside the baselines."""
     input:
-        metrics=lambda wc: [
-            f"results/metrics/{t}/{m}.json" for t, m in STUDY.models() if t == wc.target
-        ],
+        metrics=lambda wc: [f"results/metrics/{t}/{m}.json" for t, m in STUDY.models() if t == wc.target],
         baselines=lambda wc: expand(
             "results/baselines/{target}/{name}.json", target=wc.target, name=STUDY.baseline_names
         ),
@@ -123,18 +121,18 @@ rule figure_resolution:
             subcategory="{target}",
             labels={"model": "all", "table": "scatter vs resolution"},
         ),
-    params:
-        lines=resolution_caption,
     log:
         "results/logs/figures/{target}/fig4_resolution.log",
     benchmark:
         "results/benchmarks/figures/{target}/fig4_resolution.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        lines=resolution_caption,
     script:
         "../scripts/figure_resolution.py"
 
@@ -156,18 +154,18 @@ rule figure_mass:
             labels={"model": "{model}", "figure": "5 mass route"},
         ),
         others=fig_files("results/figures/mass/{model}/fig5_mass"),
-    params:
-        numbers=caption_json,
     log:
         "results/logs/figures/mass/{model}/fig5_mass.log",
     benchmark:
         "results/benchmarks/figures/mass/{model}/fig5_mass.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        numbers=caption_json,
     script:
         "../scripts/figure_mass.py"
 
@@ -188,18 +186,18 @@ rule figure_mzr:
             labels={"model": "{model}", "figure": "6 MZR"},
         ),
         others=fig_files("results/figures/mzr/{model}/fig6_mzr"),
-    params:
-        numbers=caption_json,
     log:
         "results/logs/figures/mzr/{model}/fig6_mzr.log",
     benchmark:
         "results/benchmarks/figures/mzr/{model}/fig6_mzr.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        numbers=caption_json,
     script:
         "../scripts/figure_mzr.py"
 
@@ -218,18 +216,18 @@ rule figure_calibration:
             labels={"model": "{model}", "figure": "calibration and PIT"},
         ),
         others=fig_files("results/figures/{target}/{model}/calibration"),
-    params:
-        numbers=caption_json,
     log:
         "results/logs/figures/{target}/{model}/calibration.log",
     benchmark:
         "results/benchmarks/figures/{target}/{model}/calibration.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        numbers=caption_json,
     script:
         "../scripts/figure_uncertainty.py"
 
@@ -247,18 +245,18 @@ rule figure_risk_coverage:
             labels={"model": "{model}", "figure": "risk-coverage"},
         ),
         others=fig_files("results/figures/{target}/{model}/risk_coverage"),
-    params:
-        numbers=caption_json,
     log:
         "results/logs/figures/{target}/{model}/risk_coverage.log",
     benchmark:
         "results/benchmarks/figures/{target}/{model}/risk_coverage.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        numbers=caption_json,
     script:
         "../scripts/figure_uncertainty.py"
 
@@ -277,17 +275,17 @@ rule figure_domain:
             labels={"model": "{model}", "figure": "domain_p"},
         ),
         others=fig_files("results/figures/{target}/{model}/domain"),
-    params:
-        numbers=caption_json,
     log:
         "results/logs/figures/{target}/{model}/domain.log",
     benchmark:
         "results/benchmarks/figures/{target}/{model}/domain.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        numbers=caption_json,
     script:
         "../scripts/figure_domain.py"

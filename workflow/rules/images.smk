@@ -9,19 +9,19 @@ rule pack_images:
         index="results/images/{shard}/index.parquet",
         store=f"results/images/{{shard}}/{CUTOUT_SIZE}px.npy",
         rejected="results/images/{shard}/rejected.csv",
-    params:
-        size=CUTOUT_SIZE,
-        max_pixels=config["cutouts"]["max_pixels"],
     log:
         "results/logs/pack_images/{shard}.log",
     benchmark:
         "results/benchmarks/pack_images/{shard}.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        size=CUTOUT_SIZE,
+        max_pixels=config["cutouts"]["max_pixels"],
     script:
         "../scripts/pack_images.py"
 
@@ -32,20 +32,20 @@ rule rebin_images:
         store=f"results/images/{{shard}}/{CUTOUT_SIZE}px.npy",
     output:
         store="results/images/{shard}/{res}px.npy",
-    wildcard_constraints:
-        res="|".join(str(r) for r in STUDY.store_resolutions()) or "NONE",
-    params:
-        res=lambda wc: int(wc.res),
     log:
         "results/logs/rebin_images/{shard}-{res}px.log",
     benchmark:
         "results/benchmarks/rebin_images/{shard}-{res}px.tsv"
+    wildcard_constraints:
+        res="|".join(str(r) for r in STUDY.store_resolutions()) or "NONE",
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        res=lambda wc: int(wc.res),
     script:
         "../scripts/rebin_images.py"
 

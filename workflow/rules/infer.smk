@@ -18,19 +18,19 @@ rule infer_split:
         catalog=infer_required("catalog"),
     output:
         scatter.infer("results/infer/shards/{scatteritem}.parquet"),
-    params:
-        images_dir=INFER["images_dir"],
-        cache_dir=infer_cache_dir(),
     log:
         "results/logs/infer/split.log",
     benchmark:
         "results/benchmarks/infer/split.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        images_dir=INFER["images_dir"],
+        cache_dir=infer_cache_dir(),
     script:
         "../scripts/infer_split.py"
 
@@ -44,6 +44,17 @@ rule infer_shard:
     output:
         predictions="results/infer/parts/{scatteritem}.parquet",
         skipped="results/infer/parts/{scatteritem}.skipped.csv",
+    log:
+        "results/logs/infer/shard-{scatteritem}.log",
+    benchmark:
+        "results/benchmarks/infer/shard-{scatteritem}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=1 if INFER["gpu"] else 0,
+        mem_mb=4000,
+        runtime=120,
     params:
         tta=INFER["tta"],
         batch_size=INFER["batch_size"],
@@ -52,17 +63,6 @@ rule infer_shard:
         allow_survey_mismatch=INFER["allow_survey_mismatch"],
         domain_alpha=config["predict"]["domain_alpha"],
         max_pixels=config["cutouts"]["max_pixels"],
-    log:
-        "results/logs/infer/shard-{scatteritem}.log",
-    benchmark:
-        "results/benchmarks/infer/shard-{scatteritem}.tsv"
-    threads: 4
-    resources:
-        gpu=1 if INFER["gpu"] else 0,
-        mem_mb=4000,
-        runtime=120,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/infer_predict.py"
 
@@ -74,17 +74,17 @@ rule infer:
         parts=gather.infer("results/infer/parts/{scatteritem}.parquet"),
     output:
         f"results/infer/predictions.{INFER['format']}",
-    params:
-        model_name=INFER["model_name"],
     log:
         "results/logs/infer/gather.log",
     benchmark:
         "results/benchmarks/infer/gather.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        model_name=INFER["model_name"],
     script:
         "../scripts/infer_gather.py"

@@ -16,12 +16,12 @@ rule mass_route:
         "results/logs/mzr/{model}/mass_route.log",
     benchmark:
         "results/benchmarks/mzr/{model}/mass_route.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/science.yaml"
     script:
         "../scripts/mzr_mass_route.py"
 
@@ -45,11 +45,11 @@ rule mzr:
         "results/logs/mzr/{model}/mzr.log",
     benchmark:
         "results/benchmarks/mzr/{model}/mzr.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/science.yaml"
     script:
         "../scripts/mzr_table.py"

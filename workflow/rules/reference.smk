@@ -9,18 +9,18 @@ rule reference_evaluate:
         reference_csv,
     output:
         "results/reference/metrics/published-{res}px.json",
-    params:
-        bin_width=config["evaluate"]["bin_width"],
     log:
         "results/logs/reference/evaluate-{res}px.log",
     benchmark:
         "results/benchmarks/reference/evaluate-{res}px.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        bin_width=config["evaluate"]["bin_width"],
     script:
         "../scripts/reference_evaluate.py"
 
@@ -38,20 +38,20 @@ rule reference_histograms:
             labels={"model": "published {res} px", "figure": "2 histograms"},
         ),
         others=fig_files("results/reference/figures/published-{res}px/fig2_histograms"),
-    params:
-        target=REFERENCE_TARGET,
-        title=lambda wc: f"Published predictions, {wc.res} px (Wu & Boada 2019)",
-        numbers=caption_numbers,
     log:
         "results/logs/reference/fig2-{res}px.log",
     benchmark:
         "results/benchmarks/reference/fig2-{res}px.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        target=REFERENCE_TARGET,
+        title=lambda wc: f"Published predictions, {wc.res} px (Wu & Boada 2019)",
+        numbers=caption_numbers,
     script:
         "../scripts/figure_histograms.py"
 
@@ -69,21 +69,21 @@ rule reference_scatter:
             labels={"model": "published {res} px", "figure": "3 predicted vs true"},
         ),
         others=fig_files("results/reference/figures/published-{res}px/fig3_scatter"),
+    log:
+        "results/logs/reference/fig3-{res}px.log",
+    benchmark:
+        "results/benchmarks/reference/fig3-{res}px.tsv"
+    conda:
+        "../../envs/science.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         target=REFERENCE_TARGET,
         bin_width=config["evaluate"]["bin_width"],
         title=lambda wc: f"Published predictions, {wc.res} px (Wu & Boada 2019)",
         numbers=caption_numbers,
-    log:
-        "results/logs/reference/fig3-{res}px.log",
-    benchmark:
-        "results/benchmarks/reference/fig3-{res}px.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/science.yaml"
     script:
         "../scripts/figure_scatter.py"
 
@@ -100,17 +100,17 @@ rule reference_overlap:
             category="Published (Wu & Boada 2019)",
             labels={"model": "{model}", "figure": "overlap with the published test set"},
         ),
-    params:
-        numbers=lambda wildcards, output: read_json(output[0]),  # the caption of this JSON itself
     log:
         "results/logs/reference/overlap-{model}.log",
     benchmark:
         "results/benchmarks/reference/overlap-{model}.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        numbers=lambda wildcards, output: read_json(output[0]),  # the caption of this JSON itself
     script:
         "../scripts/reference_overlap.py"

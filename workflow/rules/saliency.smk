@@ -21,20 +21,20 @@ rule saliency:
             subcategory="{target}",
             labels={"model": "{model}", "file": "sanity checks"},
         ),
-    params:
-        settings=STUDY.explain_settings(),
-        device=config["predict"]["device"],
     log:
         "results/logs/saliency/{target}/{model}.log",
     benchmark:
         "results/benchmarks/saliency/{target}/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 4
     resources:
         gpu=STUDY.predict_gpu,
         mem_mb=4000,
         runtime=120,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        settings=STUDY.explain_settings(),
+        device=config["predict"]["device"],
     script:
         "../scripts/saliency.py"
 
@@ -56,18 +56,18 @@ rule figure_saliency:
             labels={"model": "{model}", "figure": "7 saliency"},
         ),
         others=fig_files("results/figures/{target}/{model}/fig7_saliency"),
-    params:
-        numbers=saliency_caption,
-        examples=config["figures"]["examples"],
     log:
         "results/logs/figures/{target}/{model}/fig7_saliency.log",
     benchmark:
         "results/benchmarks/figures/{target}/{model}/fig7_saliency.tsv"
+    conda:
+        "../../envs/science.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../../envs/science.yaml"
+    params:
+        numbers=saliency_caption,
+        examples=config["figures"]["examples"],
     script:
         "../scripts/figure_saliency.py"

@@ -5,8 +5,6 @@
 
 rule train:
     """Train the CNN on the train split, choosing by the valid split (never the test split)."""
-    wildcard_constraints:
-        model=MODEL_PATTERN,
     input:
         unpack(model_stores),
         catalog="results/catalog/clean.parquet",
@@ -21,23 +19,25 @@ rule train:
             subcategory="{target}",
             labels={"model": "{model}", "figure": "loss curve"},
         ),
+    log:
+        "results/logs/train/{target}/{model}.log",
+    benchmark:
+        "results/benchmarks/train/{target}/{model}.tsv"
+    wildcard_constraints:
+        model=MODEL_PATTERN,
+    conda:
+        "../../envs/torch.yaml"
+    threads: STUDY.train_threads
+    resources:
+        gpu=STUDY.train_gpu,
+        mem_mb=16000,
+        runtime=240,
     params:
         res=model_part("resolution"),
         seed=model_part("seed"),
         train=train_params,
         tta=config["predict"]["tta"],
         images=image_params("source", "scale", "width", "height", "base_url"),
-    log:
-        "results/logs/train/{target}/{model}.log",
-    benchmark:
-        "results/benchmarks/train/{target}/{model}.tsv"
-    threads: STUDY.train_threads
-    resources:
-        gpu=STUDY.train_gpu,
-        mem_mb=16000,
-        runtime=240,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/train.py"
 
@@ -45,8 +45,6 @@ rule train:
 rule ensemble:
     """One model file of the members named by the ensemble's name, calibrated on the valid split
     (split conformal, galmet.ensemble): what `galmet predict --model` takes like a single model."""
-    wildcard_constraints:
-        model=ENSEMBLE_PATTERN,
     input:
         unpack(model_stores),
         members=ensemble_members,
@@ -54,22 +52,24 @@ rule ensemble:
         split="results/split.parquet",
     output:
         model=MODEL_FILE,
+    log:
+        "results/logs/ensemble/{target}/{model}.log",
+    benchmark:
+        "results/benchmarks/ensemble/{target}/{model}.tsv"
+    wildcard_constraints:
+        model=ENSEMBLE_PATTERN,
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        gpu=STUDY.predict_gpu,
+        mem_mb=8000,
+        runtime=60,
     params:
         names=lambda wildcards: STUDY.members(wildcards.model),
         tta=config["predict"]["tta"],
         batch_size=config["predict"]["batch_size"],
         chunk_size=config["predict"]["chunk_size"],
         device=config["predict"]["device"],
-    log:
-        "results/logs/ensemble/{target}/{model}.log",
-    benchmark:
-        "results/benchmarks/ensemble/{target}/{model}.tsv"
-    threads: 4
-    resources:
-        gpu=STUDY.predict_gpu,
-        mem_mb=8000,
-        runtime=60,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/ensemble.py"
