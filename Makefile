@@ -28,6 +28,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests workflow benchmarks
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/
 
 docs: $(STAMP)   # the documentation site, warnings as errors: docs/_build/html/index.html
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
