@@ -48,8 +48,12 @@ def import_graph(paths) -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 deps.update(a.name for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                deps.add(node.module)
-                deps.update(f"{node.module}.{a.name}" for a in node.names)
+                # `from galmet import io` imports the module galmet.io; `from galmet import
+                # __version__` the package itself
+                subs = {f"{node.module}.{a.name}" for a in node.names}
+                deps.update(subs)
+                if not subs <= modules.keys():
+                    deps.add(node.module)
         graph[name] = {d for d in deps if d in modules and d != name}
     return graph
 

@@ -240,7 +240,7 @@ def gather(part_paths, out_path, model: str, version: str | None = None) -> int:
     provenance of the first part (:class:`galmet.predict.PredictionWriter`) are kept, with
     ``model`` as the model's name. Returns the number of rows."""
     if version is None:
-        from galmet import __version__ as version
+        from galmet._version import __version__ as version
     from galmet.tables import column_info, parquet_schema, table_format
 
     part_paths = list(part_paths)

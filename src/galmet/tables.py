@@ -150,7 +150,7 @@ def provenance(meta: dict, model_path, tta: int, alpha: float | None = None, lev
     the model file: survey, bands, scale, size, ...), ``calibration`` (``method``, ``split``,
     ``n``, ``levels``; None for a model without one), ``domain_alpha`` (None without a domain
     block), ``tta`` and ``date`` (UTC, ISO 8601)."""
-    from galmet import __version__
+    from galmet._version import __version__
 
     cal = meta.get("calibration")
     images = meta.get("images")

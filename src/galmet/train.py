@@ -67,7 +67,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from galmet import __version__
+from galmet._version import __version__
 from galmet.augment import d4_per_sample
 from galmet.config import section
 from galmet.io import atomic_path, write_table

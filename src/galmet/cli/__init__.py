@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from galmet import __version__
+from galmet._version import __version__
 from galmet.cutouts.base import PROVIDERS
 
 SUBCOMMANDS = {
