@@ -80,7 +80,6 @@ Saliency maps::
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -93,6 +92,7 @@ from galmet.cli.common import cli_tta, domain_notes, iter_directory, objid_from_
 from galmet.config import default
 from galmet.imaging import MAX_PIXELS, ImageError, _channels_equal, to_resolution
 from galmet.predict import interval_levels, output_columns, predict_columns, read_images
+from galmet.tables import column_info, file_sha256
 
 log = logging.getLogger("galmet.api")
 
@@ -111,24 +111,6 @@ def load_model(path, device: str | None = None, domain_alpha: float | None = Non
     path = Path(path)
     net, meta = load(path, default("predict.device") if device is None else device)
     return Model(net, meta, path, domain_alpha=domain_alpha)
-
-
-def file_sha256(path) -> str:
-    """The SHA-256 of a file, read a megabyte at a time."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def column_units(meta: dict, names) -> dict[str, str | None]:
-    """The unit of each output column: the target's (:func:`galmet.targets.get_target`) for the
-    prediction, spread and interval bounds; None for the images' names, ``domain_p`` and ``in_domain``."""
-    from galmet.targets import get_target
-
-    unit = (get_target(meta["target"]).unit if meta.get("target") else "") or None
-    return {n: None if n in (*ID_COLUMNS, "domain_p", "in_domain") else unit for n in names}
 
 
 @dataclass
@@ -229,16 +211,17 @@ class Model:
         meta = {"model": str(self.path), "sha256": self.sha256, "target": self.meta.get("target"),
                 **extra, "skipped": skipped}
         columns = {k: _dtype(k, v) for k, v in columns.items()}
-        units = column_units(self.meta, list(columns))
+        units, descriptions = column_info(self.meta.get("target"), list(columns))
+        units = {k: u for k, u in units.items() if u}
         if as_frame:
             import pandas as pd
 
             frame = pd.DataFrame(columns)
-            frame.attrs.update(meta, units={k: u for k, u in units.items() if u})
+            frame.attrs.update(meta, units=units)
             return frame
         from astropy.table import Table
 
-        return Table(columns, units={k: u for k, u in units.items() if u}, meta=meta)
+        return Table(columns, units=units, descriptions={k: d for k, d in descriptions.items() if d}, meta=meta)
 
     # ------------------------------------------------------------------------- explain
 
@@ -386,4 +369,4 @@ def _check_array_image(img: np.ndarray, res: int) -> None:
                          "colour model cannot answer")
 
 
-__all__ = ["load_model", "Model", "Explanation", "column_units", "file_sha256", "ID_COLUMNS"]
+__all__ = ["load_model", "Model", "Explanation", "ID_COLUMNS"]
