@@ -364,9 +364,15 @@ def test_workflow_on_slurm_matches_local(slurm, probe, tmp_path):
 
 
 def _declared_localrules() -> set[str]:
-    """Rule names the workflow's source declares in `localrules:` directives (one or more lines)."""
+    """Rule names the workflow's source declares local: `localrules:` lists (one or more lines)
+    and rules with their own `localrule:` directive (`True`, or `config["local_download"]`, true
+    by default)."""
     names = set()
     for smk in [ROOT / "Snakefile", *(ROOT / "workflow" / "rules").glob("*.smk")]:
-        for block in re.findall(r"localrules:((?:\s*\w+\s*,)*\s*\w+)", smk.read_text()):
+        text = smk.read_text()
+        for block in re.findall(r"localrules:((?:\s*\w+\s*,)*\s*\w+)", text):
             names |= {n for n in re.split(r"[\s,]+", block) if n and n != "rule"}
+        for rule, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", text, flags=re.M):
+            if re.search(r"^\s+localrule:\s*(True|config\[\"local_download\"\])", body, flags=re.M):
+                names.add(rule)
     return names

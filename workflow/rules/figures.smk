@@ -93,6 +93,7 @@ rule figure_scatter:
     params:
         bin_width=config["evaluate"]["bin_width"],
         numbers=caption_numbers,
+        intervals=lambda wildcards: "seeds" in parse_model_name(wildcards.model),  # read by the caption
     script:
         "../scripts/figure_scatter.py"
 
