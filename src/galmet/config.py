@@ -180,7 +180,7 @@ def section(name: str, values: dict | None = None) -> dict:
     against its part of the schema, every missing key (also nested) filled with the schema's
     default; raise ConfigError naming the key. For library callers and the command line, which
     take their defaults from the schema as the workflow does (``values`` is not changed)."""
-    schema = load_schema()
+    schema = _cached_schema()  # read only here: the validator fills defaults into copies
     if name not in schema["properties"]:
         raise ConfigError(f"no config section {name!r}; sections: {', '.join(schema['properties'])}")
     part = {"type": "object", "properties": {name: schema["properties"][name]}}

@@ -124,5 +124,5 @@ class Study:
         layer ``auto`` resolved to the backbone's own (a rule's params name the layer used)."""
         saliency = self.config["saliency"]
         out = {**{k: saliency[k] for k in EXPLAIN_KEYS}, "tta": self.config["predict"]["tta"]}
-        out["layer"] = saliency_layer(self.config["train"]["arch"], out["layer"])
+        out["layer"] = saliency_layer(self.arch, out["layer"])
         return out

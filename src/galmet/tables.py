@@ -211,20 +211,23 @@ def write_table(df: pd.DataFrame, path, units: dict | None = None, descriptions:
         write_sidecar(path, units, descriptions, meta)
 
 
+def _columns_doc(names, units: dict, descriptions: dict, meta: dict | None) -> dict:
+    """``{"columns": {name: {"unit", "description"}}, "provenance": meta}``: the CSV sidecar's
+    JSON and the Parquet schema's ``galmet`` key."""
+    return {"columns": {c: {"unit": units.get(c, ""), "description": descriptions.get(c, "")} for c in names},
+            "provenance": meta}
+
+
 def write_sidecar(path, units: dict, descriptions: dict, meta: dict | None) -> None:
     """The JSON beside a CSV table (:func:`sidecar_path`)."""
-    io.write_json({"columns": {c: {"unit": units.get(c, ""), "description": descriptions.get(c, "")}
-                               for c in descriptions or units},
-                   "provenance": meta}, sidecar_path(path))
+    io.write_json(_columns_doc(descriptions or units, units, descriptions, meta), sidecar_path(path))
 
 
 def parquet_schema(schema, units: dict, descriptions: dict, meta: dict | None):
     """``schema`` with each field's ``unit`` and ``description`` and the JSON of the columns and
     ``meta`` under the schema's key ``galmet``."""
-    fields = [f.with_metadata({"unit": units.get(f.name, ""), "description": descriptions.get(f.name, "")})
-              for f in schema]
-    doc = {"columns": {f.name: {"unit": units.get(f.name, ""), "description": descriptions.get(f.name, "")}
-                       for f in schema}, "provenance": meta}
+    doc = _columns_doc([f.name for f in schema], units, descriptions, meta)
+    fields = [f.with_metadata(doc["columns"][f.name]) for f in schema]
     import pyarrow as pa
 
     return pa.schema(fields, metadata={"galmet": json.dumps(doc)})
