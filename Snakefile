@@ -3,12 +3,28 @@
 #   snakemake --configfile configs/paper.yaml --cores 16 --resources gpu=1
 # The stages live in workflow/rules/, the science in src/galmet/ (see DEVELOPING.md).
 
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A config file is a whole run: with `--configfile X` the run is X (the schema's defaults fill
+# what X leaves out, and X must name its experiments), never X merged over the demo's
+# config.yaml; several --configfile are merged in order (`--configfile config.yaml --configfile
+# my.yaml` overrides the demo key by key). Without --configfile: config.yaml of the working
+# directory, the demo.
+if not workflow.overwrite_configfiles and not workflow.modifier.skip_configfile:
+    if not os.path.exists("config.yaml"):
+        sys.exit(
+            f"galmet: no config.yaml in the working directory {os.getcwd()} and no --configfile given; "
+            f"give one, e.g. --configfile {workflow.basedir}/config.yaml for the demo, "
+            f"--configfile {workflow.basedir}/configs/paper.yaml for the paper's run"
+        )
+
+    configfile: "config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -41,9 +41,14 @@ def sky(sample):
         yield s
 
 
+# The experiment keys a config must name (galmet.config.EXPERIMENT_KEYS), for tests that build
+# a config from a few keys.
+EXPERIMENT = {"targets": ["oh_p50"], "resolutions": [64], "seeds": [0], "ensemble": None}
+
+
 def cutouts_config(**keys) -> dict:
     """A validated ``cutouts`` config section: ``keys`` and the schema's defaults for the rest
     (what the library's cutouts functions take, as the workflow passes them)."""
     from galmet.config import load_config
 
-    return load_config({"catalog": {"source": "table", "path": "x.csv"}, "cutouts": keys})["cutouts"]
+    return load_config({**EXPERIMENT, "catalog": {"source": "table", "path": "x.csv"}, "cutouts": keys})["cutouts"]

@@ -1,3 +1,7 @@
+import re
+import subprocess
+import sys
+
 import pytest
 import yaml
 
@@ -137,3 +141,43 @@ def test_section_fills_the_schema_defaults_that_library_and_command_line_use(cap
         main(["predict", "--help"])
     assert f"(default {config.default('predict.chunk_size')})" in " ".join(capsys.readouterr().out.split())
 
+
+
+def test_a_config_must_name_its_experiments():
+    """targets, resolutions, seeds and ensemble have no default: a config that leaves one out is
+    refused, naming the keys (it used to run the schema's or the demo's experiments)."""
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    del raw["resolutions"], raw["ensemble"]
+    with pytest.raises(ConfigError, match=r"config keys resolutions, ensemble not set: the experiment keys"):
+        load_config(raw)
+    raw["resolutions"], raw["ensemble"] = [32], None  # null is a choice: no ensemble
+    assert load_config(raw)["ensemble"] is None
+
+
+def _dry_run(workdir, *args):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "-n", "--cores", "1",
+           *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_a_configfile_is_the_whole_run_and_a_missing_config_is_named(tmp_path):
+    """`--configfile X` is not merged over config.yaml: a partial X is refused naming X and the
+    keys; a working directory (-d) without config.yaml and no --configfile stops naming the
+    directory and the shipped configs; two --configfile are layered in order."""
+    partial = tmp_path / "partial.yaml"
+    partial.write_text(yaml.safe_dump({"targets": ["oh_p50"], "resolutions": [16]}))
+    proc = _dry_run(tmp_path, "--configfile", str(partial))
+    assert proc.returncode != 0
+    assert f"galmet: {partial}: invalid configuration" in proc.stderr
+    assert "config keys seeds, ensemble not set" in proc.stderr
+    empty = tmp_path / "run"
+    empty.mkdir()
+    proc = _dry_run(empty)
+    assert proc.returncode != 0
+    assert f"no config.yaml in the working directory {empty}" in proc.stderr
+    assert f"--configfile {ROOT}/configs/paper.yaml" in proc.stderr
+    # layered on the demo: the demo's experiments at 16 px only, from another working directory
+    proc = _dry_run(empty, "--configfile", str(ROOT / "config.yaml"), str(partial), "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trains = re.findall(r"^train\s+(\d+)$", proc.stdout, re.M)
+    assert trains[0] == "4"  # 16 px seed 0; the ensemble's 64 px seeds 0, 1, 2

@@ -24,7 +24,7 @@ from galmet.cutouts.download import (
     pixel_scales,
 )
 from galmet.cutouts.manifest import read_manifest
-from tests.conftest import DEMO, ROOT, cutouts_config
+from tests.conftest import DEMO, EXPERIMENT, ROOT, cutouts_config
 from tests.fakesky import FakeSky, made_up_catalog
 
 FAST = dict(timeout_s=0.4, max_attempts=4, backoff_s=0.01, backoff_max_s=0.05,
@@ -315,6 +315,7 @@ def test_workflow_incremental_rerun(tmp_path):
     with FakeSky(cat, images, sql_table=table.head(99)) as sky:
         (tmp_path / "Snakefile").write_text(SNAKEFILE)
         (tmp_path / "config.yaml").write_text(yaml.safe_dump({
+            **EXPERIMENT,
             "catalog": {"source": "skyserver", "skyserver": {
                 "url": sky.url, "page_size": 40, "min_interval_s": 0, "timeout_s": 10}},
             "cutouts": {"source": "skyserver", "base_url": sky.base_url,

@@ -18,7 +18,7 @@ from galmet.infer import InferError, gather, predict_shard, split_catalog
 from galmet.modelfile import images_block
 from galmet.modelfile import load as load_model
 from galmet.predict import predict_images
-from tests.conftest import DEMO, ROOT
+from tests.conftest import DEMO, EXPERIMENT, ROOT
 from tests.untrained import write_untrained_model
 
 RES = 16
@@ -147,6 +147,7 @@ def test_snakemake_infer_target_is_sharded_and_resumable(tmp_path, demo_catalog)
                                        images=images_block("legacysurvey", 0.262, 128, 128))
     cfg = tmp_path / "infer.yaml"
     cfg.write_text(yaml.safe_dump({
+        **EXPERIMENT,
         "catalog": {"source": "table", "path": str(DEMO / "catalog.csv")},
         "cutouts": {"source": "local", "local_dir": str(DEMO / "images")},
         "infer": {"model": str(model_file), "catalog": str(cat), "images_dir": str(DEMO / "images"),

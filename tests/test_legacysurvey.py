@@ -18,7 +18,7 @@ from galmet.cutouts.base import CutoutClient, CutoutError, get_provider
 from galmet.cutouts.download import cache_dir, cutouts_for_shard, download_cutouts
 from galmet.cutouts.legacysurvey import LegacySurvey
 from galmet.cutouts.manifest import CutoutDirMismatch, read_manifest
-from tests.conftest import DEMO, ROOT, cutouts_config
+from tests.conftest import DEMO, EXPERIMENT, ROOT, cutouts_config
 from tests.fakesky import made_up_catalog
 
 FAST = dict(timeout_s=1.0, max_attempts=3, backoff_s=0.01, backoff_max_s=0.05,
@@ -119,7 +119,7 @@ def test_skyserver_cache_of_before_is_kept_and_never_fetched_again(tmp_path, sky
 
 
 def test_config_checks_the_service_limits():
-    base = {"catalog": {"source": "table", "path": "x.csv"}}
+    base = {**EXPERIMENT, "catalog": {"source": "table", "path": "x.csv"}}
     cfg = load_config({**base, "cutouts": {"source": "legacysurvey", "scale": 0.262, "width": 64, "height": 64}})
     assert cfg["cutouts"]["layer"] is None and cfg["cutouts"]["base_url"] is None  # the service's own
     with pytest.raises(ConfigError, match="square"):
@@ -130,7 +130,7 @@ def test_config_checks_the_service_limits():
         load_config({**base, "cutouts": {"source": "skyserver", "layer": "ls-dr10"}})
     paper = yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text())
     ls = load_config(ROOT / "configs" / "legacysurvey.yaml")
-    for key in ("catalog", "train", "baselines", "shards", "targets", "resolutions"):
+    for key in ("catalog", "train", "baselines", "shards"):
         assert ls[key] == load_config(paper)[key], key  # the paper's selection and recipe
     assert (ls["cutouts"]["source"], ls["cutouts"]["layer"]) == ("legacysurvey", "ls-dr10-grz")
     assert ls["cutouts"]["scale"] == paper["cutouts"]["scale"]  # the paper's angular field

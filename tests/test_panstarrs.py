@@ -18,7 +18,7 @@ from galmet.cutouts.base import CutoutClient, CutoutError, get_provider
 from galmet.cutouts.download import cache_dir
 from galmet.cutouts.manifest import read_manifest
 from galmet.cutouts.panstarrs import PanSTARRS, stack_files
-from tests.conftest import DEMO, ROOT
+from tests.conftest import DEMO, EXPERIMENT, ROOT
 from tests.fakesky import made_up_catalog
 
 FAST = dict(timeout_s=1.0, max_attempts=3, backoff_s=0.01, backoff_max_s=0.05,
@@ -87,7 +87,7 @@ def test_two_requests_a_cutout_the_bands_as_rgb_and_no_coverage(sky, sample):
 
 
 def test_config_and_its_example(tmp_path):
-    base = {"catalog": {"source": "table", "path": "x.csv"}}
+    base = {**EXPERIMENT, "catalog": {"source": "table", "path": "x.csv"}}
     cfg = load_config({**base, "cutouts": {"source": "panstarrs"}})
     assert cfg["cutouts"]["base_url"] is None  # the service's own
     with pytest.raises(ConfigError, match="square"):
@@ -96,7 +96,7 @@ def test_config_and_its_example(tmp_path):
         load_config({**base, "cutouts": {"source": "panstarrs", "layer": "ls-dr10"}})
     paper = load_config(yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text()))
     ps = load_config(ROOT / "configs" / "panstarrs.yaml")
-    for key in ("catalog", "train", "baselines", "shards", "targets", "resolutions"):
+    for key in ("catalog", "train", "baselines", "shards"):
         assert ps[key] == paper[key], key  # the paper's selection and recipe
     assert (ps["cutouts"]["source"], ps["cutouts"]["scale"]) == ("panstarrs", paper["cutouts"]["scale"])
 

@@ -73,10 +73,13 @@ def test_an_ensemble_at_a_resolution_outside_the_study_gets_its_store_and_member
 
 def test_the_papers_ensemble_at_the_cutout_size_uses_the_cutouts_store():
     s = Study(load_config(ROOT / "configs" / "paper.yaml"), device_files=NO_GPU)
-    assert s.models() == [(METALLICITY, "resnet34-64px-seed0")]
-    assert s.store_resolutions() == [64]
-    assert s.image_resolutions() == [64, 128]
-    assert [m for _, m in s.scored_models()] == ["resnet34-64px-seed0", *(f"resnet34-128px-seed{i}" for i in range(5))]
+    resolutions = [128, 64, 32, 16, 8, 4, 2, 1]
+    assert s.models() == [(t, f"resnet34-{r}px-seed0") for t in (METALLICITY, MASS) for r in resolutions]
+    assert s.store_resolutions() == resolutions[1:]  # 128 px is the cutouts' own store
+    assert s.image_resolutions() == sorted(resolutions)
+    scored = [(t, m) for t, m in s.scored_models() if t == METALLICITY]
+    assert [m for _, m in scored] == [f"resnet34-{r}px-seed0" for r in resolutions] + [
+        f"resnet34-128px-seed{i}" for i in range(1, 5)]
 
 
 def test_saliency_of_the_ensemble_and_of_a_model_not_trained():

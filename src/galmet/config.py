@@ -24,6 +24,10 @@ from galmet.targets import TARGETS
 SCHEMA_PATH = Path(str(resources.files("galmet") / "schemas" / "config.schema.yaml"))
 # Device files of a GPU that torch can use: NVIDIA's, ROCm's, WSL2's.
 GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+# The keys that say which experiments a config runs: required, without a default (the schema's
+# top-level `required`), so that a config that leaves one out is refused rather than run with a
+# value it did not choose.
+EXPERIMENT_KEYS = ("targets", "resolutions", "seeds", "ensemble")
 
 
 class ConfigError(ValueError):
@@ -149,9 +153,17 @@ def validate_config(config: dict) -> dict:
     schema = load_schema()
     config.update(coerce_to_schema(config, schema))
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = "\n  - ".join(_describe(e) for e in errors)
-        raise ConfigError(f"invalid configuration ({len(errors)} problem(s)):\n  - {lines}")
+    unset = [k for k in EXPERIMENT_KEYS if k not in config]
+    errors = [e for e in errors if not (e.validator == "required" and not e.absolute_path)]
+    lines = [_describe(e) for e in errors]
+    if unset:
+        lines.insert(0, f"config key{'s' * (len(unset) > 1)} {', '.join(unset)} not set: the experiment keys "
+                        f"({', '.join(EXPERIMENT_KEYS)}) have no default, so that a config runs only the "
+                        "experiments it names (ensemble: null for none); a file of a few keys is layered on "
+                        "a whole config: --configfile config.yaml --configfile my.yaml")
+    if lines:
+        text = "\n  - ".join(lines)
+        raise ConfigError(f"invalid configuration ({len(lines)} problem(s)):\n  - {text}")
     _check_consistency(config)
     return config
 

@@ -70,8 +70,9 @@ try:
     resolve_bundled(config)
     check_inputs(config)
 except ConfigError as exc:
-    # one message, without Snakemake's traceback lines (file and line of this include)
-    print(f"galmet: {exc}", file=sys.stderr)
+    # one message naming the config files, without Snakemake's traceback lines
+    files = ", ".join(map(str, workflow.overwrite_configfiles)) or os.path.abspath("config.yaml")
+    print(f"galmet: {files}: {exc}", file=sys.stderr)
     sys.exit(1)
 
 
