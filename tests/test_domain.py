@@ -222,3 +222,14 @@ def test_every_shift_keeps_shape_and_changes_the_image(real):
         assert y.shape == x.shape and y.dtype == np.uint8 and not np.array_equal(x, y), name
     with pytest.raises(ValueError, match="choose one of"):
         shift("upside_down", x)
+
+
+@pytest.mark.parametrize("res", [1, 2])
+def test_the_domain_test_is_fitted_at_the_papers_smallest_resolutions(res):
+    """At 1 and 2 px (the paper's resolution study goes down to 1 px) the statistics are finite
+    and every validation image is scored: at 1 px the frame used to be empty (a crash when the
+    model was saved), at 2 px the fine structure NaN (no calibration score left)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (60, 16, 16, 3), dtype=np.uint8)
+    block = domain.fit(x[:40], x[40:], res)
+    assert block["n"] == 20 and np.isfinite(block["scores"].numpy()).all()

@@ -98,6 +98,7 @@ def image_statistics(x_uint8_nhwc: np.ndarray) -> np.ndarray:
     f = x - sky[:, None, None]
     r = _radius(res)
     centre, inner, frame = r <= max(res / 8, 1), r <= res / 2, r > res / 4
+    frame |= not frame.any()  # 1 px: no pixel off the centre, the image is its own frame
     lum = f.mean(axis=3)
     pos = np.clip(lum, 0, None)
     gal = (lum > 2 * noise.mean(axis=1)[:, None, None]) & inner  # N x H x W
@@ -113,7 +114,9 @@ def image_statistics(x_uint8_nhwc: np.ndarray) -> np.ndarray:
     size = np.sqrt((pos * r ** 2).sum(axis=(1, 2)) / (pos.sum(axis=(1, 2)) + 1e-6)) / res
     asym = np.abs(lum - lum[:, ::-1, ::-1]).sum(axis=(1, 2)) / (np.abs(lum).sum(axis=(1, 2)) + 1e-6)
     peak_out = lum[:, frame].max(axis=1) / (np.abs(lum[:, centre].mean(axis=1)) + 1e-3)
-    fine = np.abs(lum - _box3(lum))[:, 1:-1, 1:-1].mean(axis=(1, 2)) / noise.mean(axis=1)
+    # below 3 px no pixel has a full 3 x 3 neighbourhood: no fine structure to measure
+    interior = np.abs(lum - _box3(lum))[:, 1:-1, 1:-1]
+    fine = (interior.mean(axis=(1, 2)) if interior.size else np.zeros(n)) / noise.mean(axis=1)
     a, b = x[..., 0].reshape(n, -1), x[..., 2].reshape(n, -1)
     a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
     corr = (a * b).sum(axis=1) / (np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1)) + 1e-9)
