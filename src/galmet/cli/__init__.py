@@ -1,7 +1,8 @@
 """The ``galmet`` command: ``galmet <subcommand> [options]``.
 
 Each subcommand's options and messages live in a module of this package (``galmet.cli.predict``,
-``galmet.cli.explain``, ``galmet.cli.evaluate``, ``galmet.cli.download_cutouts``; helpers they
+``galmet.cli.explain``, ``galmet.cli.evaluate``, ``galmet.cli.download_cutouts``,
+``galmet.cli.plan``; helpers they
 share in :mod:`galmet.cli.common`) over the library module that does the work, and are imported
 only when used (``galmet evaluate`` does not pay for importing torch). A module provides
 ``cli_parser() -> argparse.ArgumentParser`` and ``cli_main(args) -> int``.
@@ -22,6 +23,7 @@ SUBCOMMANDS = {
     "evaluate": ("galmet.cli.evaluate", "RMSE, NMAD, median residual and binned statistics of a predictions table"),
     "download-cutouts": ("galmet.cli.download_cutouts",
                          f"download cutouts from a service ({', '.join(PROVIDERS)}), retried and cached"),
+    "plan": ("galmet.cli.plan", "what a config will run (from Snakemake's dry run) and how long it takes"),
 }
 
 
