@@ -239,10 +239,13 @@ def test_galmet_plan_shows_the_paper_run(capsys, monkeypatch):
     assert "resolutions: 128, 64, 32, 16, 8, 4, 2, 1 px; seeds: 0, 1, 2, 3, 4" in out
     assert "  train                       24" in out
     assert "cutouts 64, pack_images 64, rebin_images 448" in out
-    assert "142,000 galaxies (the paper's selection from skyserver, after its cuts" in out
-    assert "train 85,200 / valid 28,400 / test 28,400; 9 epochs a training" in out
-    assert "GPU rates (the paper's reported cost, not measured by galmet" in out
-    assert "CPU rates (measured by galmet.rates.measure" in out
+    flat = " ".join(out.split())  # the long lines are wrapped
+    assert "142,000 galaxies (the paper's selection from skyserver, after its cuts" in flat
+    assert "train 85,200 / valid 28,400 / test 28,400; 9 epochs a training" in flat
+    assert "GPU rates, basis: the paper's reported cost, not measured by galmet" in flat
+    assert "CPU rates, basis: measured by galmet.rates.measure" in flat
+    assert "resnet34 128 px: train 1,400 img/s, predict 1,000 img/s (measured at 128 px)" in flat
+    assert "resnet34 1 px: train 22,400 img/s, predict 16,000 img/s (128 px rate x 16: pixel scaling capped)" in flat
     for line in ("estimated wall time, one GPU box (--resources gpu=1", "estimated wall time, a cluster",
                  "estimated wall time, CPU only with --cores 16", "not estimated: downloads"):
         assert line in out
@@ -266,3 +269,31 @@ def test_galmet_plan_refuses_a_missing_configfile(capsys, tmp_path, monkeypatch)
     assert main(["plan", "--configfile", "missing.yaml"]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path}/missing.yaml not found (working directory {tmp_path})" in err
+
+
+def test_a_config_with_its_own_relative_inputs_plans_from_its_folder(tmp_path):
+    """The dry run's empty folder sees the user's relative catalog and cutouts folder (linked in),
+    as a run in the user's folder would; without them the workflow stops at start."""
+    (tmp_path / "mycat.csv").symlink_to(ROOT / "resources" / "demo" / "catalog.csv")
+    (tmp_path / "imgs").symlink_to(ROOT / "resources" / "demo" / "images")
+    raw = (ROOT / "config.yaml").read_text()
+    raw = raw.replace("path: resources/demo/catalog.csv", "path: mycat.csv")
+    raw = raw.replace("local_dir: resources/demo/images", "local_dir: imgs")
+    raw = raw.replace("resolutions: [64, 32, 16]", "resolutions: [64]")
+    (tmp_path / "mine.yaml").write_text(raw)
+    run = dry_run(["mine.yaml"], cwd=tmp_path)
+    assert {m["model"] for m in experiments(run.jobs)["trainings"]} == {
+        "resnet18-64px-seed0", "resnet18-64px-seed1", "resnet18-64px-seed2"}
+    (tmp_path / "imgs").unlink()
+    with pytest.raises(DryRunError, match="cutouts.local_dir: imgs is not a directory"):
+        dry_run(["mine.yaml"], cwd=tmp_path)
+
+
+def test_measure_times_training_and_prediction_on_this_machine():
+    from galmet.rates import measure
+
+    table = measure("resnet18", [8], "cpu", seconds=1.0, train_batch=8, predict_batch=16)
+    (device, arch), entry = next(iter(table.items()))
+    assert (device, arch) == ("cpu", "resnet18") and "measured by galmet plan --measure" in entry["basis"]
+    assert entry["rates"][8]["train"] > 0 and entry["rates"][8]["predict"] > 0
+    assert rate(table, "cpu", "resnet18", 8)["how"] == "measured at 8 px"

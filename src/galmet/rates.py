@@ -66,13 +66,13 @@ def _interpolate(points: dict, res: int, kind: str, cap: float) -> tuple[float, 
         a, b = lo[-1], hi[0]
         w = (math.log(res) - math.log(a)) / (math.log(b) - math.log(a))
         value = math.exp((1 - w) * math.log(points[a]) + w * math.log(points[b]))
-        return value, f"interpolated between {a} and {b} px (log rate linear in log pixels)"
+        return value, f"interpolated, {a} to {b} px"
     ref = known[0] if hi else known[-1]
     factor = (ref / res) ** 2
     if factor > cap:
         if cap == 1:
-            return points[ref], f"the {ref} px rate (assumed no faster below it)"
-        return points[ref] * cap, f"{ref} px rate x {cap:g} (pixel-count scaling capped)"
+            return points[ref], f"{ref} px rate, assumed no faster below"
+        return points[ref] * cap, f"{ref} px rate x {cap:g}: pixel scaling capped"
     return points[ref] * factor, f"{ref} px rate scaled by pixel count"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import textwrap
 from pathlib import Path
 
 from galmet.cli.common import fail
@@ -124,13 +125,16 @@ def _jobs(plan: dict) -> list[str]:
 
 def _estimate(est: dict) -> list[str]:
     sp = est["split"]
-    lines = [f"Time of the CNN jobs (ESTIMATES) for {est['galaxies']:,} galaxies ({est['galaxies_source']}): "
-             f"train {sp['train']:,} / valid {sp['valid']:,} / test {sp['test']:,}; {est['epochs']} epochs a "
-             f"training, TTA x{est['tta']}"]
+    head = (f"Time of the CNN jobs (ESTIMATES) for {est['galaxies']:,} galaxies ({est['galaxies_source']}): "
+            f"train {sp['train']:,} / valid {sp['valid']:,} / test {sp['test']:,}; {est['epochs']} epochs a "
+            f"training, TTA x{est['tta']}")
+    lines = textwrap.wrap(head, width=100, subsequent_indent="  ")
     for device, d in est["devices"].items():
-        lines.append(f"  {device.upper()} rates ({d['rates'][0]['basis'] if d['rates'] else 'none used'}):")
-        lines += [f"    {r['arch']} {r['resolution']:>4} px: train {r['train']:>9,.1f} img/s, predict "
-                  f"{r['predict']:>9,.1f} img/s  ({r['how']})" for r in d["rates"]]
+        basis = d["rates"][0]["basis"] if d["rates"] else "none used"
+        lines += textwrap.wrap(f"{device.upper()} rates, basis: {basis}", width=100, initial_indent="  ",
+                               subsequent_indent="    ")
+        lines += [f"    {r['arch']} {r['resolution']:>3} px: train {r['train']:>7,.0f} img/s, predict "
+                  f"{r['predict']:>7,.0f} img/s ({r['how']})" for r in d["rates"]]
     for device, d in est["devices"].items():
         s = d["seconds"]
         lines.append(f"  {device.upper()} time: trainings {_h(s['train'])}, ensemble calibration {_h(s['ensemble'])}, "
