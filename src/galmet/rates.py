@@ -11,15 +11,18 @@ views: one image with 8x test-time augmentation is 8 views. Light at import (no 
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 
-__all__ = ["RATES", "GPU_SCALE_CAP", "CPU_TRAIN_BATCH", "rate", "measure"]
+__all__ = ["RATES", "GPU_SCALE_CAP", "CPU_TRAIN_BATCH", "CPU_PREDICT_IMAGES", "rate", "measure"]
 
 _CPU_BASIS = ("measured by galmet.rates.measure (galmet.train.train_one_epoch on a memory-resident uint8 store, "
               "batch 32, D4 augmentation, as benchmarks/train_throughput.py's 'ours'; galmet.predict.predict_images "
               "without TTA, batch 256; random images) on 2 shared cores of an Intel Xeon VM, torch threads 2, "
               "2026-12-03; benchmarks/train_throughput.py --quick there the same day: resnet18 16 px 229 / 2,417, "
-              "64 px 43 / 221, resnet34 128 px 10.6 / 30.9 img/s (train / predict): a shared machine varies ~1.5x")
+              "64 px 43 / 221, resnet34 128 px 10.6 / 30.9 img/s (train / predict); other jobs shared the cores: "
+              "a repeat of the training measurement gave 0.7-2x these rates")
 _GPU_BASIS = ("the paper's reported cost, not measured by galmet: ResNet-34 at 128 px, ~60 s an epoch for ~85,000 "
               "training images on one NVIDIA P100 (~1,400 img/s), prediction ~1 ms an image (6 ms with 8x TTA)")
 
@@ -47,6 +50,8 @@ RATES = {
 #: the largest training batch :func:`measure` steps with on the CPU (a step of 256 ResNet-34
 #: images at 128 px takes most of a minute on 2 cores; the rate hardly depends on the batch there).
 CPU_TRAIN_BATCH = 32
+#: the images (and largest batch) :func:`measure` predicts in one timed call on the CPU.
+CPU_PREDICT_IMAGES = 64
 
 #: A GPU's rate below its measured resolutions grows with the pixel count at most this much: a
 #: step on small images is bound by kernel launches and the optimizer, not by pixels.
@@ -105,8 +110,10 @@ def measure(arch: str, resolutions, device: str = "auto", seconds: float = 30.0,
     (``auto``: CUDA when torch sees one), measured in about ``seconds`` on random images: SGD
     steps through :func:`galmet.train.train_one_epoch` and :func:`galmet.predict.predict_images`
     without TTA, as the workflow's jobs run them. Batches: config ``train.batch_size`` (on the
-    CPU at most :data:`CPU_TRAIN_BATCH`, so that a step fits the time) and ``predict.batch_size``,
-    the schema's defaults when not given."""
+    CPU at most :data:`CPU_TRAIN_BATCH`, so that a step fits the time) and ``predict.batch_size``
+    (on the CPU at most :data:`CPU_PREDICT_IMAGES`), the schema's defaults when not given."""
+    if "torch" not in sys.modules:  # OpenMP threads that spin while waiting slow a shared CPU down
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     from galmet.config import default
@@ -117,6 +124,7 @@ def measure(arch: str, resolutions, device: str = "auto", seconds: float = 30.0,
     bs = int(train_batch or default("train.batch_size"))
     bs = bs if cuda else min(bs, CPU_TRAIN_BATCH)
     pbs = int(predict_batch or default("predict.batch_size"))
+    pbs = pbs if cuda else min(pbs, CPU_PREDICT_IMAGES)
     budget = seconds / max(1, len(resolutions)) / 2  # half training, half prediction
     rates = {res: _measure_one(arch, res, dev, (bs, pbs), budget) for res in sorted({int(r) for r in resolutions})}
     name = torch.cuda.get_device_name(dev) if cuda else f"{torch.get_num_threads()} CPU threads"
@@ -141,6 +149,8 @@ def _measure_one(arch: str, res: int, dev, batches: tuple[int, int], budget: flo
     x_pred = rng.integers(0, 256, (pbs * (4 if cuda else 1), res, res, 3), dtype=np.uint8)
     torch.manual_seed(0)
     model = build_model(arch, "none").to(dev)
+    if cuda:
+        model.to(memory_format=torch.channels_last)  # as galmet.train runs on CUDA
     params = {"stage2": {"lrs": [1e-3, 1e-3, 1e-3]}, "momentum": 0.9, "weight_decay": 0.0}
     opt = make_optimizer(model, 2, params)
     scale, shift = normalisation_constants(IMAGENET_MEAN, IMAGENET_STD, dev)

@@ -34,9 +34,10 @@ def cli_parser() -> argparse.ArgumentParser:
                    "for a table catalog, else the paper's selection, 142,000)")
     p.add_argument("--measure", action="store_true",
                    help="measure the training and prediction rates of the config's backbone at its "
-                   "resolutions on this machine (CUDA when torch sees one, else the CPU; about 30 s) "
+                   "resolutions on this machine (CUDA when torch sees one, else the CPU; about 30 s, a minute or "
+                   "more on a small CPU) "
                    "and use them instead of the shipped ones for that device")
-    p.add_argument("--cores", type=int, default=os.cpu_count() or 1, metavar="N",
+    p.add_argument("--cores", type=int, metavar="N",
                    help="CPU cores for the CPU-only wall time (default: this machine's)")
     p.add_argument("--json", dest="as_json", action="store_true", help="print the plan as one JSON object")
     return p
@@ -47,8 +48,9 @@ def cli_main(args: argparse.Namespace) -> int:
     from galmet.estimate import estimate, galaxies
     from galmet.rates import RATES
 
-    if args.cores < 1:
-        return fail("plan", f"--cores must be at least 1, got {args.cores}")
+    cores = (os.cpu_count() or 1) if args.cores is None else args.cores
+    if cores < 1:
+        return fail("plan", f"--cores must be at least 1, got {cores}")
     try:
         run = dry_run(args.configfile, args.directory)
         n, n_source = galaxies(run.config, GALMET_ROOT, override=args.galaxies)
@@ -65,7 +67,7 @@ def cli_main(args: argparse.Namespace) -> int:
                            predict_batch=run.config["predict"]["batch_size"])
         tables[next(iter(measured))[0]] = {**RATES, **measured}
     try:
-        est = estimate(exp, run.config, n, tables, args.cores)
+        est = estimate(exp, run.config, n, tables, cores)
     except KeyError as exc:
         return fail("plan", exc.args[0])
     est["galaxies_source"] = n_source
