@@ -294,17 +294,40 @@ def test_fig5_mass_route(mass_rows, tmp_path):
 def test_fig6_mzr(mass_rows, tmp_path):
     r = mass_rows
     fig = figures.fig6_mzr(r["mass"], r["z_pred"], r["z_true"])
-    left, right = fig.axes[:2]
-    assert left.get_title() == "predicted MZR" and right.get_title() == "empirical MZR"
-    for ax in (left, right):
+    left, right, top_left, top_right = fig.axes[:4]
+    assert top_left.get_title() == "predicted MZR" and top_right.get_title() == "empirical MZR"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]  # one legend, below the panels
+    assert "Tremonti et al. (2004)" in legend and "$\\pm$0.10 dex (dashed)" in legend
+    assert "scatter of the relation (0.10 dex)" in legend
+    for ax, top in ((left, top_left), (right, top_right)):
         assert ax.get_xlabel() == M.label_true
-        legend = [t.get_text() for t in ax.get_legend().get_texts()]
-        assert "Tremonti et al. (2004)" in legend and "$\\pm$0.10 dex" in legend
         tremonti = [ln for ln in ax.get_lines() if ln.get_label() == "Tremonti et al. (2004)"][0]
         x = tremonti.get_xdata()
         assert x.min() >= 8.5 and x.max() <= 11.5  # drawn only where the fit holds
+        # the upper panel: scatter about the curve per mass bin, beside the relation's own 0.10 dex
+        assert top.get_ylabel().startswith("scatter about") and top.collections
+        assert [ln.get_ydata()[0] for ln in top.get_lines()] == [0.10]
     assert left.get_ylabel() == r"$Z_{\rm pred}$ [dex]"
+    # N and the scatter about the curve are the MZR table's (galmet.mzr.mzr_summary), all galaxies
+    from galmet.mzr import mzr_summary
+
+    ok = np.isfinite(r["mass"]) & np.isfinite(r["z_pred"]) & np.isfinite(r["z_true"])
+    _, numbers = mzr_summary(r["mass"][ok], r["z_pred"][ok], r["z_true"][ok])
+    assert f"RMS about Tremonti = {numbers['pred_rmse_about_tremonti']:.3f} dex" in left.texts[0].get_text()
+    assert f"N = {numbers['n']:,}" in right.texts[0].get_text()
     _png_ok(fig, tmp_path, "fig6")
+
+
+def test_fig5_has_upper_panels_and_the_relations_ceiling(mass_rows):
+    """Figure 5, as Figure 3: binned RMSE and NMAD above each panel; the highest metallicity the
+    Tremonti relation gives (which caps Z_MZR) is marked."""
+    r = mass_rows
+    fig = figures.fig5_mass(r["mass"], r["mass_pred"], r["z_true"], z_pred=r["z_pred"])
+    _, right, top_left, top_right = fig.axes[:4]
+    assert top_left.get_ylabel() == "scatter [dex]" and top_left.collections
+    assert "RMSE, direct CNN" in [ln.get_label() for ln in top_right.get_lines()]
+    ceiling = [ln for ln in right.get_lines() if ln.get_label().startswith("highest $Z$ of the relation")]
+    assert ceiling and abs(ceiling[0].get_ydata()[0] - 9.134) < 1e-3
 
 
 def test_save_figure_refuses_unknown_format(published, tmp_path):

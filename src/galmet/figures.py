@@ -540,70 +540,145 @@ def _range(*arrays, q=(0.2, 99.8), pad=0.05):
     return [float(lo - pad * w), float(hi + pad * w)]
 
 
+def _sample(fig, ax, x, y, xr, yr) -> None:
+    """The galaxies of Figures 5 and 6: each a point up to :data:`POINTS_MAX` galaxies, a 2-D
+    histogram (log colour scale) beyond; galaxies beyond the axes on the border, counted."""
+    if not x.size:
+        return
+    cx, cy = np.clip(x, *xr), np.clip(y, *yr)
+    outside = (cx != x) | (cy != y)
+    if x.size > POINTS_MAX:
+        _hist2d(fig, ax, cx, cy, xr, yr)
+    else:
+        ax.scatter(cx[~outside], cy[~outside], s=5 if x.size <= 300 else 2, color="0.15", lw=0, alpha=0.8,
+                   zorder=2, label=f"galaxies ({x.size:,})")
+    if outside.any():
+        ax.scatter(cx[outside], cy[outside], s=12, marker="x", color="C3", lw=0.8, zorder=4, clip_on=False,
+                   label=f"{int(outside.sum())} beyond the axes (on the border)")
+
+
+def _two_columns(height: float = 4.4):
+    """Figures 5 and 6: two columns, each a lower panel (the galaxies) under an upper panel (the
+    binned scatter) sharing its x axis; room below for the legend."""
+    fig = _figure(PAGE_WIDTH, height)
+    grid = fig.add_gridspec(2, 2, height_ratios=[1, 2.4], hspace=0.06, wspace=0.28, left=0.08, right=0.98,
+                            top=0.93, bottom=0.25)
+    lower = [fig.add_subplot(grid[1, i]) for i in range(2)]
+    upper = [fig.add_subplot(grid[0, i], sharex=lower[i]) for i in range(2)]
+    return fig, lower, upper
+
+
+def _upper_panel(top, binned: pd.DataFrame, ylabel: str, title: str, line=None) -> None:
+    """Binned RMSE and NMAD (marker area by count), ``line`` = (y, label) a horizontal reference."""
+    _binned_scatter(top, binned)
+    if line is not None:
+        top.axhline(line[0], color="C3", lw=0.8, ls=":", label=line[1])
+    top.set_ylabel(ylabel)
+    top.set_ylim(bottom=0)
+    top.tick_params(labelbottom=False)
+    top.set_title(title, pad=3)
+
+
+def _figure_legend(fig, axes, upper, min_count: int, binned) -> None:
+    """One legend below the panels: every label of ``axes`` once, then the marker-size key."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    binned = binned[binned["n"] > 0] if len(binned) else binned
+    if len(binned):
+        n_max = int(binned["n"].max())
+        for n in sorted({max(min_count, int(binned["n"].min())), n_max}):
+            handles.append(Line2D([], [], ls="", marker="o", color="0.6",
+                                  markersize=float(np.sqrt(_marker_area(n, n_max)))))
+            labels.append(f"{n:,} galaxies / bin")
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=6.5,
+               bbox_to_anchor=(0.5, 0.0), handletextpad=0.4, columnspacing=1.2)
+
+
+def _with_unit_window(*arrays) -> tuple[float, float]:
+    return _window(np.concatenate([np.asarray(a, np.float64) for a in arrays]))
+
+
 @_styled
-def fig5_mass(mass_true, mass_pred, z_true, z_pred=None, title: str | None = None) -> Figure:
+def fig5_mass(mass_true, mass_pred, z_true, z_pred=None, title: str | None = None,
+              min_count: int = 5) -> Figure:
     """Left: predicted against true stellar mass. Right: Z_MZR (the Tremonti et al. 2004
     metallicity of the predicted mass) against Z_true, beside the direct CNN Z_pred if given.
 
     All arrays are aligned galaxy by galaxy (the test galaxies with both a mass and a
-    metallicity). Each panel states N, RMSE and NMAD.
+    metallicity). Lower panels: every galaxy (points; a 2-D histogram beyond
+    :data:`POINTS_MAX`), the one-to-one line and the running median with its 16-84% band; the
+    right panel marks the highest metallicity the relation gives (its maximum, near 9.13 dex at
+    11.5), which caps Z_MZR. Upper panels, as Figure 3's: RMSE and NMAD in bins of the true value
+    (0.2 dex of mass, 0.1 dex of metallicity; marker area by count), the direct CNN's RMSE as a
+    line. Each lower panel states N, RMSE and NMAD.
     """
-    mt, mp = np.asarray(mass_true, float), np.asarray(mass_pred, float)
-    zt = np.asarray(z_true, float)
+    mt, mp, zt = (np.asarray(a, float) for a in (mass_true, mass_pred, z_true))
     if not (mt.size == mp.size == zt.size):
         raise ValueError("mass_true, mass_pred and z_true must have the same length")
-    fig = _figure(PAGE_WIDTH, 3.3)
-    ax_m = fig.add_subplot(1, 2, 1)
-    ax_z = fig.add_subplot(1, 2, 2)
-
+    fig, (ax_m, ax_z), (top_m, top_z) = _two_columns()
     a, b = _finite_pair(mt, mp)
-    r = _range(a, b)
-    _hist2d(fig, ax_m, a, b, r, r)
-    ax_m.plot(r, r, color="C3", ls="--", lw=0.9, label="one-to-one")
-    bm = metrics.binned_statistics(a, b, edges=_edges(r, mzr.MASS_BIN_WIDTH), min_count=5)
-    if len(bm):
-        ax_m.plot(bm["center"], bm["median_pred"], color="C0", lw=1.4, label="running median")
-    ax_m.set_xlim(r)
-    ax_m.set_ylim(r)
-    ax_m.set_xlabel(_MASS.label_true)
-    ax_m.set_ylabel(_MASS.label_pred)
-    ax_m.legend(loc="upper left", frameon=False)
-    if a.size:
-        ax_m.text(0.97, 0.03, _stats_text(metrics.summarize(a, b), _MASS.unit), transform=ax_m.transAxes,
-                  ha="right", va="bottom", fontsize=6.5)
-    ax_m.set_title("Stellar mass from the images")
+    r = _with_unit_window(a, b)
+    _sample(fig, ax_m, a, b, r, r)
+    bm = _running(ax_m, a, b, _edges(r, mzr.MASS_BIN_WIDTH), min_count, r"median $M_{*,\rm pred}$")
+    _square(ax_m, r, _MASS.label_true, _MASS.label_pred)
+    _stats_box(ax_m, metrics.summarize(a, b), _MASS.unit, "")
+    _upper_panel(top_m, bm, _in_unit("scatter", _MASS.unit), "Stellar mass from the images")
 
-    zm = mzr.mzr_metallicity(mp)
-    a, b = _finite_pair(zt, zm)
-    zr = _range(a, b)
-    _hist2d(fig, ax_z, a, b, zr, zr)
-    ax_z.plot(zr, zr, color="C3", ls="--", lw=0.9, label="one-to-one")
-    bz = metrics.binned_statistics(a, b, edges=_edges(zr, 0.1), min_count=5)
-    if len(bz):
-        ax_z.plot(bz["center"], bz["median_pred"], color="C0", lw=1.4,
-                  label=r"median $Z_{\rm MZR}$")
+    a, b = _finite_pair(zt, mzr.mzr_metallicity(mp))
+    zr = _with_unit_window(a, b)
+    _sample(fig, ax_z, a, b, zr, zr)
+    bz = _running(ax_z, a, b, _edges(zr, 0.1), min_count, r"median $Z_{\rm MZR}$")
+    ax_z.axhline(mzr.tremonti_max(), color="C3", lw=0.8, ls=":",
+                 label=f"highest $Z$ of the relation ({mzr.tremonti_max():.2f} dex)")
     text = r"$Z_{\rm MZR} - Z_{\rm true}$:" + "\n" + _stats_text(metrics.summarize(a, b), _Z.unit)
     if z_pred is not None:
         c, d = _finite_pair(zt, z_pred)
-        bd = metrics.binned_statistics(c, d, edges=_edges(zr, 0.1), min_count=5)
+        bd = metrics.binned_statistics(c, d, edges=_edges(zr, 0.1), min_count=min_count)
         if len(bd):
             ax_z.plot(bd["center"], bd["median_pred"], color="C1", lw=1.2, ls="-.",
                       label=r"median $Z_{\rm pred}$ (direct CNN)")
+            top_z.plot(bd["center"], bd["rmse"], color="C1", lw=1.0, ls="-.", label="RMSE, direct CNN")
         sd = metrics.summarize(c, d)
         text += f"\ndirect CNN: RMSE = {sd['rmse']:.3f}, NMAD = {sd['nmad']:.3f} dex"
-    if a.size:
-        ax_z.text(0.97, 0.03, text, transform=ax_z.transAxes, ha="right", va="bottom",
-                  fontsize=6)
-    ax_z.set_xlim(zr)
-    ax_z.set_ylim(zr)
-    ax_z.set_xlabel(_Z.label_true)
-    ax_z.set_ylabel(r"$Z_{\rm MZR}$ (Tremonti et al. 2004 of predicted $M_*$) [dex]")
-    ax_z.legend(loc="upper left", frameon=False)
-    ax_z.set_title("Metallicity through the mass-metallicity relation")
+    _square(ax_z, zr, _Z.label_true, "$Z_{\\rm MZR}$ [dex]: Tremonti et al.\n(2004) of predicted $M_*$")
+    _stats_box(ax_z, None, _Z.unit, text if a.size else "")
+    _upper_panel(top_z, bz, _in_unit("scatter", _Z.unit), "Metallicity through the mass-metallicity relation")
+    _figure_legend(fig, [ax_m, ax_z, top_m, top_z], None, min_count, pd.concat([bm, bz]) if len(bm) else bz)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(pad=0.3, w_pad=1.0)
     return fig
+
+
+def _running(ax, t, p, edges, min_count: int, label: str) -> pd.DataFrame:
+    """Running median of p in bins of t with its 16-84% band; the bins (for the upper panel)."""
+    binned = metrics.binned_statistics(t, p, edges=edges, min_count=min_count)
+    if len(binned):
+        ax.plot(binned["center"], binned["median_pred"], color="C0", lw=1.4, zorder=6, label=label)
+        ax.fill_between(binned["center"], binned["p16_pred"], binned["p84_pred"], color="C0", alpha=0.2, lw=0,
+                        label="16-84%")
+    return binned
+
+
+def _square(ax, r, xlabel: str, ylabel: str) -> None:
+    ax.plot(r, r, color="C3", ls="--", lw=0.9, label="one-to-one")
+    ax.set_xlim(r)
+    ax.set_ylim(r)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+
+
+def _stats_box(ax, stats: dict | None, unit: str, text: str) -> None:
+    if stats is not None and stats["n"]:
+        text = _stats_text(stats, unit)
+    if text:
+        ax.text(0.97, 0.03, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=6,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.5})
 
 
 def _tremonti_band(ax, xr, label=True):
@@ -611,59 +686,64 @@ def _tremonti_band(ax, xr, label=True):
     x = np.linspace(max(lo, xr[0]), min(hi, xr[1]), 100)
     if x.size and x[-1] > x[0]:
         z = mzr.tremonti_z(x)
-        ax.plot(x, z, color="C3", lw=1.2,
+        ax.plot(x, z, color="C3", lw=1.2, zorder=5,
                 label="Tremonti et al. (2004)" if label else None)
+        for edge in (z - mzr.TREMONTI_SCATTER, z + mzr.TREMONTI_SCATTER):  # visible over a dense histogram
+            ax.plot(x, edge, color="C3", lw=0.6, ls="--", zorder=5)
         ax.fill_between(x, z - mzr.TREMONTI_SCATTER, z + mzr.TREMONTI_SCATTER, color="C3",
-                        alpha=0.15, lw=0,
-                        label=rf"$\pm${mzr.TREMONTI_SCATTER:.2f} dex" if label else None)
+                        alpha=0.15, lw=0, zorder=1,
+                        label=rf"$\pm${mzr.TREMONTI_SCATTER:.2f} dex (dashed)" if label else None)
 
 
 @_styled
 def fig6_mzr(mass_true, z_pred, z_true, bin_width: float = mzr.MASS_BIN_WIDTH,
-             title: str | None = None, intervals: tuple | None = None) -> Figure:
+             title: str | None = None, intervals: tuple | None = None, min_count: int = 5) -> Figure:
     """Left: Z_pred against true stellar mass (the predicted MZR). Right: Z_true against the
-    same masses (the empirical MZR). Both with the running median in ``bin_width`` dex mass
-    bins (16-84% band) and the Tremonti et al. (2004) curve with its ~0.10 dex scatter.
-    ``intervals`` = (p16, p84) of a calibrated ensemble: 68% error bars on up to 300 galaxies
-    of the left panel.
+    same masses (the empirical MZR), on the same axes. Lower panels: every galaxy (points; a 2-D
+    histogram beyond :data:`POINTS_MAX`), the running median in ``bin_width`` dex mass bins with
+    its 16-84% band, and the Tremonti et al. (2004) curve with its ~0.10 dex scatter over the
+    masses where it holds (8.5-11.5). Upper panels: RMSE and NMAD about the Tremonti curve per
+    mass bin (marker area by count) beside the relation's own 0.10 dex scatter. The text gives N
+    and the scatter about the curve of every galaxy in its range (as the caption and the MZR
+    table: galmet.mzr.mzr_summary). ``intervals`` = (p16, p84) of a calibrated ensemble: 68%
+    error bars on up to 300 galaxies of the left panel.
     """
-    m = np.asarray(mass_true, float)
-    zp, zt = np.asarray(z_pred, float), np.asarray(z_true, float)
+    m, zp, zt = (np.asarray(a, float) for a in (mass_true, z_pred, z_true))
     if not (m.size == zp.size == zt.size):
         raise ValueError("mass_true, z_pred and z_true must have the same length")
-    fig = _figure(PAGE_WIDTH, 3.2)
-    axes = [fig.add_subplot(1, 2, 1)]
-    axes.append(fig.add_subplot(1, 2, 2, sharex=axes[0], sharey=axes[0]))
+    fig, lower, upper = _two_columns()
+    upper[1].sharey(upper[0])
     ok = np.isfinite(m) & np.isfinite(zp) & np.isfinite(zt)
-    mr = _range(m[ok])
-    zr = _range(zp[ok], zt[ok])
-    panels = [(axes[0], zp[ok], "predicted MZR", _Z.label_pred),
-              (axes[1], zt[ok], "empirical MZR", _Z.label_true)]
+    mr, zr = _with_unit_window(m[ok]), _with_unit_window(zp[ok], zt[ok])
+    _, numbers = mzr.mzr_summary(m[ok], zp[ok], zt[ok], bin_width=bin_width)
     if intervals is not None:
-        _interval_bars(axes[0], m[ok], zp[ok], *(np.asarray(b, float)[ok] for b in intervals))
-    for ax, z, name, ylabel in panels:
-        _hist2d(fig, ax, m[ok], z, mr, zr)
-        b = mzr.binned_mzr(m[ok], z, edges=_edges(mr, bin_width), min_count=5)
+        _interval_bars(lower[0], m[ok], zp[ok], *(np.asarray(b, float)[ok] for b in intervals))
+    edges = _edges(mr, bin_width)
+    panels = [(zp[ok], "predicted MZR", _Z.label_pred, "pred"), (zt[ok], "empirical MZR", _Z.label_true, "true")]
+    all_bins = []
+    for ax, top, (z, name, ylabel, key) in zip(lower, upper, panels):
+        _sample(fig, ax, m[ok], z, mr, zr)
+        b = mzr.binned_mzr(m[ok], z, edges=edges, min_count=min_count)
+        all_bins.append(b)
         if len(b):
-            ax.plot(b["center"], b["median_z"], color="C0", lw=1.4, marker="o", ms=2.5,
+            ax.plot(b["center"], b["median_z"], color="C0", lw=1.4, marker="o", ms=2.5, zorder=6,
                     label=f"median ({bin_width:g} dex bins)")
-            ax.fill_between(b["center"], b["p16_z"], b["p84_z"], color="C0", alpha=0.2, lw=0)
-            sel = np.isfinite(b["tremonti"])
-            if sel.any():
-                w = b.loc[sel, "n"]
-                rms = float(np.sqrt(np.average(b.loc[sel, "rmse"] ** 2, weights=w)))
-                ax.text(0.97, 0.03, f"N = {int(ok.sum()):,}\nRMS about Tremonti = {rms:.3f} dex",
-                        transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5)
+            ax.fill_between(b["center"], b["p16_z"], b["p84_z"], color="C0", alpha=0.2, lw=0, label="16-84%")
         _tremonti_band(ax, mr)
+        rms = numbers[f"{key}_rmse_about_tremonti"]
+        if rms is not None:
+            ax.text(0.97, 0.03, f"N = {numbers['n']:,} ({numbers['n_in_tremonti_range']:,} in 8.5-11.5)\n"
+                    f"RMS about Tremonti = {rms:.3f} dex", transform=ax.transAxes, ha="right", va="bottom",
+                    fontsize=6.5, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.5})
         ax.set_xlim(mr)
         ax.set_ylim(zr)
         ax.set_xlabel(_MASS.label_true)
         ax.set_ylabel(ylabel)
-        ax.set_title(name)
-        ax.legend(loc="upper left", frameon=False, fontsize=6)
+        _upper_panel(top, b, "scatter about\nTremonti [dex]", name,
+                     line=(mzr.TREMONTI_SCATTER, f"scatter of the relation ({mzr.TREMONTI_SCATTER:.2f} dex)"))
+    _figure_legend(fig, [*lower, *upper], None, min_count, pd.concat(all_bins))
     if title:
         fig.suptitle(title)
-    fig.tight_layout(pad=0.3, w_pad=1.0)
     return fig
 
 

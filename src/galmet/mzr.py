@@ -37,6 +37,7 @@ __all__ = [
     "TREMONTI_SCATTER",
     "MASS_BIN_WIDTH",
     "tremonti_z",
+    "tremonti_max",
     "mzr_metallicity",
     "binned_mzr",
     "mass_route_comparison",
@@ -59,6 +60,13 @@ def tremonti_z(log_mass, strict: bool = False):
         lo, hi = TREMONTI_VALID_RANGE
         z = np.where((x >= lo) & (x <= hi), z, np.nan)
     return float(z) if z.ndim == 0 else z
+
+
+def tremonti_max() -> float:
+    """The highest metallicity the Tremonti relation gives (its vertex, near 9.13 dex at
+    log M* = 11.5): Z_MZR never exceeds it, whatever the predicted mass."""
+    a0, a1, a2 = TREMONTI_COEFFS
+    return float(a0 - a1**2 / (4 * a2))
 
 
 def mzr_metallicity(predicted_log_mass, strict: bool = False):
