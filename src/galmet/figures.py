@@ -627,7 +627,7 @@ def fig5_mass(mass_true, mass_pred, z_true, z_pred=None, title: str | None = Non
     _sample(fig, ax_m, a, b, r, r)
     bm = _running(ax_m, a, b, _edges(r, mzr.MASS_BIN_WIDTH), min_count, r"median $M_{*,\rm pred}$")
     _square(ax_m, r, _MASS.label_true, _MASS.label_pred)
-    _stats_box(ax_m, metrics.summarize(a, b), _MASS.unit, "")
+    _stats_box(ax_m, metrics.summarize(a, b), _MASS.unit, "", xy=(a, b))
     _upper_panel(top_m, bm, _in_unit("scatter", _MASS.unit), "Stellar mass from the images")
 
     a, b = _finite_pair(zt, mzr.mzr_metallicity(mp))
@@ -647,7 +647,7 @@ def fig5_mass(mass_true, mass_pred, z_true, z_pred=None, title: str | None = Non
         sd = metrics.summarize(c, d)
         text += f"\ndirect CNN: RMSE = {sd['rmse']:.3f}, NMAD = {sd['nmad']:.3f} dex"
     _square(ax_z, zr, _Z.label_true, "$Z_{\\rm MZR}$ [dex]: Tremonti et al.\n(2004) of predicted $M_*$")
-    _stats_box(ax_z, None, _Z.unit, text if a.size else "")
+    _stats_box(ax_z, None, _Z.unit, text if a.size else "", xy=(a, b))
     _upper_panel(top_z, bz, _in_unit("scatter", _Z.unit), "Metallicity through the mass-metallicity relation")
     _figure_legend(fig, [ax_m, ax_z, top_m, top_z], None, min_count, pd.concat([bm, bz]) if len(bm) else bz)
     if title:
@@ -673,12 +673,22 @@ def _square(ax, r, xlabel: str, ylabel: str) -> None:
     ax.set_ylabel(ylabel)
 
 
-def _stats_box(ax, stats: dict | None, unit: str, text: str) -> None:
+def _stats_box(ax, stats: dict | None, unit: str, text: str, xy=None) -> None:
+    """``text`` (or the statistics ``stats``) in the corner of ``ax`` that holds fewer of the
+    galaxies ``xy`` = (x, y): lower right, else upper left, so that it hides no data."""
     if stats is not None and stats["n"]:
         text = _stats_text(stats, unit)
-    if text:
-        ax.text(0.97, 0.03, text, transform=ax.transAxes, ha="right", va="bottom", fontsize=6,
-                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.5})
+    if not text:
+        return
+    corner = (0.97, 0.03, "right", "bottom")
+    if xy is not None and len(xy[0]):
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        u = (np.asarray(xy[0], float) - x0) / (x1 - x0)
+        v = (np.asarray(xy[1], float) - y0) / (y1 - y0)
+        if ((u > 0.45) & (v < 0.4)).sum() > ((u < 0.55) & (v > 0.6)).sum():
+            corner = (0.03, 0.97, "left", "top")
+    ax.text(corner[0], corner[1], text, transform=ax.transAxes, ha=corner[2], va=corner[3], fontsize=6, zorder=7,
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.5})
 
 
 def _tremonti_band(ax, xr, label=True):
@@ -723,6 +733,8 @@ def fig6_mzr(mass_true, z_pred, z_true, bin_width: float = mzr.MASS_BIN_WIDTH,
     all_bins = []
     for ax, top, (z, name, ylabel, key) in zip(lower, upper, panels):
         _sample(fig, ax, m[ok], z, mr, zr)
+        ax.set_xlim(mr)
+        ax.set_ylim(zr)
         b = mzr.binned_mzr(m[ok], z, edges=edges, min_count=min_count)
         all_bins.append(b)
         if len(b):
@@ -732,11 +744,8 @@ def fig6_mzr(mass_true, z_pred, z_true, bin_width: float = mzr.MASS_BIN_WIDTH,
         _tremonti_band(ax, mr)
         rms = numbers[f"{key}_rmse_about_tremonti"]
         if rms is not None:
-            ax.text(0.97, 0.03, f"N = {numbers['n']:,} ({numbers['n_in_tremonti_range']:,} in 8.5-11.5)\n"
-                    f"RMS about Tremonti = {rms:.3f} dex", transform=ax.transAxes, ha="right", va="bottom",
-                    fontsize=6.5, bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.5})
-        ax.set_xlim(mr)
-        ax.set_ylim(zr)
+            _stats_box(ax, None, "", f"N = {numbers['n']:,} ({numbers['n_in_tremonti_range']:,} in 8.5-11.5)\n"
+                       f"RMS about Tremonti = {rms:.3f} dex", xy=(m[ok], z))
         ax.set_xlabel(_MASS.label_true)
         ax.set_ylabel(ylabel)
         _upper_panel(top, b, "scatter about\nTremonti [dex]", name,
