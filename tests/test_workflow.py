@@ -221,7 +221,9 @@ def test_invalid_config_names_the_key(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0 and "common.smk" not in proc.stderr
-    assert f"galmet: config key cutouts.local_dir: {tmp_path / 'images'} is not a directory" in proc.stderr
+    # the message names the config file it is about, then the key
+    assert (f"galmet: {tmp_path / 'config.yaml'}: config key cutouts.local_dir: {tmp_path / 'images'} "
+            "is not a directory") in proc.stderr
 
 
 def test_sfr_is_trained_scored_and_drawn_in_its_unit(tmp_path):
