@@ -1,17 +1,61 @@
-"""The whole workflow at the paper's scale on one machine (issue 10, point 6). Run by hand, never in CI.
+"""The paper's plan at full size, rehearsed on one machine (issues 10 and 24). Run by hand, never in CI.
 
-Builds an N-galaxy catalog from the 400 bundled real cutouts under new objIDs (image i is a
-hard link to bundled image i mod 400, its oh_p50 that galaxy's), with made-up ugriz magnitudes
-whose colours follow the metallicity (so the random forests have something to learn), and
-runs the real Snakefile on it in a scratch directory: local cutouts (no HTTP), the paper's 64
-shards and its random-forest settings (configs/paper.yaml), one resolution (16 px), one epoch
-of ResNet-18, the published 16 px reference. Then reads every job's benchmark file and prints,
-per rule, the number of jobs, the summed and the longest job seconds and the peak memory
-(max_rss), the wall time of the whole DAG, and the forests' share of the summed job time.
+Runs the real Snakefile with the paper's config itself (``--configfile configs/paper.yaml``) and a
+small layer of SIZE overrides (``--configfile sizes.yaml``, written by this script and printed):
 
-    .venv/bin/python benchmarks/full_scale.py 142000 [--res 16] [--shards 64] [--cores 2] [--keep DIR]
+- the catalog is a synthetic table (``catalog.source: table``) and the cutouts a local folder
+  (``cutouts.source: local``), because the benchmark has no network: N galaxies under new objIDs,
+  image i a hard link to bundled real cutout i mod 400 (``resources/demo/images``), its ``oh_p50``
+  that galaxy's; the columns are made up as :func:`make_catalog` says, so that the paper's cuts
+  keep the rows and both targets (``oh_p50``, ``lgm_tot_p50``) have something to learn;
+- the paper's 64 shards (``--shards``);
+- ResNet-18 without pretrained weights (no stage 1) and one epoch (``stage2.cycles: [1]``): the
+  rehearsal's reduced epochs; the saliency model renamed to that backbone's; Figures as PNG;
+- everything else is configs/paper.yaml's: both targets, the eight resolutions 128 ... 1 px, the
+  128 px ensemble of seeds 0-4 per target (24 trainings), the random forests, the mass route and
+  MZR, the saliency maps, the published 16-128 px predictions (reference).
 
-The last line printed is one JSON object with the same numbers.
+Training 24 CNNs on ~85,000 galaxies does not fit a small CPU machine (part (b) prints how long
+it would take here, from its own measured training rate), so the plan runs in TWO measured parts:
+
+(a) at the full N (default 142,000), the whole DAG except the CNN trainings and everything that
+    depends on them (``snakemake --omit-from train ensemble``): catalog cleaning, shards, split,
+    cutout manifests, packing and re-binning at all eight resolutions, the baselines of both
+    targets, the reference. Real job times and peak memory. Then, as a check of the CNN jobs'
+    memory at the full N, one training at ``--check-res`` px (default 8; 0 = none) with the same
+    one epoch.
+(b) at a small N (default 3,000), the complete paper DAG: every rule, trainings, ensembles,
+    predictions, domain checks, mass route, MZR, Figures 1-7, summary. Real job times and memory.
+
+The estimate at the full N takes part (a)'s rules as measured and scales part (b)'s other rules
+linearly in the galaxies they process: ``train`` by the training split (x epochs: n_train x
+epochs), ``ensemble`` by the validation split (its calibration: n_valid x members x TTA views),
+every other rule by the test split (prediction: n_test x members x TTA views; the same views at
+both sizes). A job's fixed cost (start-up, model, writing) is not scaled: it is taken as its
+rule's fastest job at the smallest resolution (1 px), where the images cost next to nothing; a
+rule without a 1 px job is scaled whole (leans high). It prints:
+
+- the total job time on this machine at the rehearsal's epochs and at the paper's recipe
+  (stage 1 + stage 2 epochs of configs/paper.yaml; stage 1 trains the head only, so that leans high);
+- one GPU box: NOT MEASURED HERE (no GPU in the session). The basis is the paper's ResNet-34 at
+  128 px, ~60 s an epoch for ~85,000 training images on one P100, ~1,400 img/s. Each CNN job's
+  scaled CPU time is divided by (1,400 / this CPU's measured training rate at the job's
+  resolution), never below 1 (the GPU taken as no faster on small images than at 128 px, which
+  leans high); the GPU jobs run one after another, the other jobs as measured here;
+- a SLURM cluster: every job in parallel, so the critical path: the longest chain of the rule
+  graph (``snakemake --rulegraph``) with each rule's longest job (at the full N, GPU jobs on the
+  basis above); queue waits not counted.
+
+Peak memory (max_rss) per job is measured: part (a) at the full N, the CNN jobs at the small N
+and, for one training, at the full N; the CNN jobs' full-N memory is also projected as the small-N
+peak plus the growth of the image stores they read (all of their resolution), an upper bound.
+
+    .venv/bin/python benchmarks/full_scale.py [--n 142000] [--small 3000] [--parts ab]
+        [--shards 64] [--small-shards 4] [--cores 2] [--check-res 8] [--keep DIR]
+
+``--parts a`` or ``b`` runs one part; with ``--keep DIR`` a part already run there (``DIR/a``,
+``DIR/b``, each with its ``part.json``) is read back, so the parts can run at different times and
+the estimate still joins them. The last line printed is one JSON object with every number.
 """
 
 from __future__ import annotations
@@ -19,6 +63,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -31,11 +76,42 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "resources" / "demo"
+PAPER = ROOT / "configs" / "paper.yaml"
 FIRST_ID = 1_237_600_000_000_000_000  # made-up ids, clear of the real DR14 objIDs of the sample
+GPU_IMG_S = 1400.0  # the paper: ResNet-34, 128 px, ~60 s an epoch for ~85,000 images on one P100
+GPU_RULES = ("train", "ensemble", "predict", "saliency")  # the profile's GPU rules (docs/cluster.md)
+SIZE_ARCH = "resnet18"
+
+
+def mass_from_metallicity(z: np.ndarray, rng: np.random.Generator, scatter: float = 0.15) -> np.ndarray:
+    """log M* of each galaxy: the Tremonti MZR inverted on its low-mass branch, clipped, scattered."""
+    from galmet.mzr import TREMONTI_COEFFS, TREMONTI_VALID_RANGE  # Z = t0 + t1 x + t2 x^2
+
+    t0, t1, t2 = TREMONTI_COEFFS
+    x_peak = -t1 / (2 * t2)  # ~11.51, where the curve peaks at Z ~ 9.13
+    disc = t1**2 - 4 * t2 * (t0 - z)
+    x = np.where(disc > 0, (-t1 + np.sqrt(np.clip(disc, 0, None))) / (2 * t2), x_peak)
+    return np.clip(x, *TREMONTI_VALID_RANGE) + rng.normal(0.0, scatter, len(z))
 
 
 def make_catalog(n: int, workdir: Path, seed: int = 0) -> Path:
-    """``workdir/catalog.csv`` and ``workdir/images/<objID>.jpg`` (hard links) for n galaxies."""
+    """``workdir/catalog.csv`` and ``workdir/images/<objID>.jpg`` (hard links) for n galaxies.
+
+    Galaxy i is bundled demo galaxy i mod 400: its image (a hard link) and its real ``oh_p50``.
+    The rest is made up, in the ranges the paper's cuts keep (galmet.catalog):
+
+    - ``lgm_tot_p50``: the Tremonti et al. (2004) MZR (``galmet.mzr.TREMONTI_COEFFS``),
+      Z = -1.492 + 1.847 x - 0.08026 x^2,
+      inverted for the galaxy's oh_p50 on the branch below the curve's maximum (Z ~ 9.13 at
+      x ~ 11.5; a Z at or above it takes x at the maximum), x clipped to 8.5 .. 11.5, plus
+      N(0, 0.15) dex of scatter;
+    - ``modelMag_{u,g,r,i,z}``: r uniform in 14 .. 17.7, colours redder with metallicity
+      (u-g = 1.4 + 1.2 dZ, g-r = 0.6 + 0.6 dZ, r-i = 0.35 + 0.2 dZ, i-z = 0.25 + 0.1 dZ with
+      dZ = oh_p50 - 8.9, plus 0.25/0.1/0.06/0.06 mag of scatter), so the forests have signal;
+    - ``petroMag_r`` = modelMag_r + N(0.05, 0.05), kept below 17.95 (cut: < 18);
+    - ``z`` uniform in 0.025 .. 0.25 (cut: > 0.02); ``zErr`` log-uniform in 5e-6 .. 5e-4
+      (cut: 0 < zErr < 0.01); ``petroR90_r`` log-normal about 7 arcsec, clipped to 2 .. 40.
+    """
     demo = pd.read_csv(DEMO / "catalog.csv", dtype={"objID": "int64"})
     rng = np.random.default_rng(seed)
     src = np.arange(n) % len(demo)
@@ -47,6 +123,9 @@ def make_catalog(n: int, workdir: Path, seed: int = 0) -> Path:
         target = images / f"{oid}.jpg"
         if not target.exists():
             os.link(DEMO / "images" / f"{demo['objID'].iat[k]}.jpg", target)
+    manifest = images / "cutouts.json"  # what the images are: the bundled folder's description
+    if not manifest.exists():
+        manifest.write_bytes((DEMO / "images" / "cutouts.json").read_bytes())
     r = rng.uniform(14.0, 17.7, n)
     dz = z - 8.9
     colours = {  # u-g, g-r, r-i, i-z: redder with metallicity, as galaxies are, plus scatter
@@ -56,90 +135,338 @@ def make_catalog(n: int, workdir: Path, seed: int = 0) -> Path:
     g = r + colours["gr"]
     i = r - colours["ri"]
     mags = {"u": g + colours["ug"], "g": g, "r": r, "i": i, "z": i - colours["iz"]}
-    table = pd.DataFrame({"objID": ids.astype(str), "oh_p50": z,
-                          **{f"modelMag_{b}": np.round(m, 4) for b, m in mags.items()}})
+    table = pd.DataFrame({
+        "objID": ids.astype(str), "oh_p50": z,
+        "lgm_tot_p50": np.round(mass_from_metallicity(z, rng), 4),
+        **{f"modelMag_{b}": np.round(m, 4) for b, m in mags.items()},
+        "petroMag_r": np.round(np.minimum(r + rng.normal(0.05, 0.05, n), 17.95), 4),
+        "petroR90_r": np.round(np.clip(rng.lognormal(np.log(7.0), 0.4, n), 2.0, 40.0), 3),
+        "z": np.round(rng.uniform(0.025, 0.25, n), 5),
+        "zErr": 10 ** rng.uniform(np.log10(5e-6), np.log10(5e-4), n),
+    })
     path = workdir / "catalog.csv"
-    table.to_csv(path, index=False)
+    if not path.exists():  # a resumed part keeps its catalog (a new file would rerun every job)
+        table.to_csv(path, index=False)
     return path
 
 
-def make_config(workdir: Path, res: int, shards: int) -> Path:
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    paper = yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text())
-    cfg["catalog"]["path"] = str(workdir / "catalog.csv")
-    cfg["cutouts"]["local_dir"] = str(workdir / "images")
-    cfg["shards"] = shards
-    cfg["resolutions"] = [res]
-    cfg["train"].update({"batch_size": 256, "stage2": {"cycles": [1], "lrs": [0.001, 0.001, 0.001]}})
-    cfg["predict"] = paper["predict"]
-    cfg["baselines"] = paper["baselines"]
-    cfg["figures"] = {"formats": ["png"]}
-    cfg["reference"] = {"resolutions": [16] if res == 16 else []}
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+def size_layer(workdir: Path, shards: int) -> dict:
+    """The size overrides layered on configs/paper.yaml: data source, shards, backbone, epochs."""
+    from galmet.names import model_name, parse_model_name
+
+    paper = yaml.safe_load(PAPER.read_text())
+    saliency = []
+    for name in (paper.get("saliency") or {}).get("models", []):
+        p = parse_model_name(name)
+        saliency.append(model_name(SIZE_ARCH, p["resolution"], p["seed"]))
+    return {
+        # no network here: the synthetic table and the local hard links stand for SkyServer
+        "catalog": {"source": "table", "path": str(workdir / "catalog.csv")},
+        "cutouts": {"source": "local", "local_dir": str(workdir / "images")},
+        "shards": shards,
+        "train": {"arch": SIZE_ARCH, "pretrained": "none", "stage2": {"cycles": [1]}},
+        "saliency": {"models": saliency},  # the paper's saliency model, under this backbone's name
+        "figures": {"formats": ["png"]},
+    }
 
 
-def rule_costs(workdir: Path) -> pd.DataFrame:
-    """Per rule: jobs, summed and longest job seconds, peak max_rss (MB), from benchmark files."""
-    rows = []
-    for tsv in sorted((workdir / "results" / "benchmarks").rglob("*.tsv")):
-        rel = tsv.relative_to(workdir / "results" / "benchmarks")
-        rule = rel.parts[0].removesuffix(".tsv")
-        if rule == "baseline":
-            rule = f"baseline {rel.stem}"  # constant / rf_gri / rf_ugriz apart
+def epochs(train: dict) -> int:
+    """Epochs of a training: stage 1 (only with pretrained weights) + the SGDR cycles of stage 2."""
+    stage1 = (train.get("stage1") or {}).get("epochs", 0) if train.get("pretrained", "none") != "none" else 0
+    return int(stage1) + int(sum((train.get("stage2") or {}).get("cycles", [])))
+
+
+def job_rows(workdir: Path, logs: list[Path]) -> pd.DataFrame:
+    """One row per job run: rule, resolution (from its wildcards), seconds, max_rss (MB).
+
+    The rule of each benchmark file is read from Snakemake's own log (``rule X:`` ... ``benchmark:``).
+    """
+    from galmet.names import parse_model_name
+
+    rows, rule, res = [], None, None
+    for line in (ln for log in logs for ln in log.read_text().splitlines()):
+        m = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):$", line)
+        if m:
+            rule, res = m[1], None
+            continue
+        m = re.match(r"^\s+wildcards: (.*)$", line)
+        if m and rule:
+            wc = dict(kv.split("=", 1) for kv in m[1].split(", ") if "=" in kv)
+            if "res" in wc:
+                res = int(wc["res"])
+            elif "model" in wc:
+                try:
+                    res = parse_model_name(wc["model"])["resolution"]
+                except ValueError:
+                    res = None
+            continue
+        m = re.match(r"^\s+benchmark: (.*)$", line)
+        if m and rule:
+            rows.append({"rule": rule, "benchmark": m[1].strip(), "res": res})
+    jobs = pd.DataFrame(rows).drop_duplicates("benchmark", keep="last")
+    out = []
+    for row in jobs.itertuples():
+        tsv = workdir / row.benchmark
+        if not tsv.exists():
+            continue
         b = pd.read_csv(tsv, sep="\t")
-        rss = pd.to_numeric(b["max_rss"], errors="coerce").max()
-        rows.append({"rule": rule, "s": float(b["s"].iloc[-1]), "max_rss_mb": rss})
-    df = pd.DataFrame(rows)
-    return (df.groupby("rule").agg(jobs=("s", "size"), seconds=("s", "sum"), longest=("s", "max"),
-                                   peak_mb=("max_rss_mb", "max"))
+        name = row.rule
+        if name == "baseline":
+            name = f"baseline {Path(row.benchmark).stem}"  # constant / rf_gri / rf_ugriz apart
+        out.append({"rule": name, "base_rule": row.rule, "benchmark": row.benchmark, "res": row.res,
+                    "s": float(b["s"].iloc[-1]),
+                    "max_rss_mb": float(pd.to_numeric(b["max_rss"], errors="coerce").max())})
+    return pd.DataFrame(out)
+
+
+def per_rule(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per rule: jobs, summed and longest job seconds, peak max_rss (MB)."""
+    return (jobs.groupby("rule").agg(jobs=("s", "size"), seconds=("s", "sum"), longest=("s", "max"),
+                                     peak_mb=("max_rss_mb", "max"))
             .sort_values("seconds", ascending=False))
+
+
+def split_counts(workdir: Path) -> dict:
+    s = pd.read_parquet(workdir / "results" / "split.parquet")
+    return {k: int(v) for k, v in s["split"].value_counts().items()}
+
+
+def store_bytes(workdir: Path) -> dict:
+    """Bytes of the packed image stores per resolution (all shards)."""
+    out: dict[int, int] = {}
+    for npy in (workdir / "results" / "images").glob("*/*px.npy"):
+        res = int(npy.stem.removesuffix("px"))
+        out[res] = out.get(res, 0) + npy.stat().st_size
+    return out
+
+
+def snakemake(workdir: Path, cores: int, targets: list[str], options: list[str], log_name: str) -> int:
+    """Run the Snakefile in workdir; an earlier log of the same name is kept as <name>.<k>.log."""
+    log_path = workdir / f"{log_name}.log"
+    if log_path.exists():  # a resumed part: the jobs of the earlier run stay countable
+        k = 1 + len(list(workdir.glob(f"{log_name}.*.log")))
+        log_path.rename(workdir / f"{log_name}.{k}.log")
+    cmd = [str(Path(sys.executable).with_name("snakemake")), *targets, "-s", str(ROOT / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(PAPER), str(workdir / "sizes.yaml"),
+           "--cores", str(cores), "--resources", "gpu=1", "--rerun-incomplete", *options]
+    with open(log_path, "w") as log:
+        return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+
+
+def log_wall(logs: list[Path]) -> float:
+    """Seconds from the first to the last timestamp of each Snakemake log, summed over the logs."""
+    total = 0.0
+    for log in logs:
+        stamps = [time.mktime(time.strptime(" ".join(m.split()), "%a %b %d %H:%M:%S %Y"))
+                  for m in re.findall(r"^\[(\w{3} \w{3} +\d+ [\d:]{8} \d{4})\]$", log.read_text(), flags=re.M)]
+        if stamps:
+            total += max(stamps) - min(stamps)
+    return total
+
+
+def run_part(part: str, n: int, workdir: Path, args) -> dict:
+    """Build the catalog, run the part's DAG, return its measurements (also written to part.json)."""
+    done = workdir / "part.json"
+    if done.exists():
+        print(f"part ({part}): read back from {done}")
+        return json.loads(done.read_text())
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    make_catalog(n, workdir)
+    shards = args.shards if part == "a" else args.small_shards
+    (workdir / "sizes.yaml").write_text(yaml.safe_dump(size_layer(workdir, shards), sort_keys=False))
+    setup_s = time.perf_counter() - t0
+    # part (a): the default target and every image store (nothing left needs them), without the CNNs
+    targets, options = (["all", "images"], ["--omit-from", "train", "ensemble"]) if part == "a" else ([], [])
+    load0 = os.getloadavg()[0]
+    rc = snakemake(workdir, args.cores, targets, options, "snakemake")
+    load = [round(load0, 1), round(os.getloadavg()[0], 1)]  # the machine is shared: its load before and after
+    if rc != 0:
+        raise SystemExit(f"part ({part}): snakemake failed (rc {rc}); see {workdir / 'snakemake.log'}")
+    logs = sorted(workdir.glob("snakemake.*log"))
+    wall = log_wall(logs)
+    jobs = job_rows(workdir, logs)
+    result = {"part": part, "n": n, "cores": args.cores, "shards": shards, "load": load, "wall_s": round(wall, 1),
+              "setup_s": round(setup_s, 1), "split": split_counts(workdir), "stores": store_bytes(workdir),
+              "jobs": jobs.to_dict(orient="records")}
+    if part == "a" and args.check_res:
+        paper = yaml.safe_load(PAPER.read_text())
+        from galmet.names import model_name
+
+        model = model_name(SIZE_ARCH, args.check_res, paper["seeds"][0])
+        target = f"results/models/{paper['targets'][0]}/{model}/model.pt"
+        rc = snakemake(workdir, args.cores, [target], [], "snakemake-check")
+        if rc != 0:
+            raise SystemExit(f"part (a) check: training {target} failed; see {workdir / 'snakemake-check.log'}")
+        check = job_rows(workdir, sorted(workdir.glob("snakemake-check*.log")))
+        result["check"] = check[check["base_rule"] == "train"].to_dict(orient="records")
+    if part == "b":
+        dot = subprocess.run(
+            [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"), "--directory",
+             str(workdir), "--configfile", str(PAPER), str(workdir / "sizes.yaml"), "--forceall", "--rulegraph"],
+            capture_output=True, text=True, check=True).stdout
+        result["rulegraph"] = rulegraph(dot)
+    done.write_text(json.dumps(result))
+    return result
+
+
+def rulegraph(dot: str) -> dict:
+    """{rule: [rules it needs]} from ``snakemake --rulegraph``'s dot text."""
+    names = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, flags=re.M))
+    needs: dict[str, list[str]] = {name: [] for name in names.values()}
+    for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, flags=re.M):
+        needs[names[b]].append(names[a])
+    return needs
+
+
+def critical_path(needs: dict, longest: dict) -> tuple[float, list[str]]:
+    """Longest chain of the rule graph, each rule weighted by its longest job."""
+    memo: dict[str, tuple[float, list[str]]] = {}
+
+    def walk(rule):
+        if rule not in memo:
+            before = max((walk(r) for r in needs.get(rule, [])), default=(0.0, []), key=lambda t: t[0])
+            memo[rule] = (before[0] + longest.get(rule, 0.0), before[1] + [rule])
+        return memo[rule]
+
+    return max((walk(r) for r in needs), key=lambda t: t[0])
+
+
+def estimate(a: dict, b: dict) -> dict:
+    """Part (a) as measured + part (b)'s other rules scaled to the full N (see the docstring)."""
+    paper = yaml.safe_load(PAPER.read_text())
+    rehearsal, full_epochs = epochs({**paper["train"], "pretrained": "none", "stage2": {"cycles": [1]}}), \
+        epochs(paper["train"])
+    ja, jb = pd.DataFrame(a["jobs"]), pd.DataFrame(b["jobs"])
+    measured_a = set(ja["base_rule"])
+    scale = {k: a["split"][k] / b["split"][k] for k in ("train", "valid", "test")}
+    cnn = jb[~jb["base_rule"].isin(measured_a)].copy()
+    cnn["basis"] = cnn["base_rule"].map({"train": "train", "ensemble": "valid"}).fillna("test")
+    # a job's fixed cost (start-up, model, writing) is its rule's fastest job at the smallest
+    # resolution, where the images cost next to nothing; the rest grows with the galaxies
+    low = cnn[cnn["res"] == cnn["res"].min()].groupby("base_rule")["s"].min()
+    cnn["fixed"] = np.minimum(cnn["base_rule"].map(low).fillna(0.0), cnn["s"])
+    cnn["var_full"] = (cnn["s"] - cnn["fixed"]) * cnn["basis"].map(scale)
+    cnn["s_full"] = cnn["fixed"] + cnn["var_full"]
+    # this CPU's training rate per resolution (galaxies x epochs / s), from part (b)'s train jobs
+    tr = cnn[cnn["base_rule"] == "train"]
+    per_res = (tr["s"] - tr["fixed"]).groupby(tr["res"]).mean()
+    cpu_rate = {r: (b["split"]["train"] * rehearsal / v if v > 0 else float("inf")) for r, v in per_res.items()}
+    gpu_factor = {r: min(1.0, v / GPU_IMG_S) for r, v in cpu_rate.items()}  # GPU s per CPU s
+    cnn["gpu"] = cnn["base_rule"].isin(GPU_RULES)
+    paper_x = cnn["base_rule"].eq("train") * (full_epochs / rehearsal - 1) + 1  # train jobs x paper's epochs
+    factor = np.where(cnn["gpu"], cnn["res"].map(gpu_factor).fillna(1.0), 1.0)
+    cnn["s_cluster"] = cnn["fixed"] + cnn["var_full"] * paper_x * factor  # at the paper's epochs, on a GPU
+    est = {
+        "scale": scale, "epochs": {"rehearsal": rehearsal, "paper": full_epochs},
+        "cpu_train_img_s": {int(k): round(v, 1) for k, v in cpu_rate.items() if np.isfinite(v)},
+        "gpu_s_per_cpu_s": {int(k): round(v, 4) for k, v in gpu_factor.items()},
+        "cnn_rules_full": json.loads(cnn.groupby("rule").agg(
+            jobs=("s", "size"), seconds_small=("s", "sum"), fixed_s=("fixed", "max"), seconds_full=("s_full", "sum"),
+            longest_full=("s_full", "max"), peak_mb_small=("max_rss_mb", "max"),
+        ).reset_index().to_json(orient="records")),
+        "a_job_s": float(ja["s"].sum()),
+        "cnn_job_s_rehearsal": float(cnn["s_full"].sum()),
+        "cnn_job_s_paper": float((cnn["fixed"] + cnn["var_full"] * paper_x).sum()),
+        "train_job_s_paper": float((cnn["fixed"] + cnn["var_full"] * paper_x)[cnn["base_rule"] == "train"].sum()),
+    }
+    # one GPU box: part (a) as measured here, then the GPU jobs one after another, the rest as measured
+    gpu_s = float(cnn.loc[cnn["gpu"], "s_cluster"].sum())
+    rest_s = float(cnn.loc[~cnn["gpu"], "s_full"].sum())
+    est["gpu_box"] = {"data_stage_wall_s": a["wall_s"], "gpu_jobs_s": gpu_s, "other_jobs_s": rest_s,
+                      "total_s": a["wall_s"] + gpu_s + rest_s}
+    # SLURM: the critical path of the rule graph, each rule at its longest job at full N
+    longest = {r: float(g["s"].max()) for r, g in ja.groupby("base_rule")}
+    longest.update({r: float(g["s_cluster"].max()) for r, g in cnn.groupby("base_rule")})
+    path_s, path = critical_path(b["rulegraph"], longest)
+    est["cluster"] = {"critical_path_s": path_s, "path": [(r, round(longest.get(r, 0.0), 1)) for r in path]}
+    # memory: the CNN jobs' small-N peak + the growth of the stores of their resolution (upper bound)
+    sa, sb = ({int(r): v for r, v in p["stores"].items()} for p in (a, b))
+    grow = {r: (sa.get(r, 0) - sb.get(r, 0)) / 2**20 for r in sa}
+    size = max(int(r) for r in a["stores"])
+    cnn["store_res"] = np.where(cnn["base_rule"].eq("domain_check"), size, cnn["res"].fillna(0))
+    cnn["mb_full"] = cnn["max_rss_mb"] + cnn["store_res"].astype(int).map(grow).fillna(0.0)
+    est["cnn_peak_mb_projected"] = {r: round(float(g["mb_full"].max())) for r, g in cnn.groupby("rule")}
+    return est
+
+
+def hours(s: float) -> str:
+    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min"
+
+
+def report(a: dict | None, b: dict | None, sizes: dict) -> dict:
+    pd.set_option("display.width", 140)
+    out: dict = {"sizes.yaml": sizes}
+    for part, res in (("a", a), ("b", b)):
+        if res is None:
+            continue
+        costs = per_rule(pd.DataFrame(res["jobs"]))
+        what = ("the whole DAG except the CNN trainings and what depends on them (--omit-from train ensemble)"
+                if part == "a" else "the complete paper DAG")
+        print(f"\npart ({part}): N = {res['n']} galaxies ({res['split']}), {what}; {res['shards']} shards, "
+              f"{res['cores']} cores (load average {res['load'][0]} before, {res['load'][1]} after): "
+              f"{hours(res['wall_s'])} wall, {hours(costs['seconds'].sum())} summed job time "
+              f"(catalog and links built in {res['setup_s']:.0f} s)")
+        print(costs.round({"seconds": 1, "longest": 1, "peak_mb": 0}).to_string())
+        out[part] = {k: res[k] for k in ("n", "cores", "shards", "load", "wall_s", "setup_s", "split")}
+        out[part]["job_s"] = round(float(costs["seconds"].sum()), 1)
+        out[part]["rules"] = json.loads(costs.reset_index().to_json(orient="records"))
+        if res.get("check"):
+            c = res["check"][0]
+            print(f"check at the full N: {c['benchmark']}: {c['s']:.0f} s, {c['max_rss_mb']:.0f} MB max_rss "
+                  f"({res['split']['train']} training galaxies, one epoch)")
+            out[part]["check"] = res["check"]
+    if a is None or b is None:
+        return out
+    est = estimate(a, b)
+    out["estimate"] = est
+    n, ep = a["n"], est["epochs"]
+    print(f"\nestimate at N = {n}: part (a) as measured, part (b)'s other rules scaled by the galaxies they "
+          f"process (train x {est['scale']['train']:.1f} training galaxies, ensemble x {est['scale']['valid']:.1f} "
+          f"validation, the rest x {est['scale']['test']:.1f} test; TTA views and members as run)")
+    rules = pd.DataFrame(est["cnn_rules_full"]).set_index("rule").sort_values("seconds_full", ascending=False)
+    print(rules.round({"seconds_small": 1, "seconds_full": 0, "longest_full": 0, "peak_mb_small": 0}).to_string())
+    print("CNN jobs' peak memory at the full N, projected (small-N peak + growth of the stores they read): "
+          + ", ".join(f"{r} {v} MB" for r, v in est["cnn_peak_mb_projected"].items()))
+    print("this CPU trains at " + ", ".join(f"{r} px {v:.0f}" for r, v in sorted(est["cpu_train_img_s"].items()))
+          + " galaxies x epochs / s (part (b)'s train jobs)")
+    print(f"this machine, job time at the full N: {hours(est['a_job_s'])} (part a) + "
+          f"{hours(est['cnn_job_s_rehearsal'])} (CNN jobs, {ep['rehearsal']} epoch) = "
+          f"{hours(est['a_job_s'] + est['cnn_job_s_rehearsal'])}; at the paper's {ep['paper']} epochs the "
+          f"trainings alone {hours(est['train_job_s_paper'])}")
+    g = est["gpu_box"]
+    print(f"one GPU box (NOT MEASURED: basis the paper's ~{GPU_IMG_S:.0f} img/s, ResNet-34 128 px on one P100; "
+          f"paper's {ep['paper']} epochs): data stage {hours(g['data_stage_wall_s'])} (part a's wall here) + "
+          f"GPU jobs {hours(g['gpu_jobs_s'])} + other jobs {hours(g['other_jobs_s'])} = {hours(g['total_s'])}")
+    c = est["cluster"]
+    print(f"SLURM cluster (every job in parallel, GPU jobs on the same basis, no queue wait): critical path "
+          f"{hours(c['critical_path_s'])}: " + " -> ".join(f"{r} {s:.0f} s" for r, s in c["path"]))
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("n", type=int, help="number of galaxies (the paper: 142000)")
-    ap.add_argument("--res", type=int, default=16)
-    ap.add_argument("--shards", type=int, default=64)
+    ap.add_argument("--n", type=int, default=142_000, help="part (a)'s galaxies (the paper: 142000)")
+    ap.add_argument("--small", type=int, default=3000, help="part (b)'s galaxies (the complete DAG)")
+    ap.add_argument("--parts", default="ab", help="a, b or ab")
+    ap.add_argument("--shards", type=int, default=64, help="part (a)'s shards (the paper's 64)")
+    ap.add_argument("--small-shards", type=int, default=4,
+                    help="part (b)'s shards: its per-shard jobs are part (a)'s rules, measured there")
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--check-res", type=int, default=8, help="part (a): one training at full N at this res (0: none)")
     ap.add_argument("--keep", help="work in this directory and keep it (default: a temporary one)")
     args = ap.parse_args(argv)
-
     with tempfile.TemporaryDirectory(prefix="galmet-full-") as tmp:
-        workdir = Path(args.keep or tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        make_catalog(args.n, workdir)
-        make_config(workdir, args.res, args.shards)
-        setup_s = time.perf_counter() - t0
-        cmd = [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"),
-               "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-               "--cores", str(args.cores), "--resources", "gpu=1"]
-        t0 = time.perf_counter()
-        with open(workdir / "snakemake.log", "w") as log:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            print(f"snakemake failed (rc {proc.returncode}); see {workdir / 'snakemake.log'}", file=sys.stderr)
-            return 1
-        costs = rule_costs(workdir)
-        summary = json.loads((workdir / "results" / "summary.json").read_text())
-    total = float(costs["seconds"].sum())
-    forests = float(costs.loc[[r for r in costs.index if r.startswith("baseline rf_")], "seconds"].sum())
-    pd.set_option("display.width", 120)
-    print(f"N = {args.n} galaxies, {args.res} px, {args.shards} shards, {args.cores} cores: "
-          f"whole DAG {wall / 60:.1f} min wall (catalog and links built in {setup_s:.0f} s)")
-    print(costs.round({"seconds": 1, "longest": 1, "peak_mb": 0}).to_string())
-    print(f"summed job time {total / 60:.1f} min; forests {forests / 60:.1f} min = {forests / total:.0%} of it; "
-          f"peak job memory {costs['peak_mb'].max():.0f} MB ({costs['peak_mb'].idxmax()})")
-    out = {"n": args.n, "res": args.res, "shards": args.shards, "cores": args.cores, "wall_s": round(wall, 1),
-           "job_seconds": round(total, 1), "forest_seconds": round(forests, 1),
-           "forest_share": round(forests / total, 3), "peak_mb": float(costs["peak_mb"].max()),
-           "rules": json.loads(costs.reset_index().to_json(orient="records")),
-           "test": {m["name"]: m["test"] for m in summary["models"]},
-           "baselines": {b["name"]: (b["test"] or {}).get("rmse") for b in summary["baselines"]}}
-    print(json.dumps(out))
+        top = Path(args.keep or tmp)
+        results = {}
+        for part, n in (("a", args.n), ("b", args.small)):
+            if part in args.parts or (top / part / "part.json").exists():
+                results[part] = run_part(part, n, top / part, args)
+        sizes = size_layer(Path("<workdir>"), args.shards)
+        print("configs: configs/paper.yaml + sizes.yaml (the benchmark has no network: a synthetic catalog "
+              "and local hard-linked cutouts stand for SkyServer):\n" + yaml.safe_dump(sizes, sort_keys=False))
+        out = report(results.get("a"), results.get("b"), sizes)
+    print(json.dumps(out, default=float))
     return 0
 
 
