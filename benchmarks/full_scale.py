@@ -31,9 +31,10 @@ The estimate at the full N takes part (a)'s rules as measured and scales part (b
 linearly in the galaxies they process: ``train`` by the training split (x epochs: n_train x
 epochs), ``ensemble`` by the validation split (its calibration: n_valid x members x TTA views),
 every other rule by the test split (prediction: n_test x members x TTA views; the same views at
-both sizes). A job's fixed cost (start-up, model, writing) is not scaled: it is taken as its
-rule's fastest job at the smallest resolution (1 px), where the images cost next to nothing; a
-rule without a 1 px job is scaled whole (leans high). It prints:
+both sizes). A job's fixed cost (start-up, model, writing) is not scaled: it is taken as the
+fastest job of its rule when the rule runs at several resolutions (down to 1 px, where the images
+cost next to nothing); a rule at one resolution (ensemble, saliency, ...) is scaled whole, which
+leans high. It prints:
 
 - the total job time on this machine at the rehearsal's epochs and at the paper's recipe
   (stage 1 + stage 2 epochs of configs/paper.yaml; stage 1 trains the head only, so that leans high);
@@ -43,12 +44,13 @@ rule without a 1 px job is scaled whole (leans high). It prints:
   resolution), never below 1 (the GPU taken as no faster on small images than at 128 px, which
   leans high); the GPU jobs run one after another, the other jobs as measured here;
 - a SLURM cluster: every job in parallel, so the critical path: the longest chain of the rule
-  graph (``snakemake --rulegraph``) with each rule's longest job (at the full N, GPU jobs on the
+  graph (``snakemake --rulegraph`` of part (b)) with each rule's longest job (at the full N, GPU jobs on the
   basis above); queue waits not counted.
 
 Peak memory (max_rss) per job is measured: part (a) at the full N, the CNN jobs at the small N
 and, for one training, at the full N; the CNN jobs' full-N memory is also projected as the small-N
-peak plus the growth of the image stores they read (all of their resolution), an upper bound.
+peak plus the growth of the memory-mapped image stores of their resolution (and, for a training,
+of its gathered copy of the train and valid galaxies), an upper bound.
 
     .venv/bin/python benchmarks/full_scale.py [--n 142000] [--small 3000] [--parts ab]
         [--shards 64] [--small-shards 4] [--cores 2] [--check-res 8] [--keep DIR]
@@ -183,26 +185,28 @@ def job_rows(workdir: Path, logs: list[Path]) -> pd.DataFrame:
     """
     from galmet.names import parse_model_name
 
-    rows, rule, res = [], None, None
+    rows, job = [], None  # a job's block: "rule X:", ..., "benchmark: ...", ..., "wildcards: ..."
     for line in (ln for log in logs for ln in log.read_text().splitlines()):
         m = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):$", line)
         if m:
-            rule, res = m[1], None
-            continue
-        m = re.match(r"^\s+wildcards: (.*)$", line)
-        if m and rule:
-            wc = dict(kv.split("=", 1) for kv in m[1].split(", ") if "=" in kv)
-            if "res" in wc:
-                res = int(wc["res"])
-            elif "model" in wc:
-                try:
-                    res = parse_model_name(wc["model"])["resolution"]
-                except ValueError:
-                    res = None
+            job = {"rule": m[1], "benchmark": None, "res": None}
+            rows.append(job)
             continue
         m = re.match(r"^\s+benchmark: (.*)$", line)
-        if m and rule:
-            rows.append({"rule": rule, "benchmark": m[1].strip(), "res": res})
+        if m and job:
+            job["benchmark"] = m[1].strip()
+            continue
+        m = re.match(r"^\s+wildcards: (.*)$", line)
+        if m and job:
+            wc = dict(kv.split("=", 1) for kv in m[1].split(", ") if "=" in kv)
+            if "res" in wc:
+                job["res"] = int(wc["res"])
+            elif "model" in wc:
+                try:
+                    job["res"] = parse_model_name(wc["model"])["resolution"]
+                except ValueError:
+                    pass
+    rows = [r for r in rows if r["benchmark"]]
     jobs = pd.DataFrame(rows).drop_duplicates("benchmark", keep="last")
     out = []
     for row in jobs.itertuples():
@@ -267,9 +271,24 @@ def log_wall(logs: list[Path]) -> float:
 def run_part(part: str, n: int, workdir: Path, args) -> dict:
     """Build the catalog, run the part's DAG, return its measurements (also written to part.json)."""
     done = workdir / "part.json"
-    if done.exists():
+    if done.exists():  # its jobs are read again from the Snakemake logs kept beside it
         print(f"part ({part}): read back from {done}")
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        result["jobs"] = job_rows(workdir, sorted(workdir.glob("snakemake.*log"))).to_dict(orient="records")
+        if part == "b":
+            result["rulegraph"] = rule_needs(workdir)
+        if result.get("check"):
+            check = job_rows(workdir, sorted(workdir.glob("snakemake-check*.log")))
+            result["check"] = check[check["base_rule"] == "train"].to_dict(orient="records")
+        return result
+    if args.stopped and (workdir / "snakemake.log").exists():  # stopped before its end: what it finished
+        print(f"part ({part}): STOPPED before its end; its finished jobs are read from {workdir}")
+        logs = sorted(workdir.glob("snakemake.*log"))
+        return {"part": part, "n": n, "cores": args.cores, "stopped": True, "wall_s": round(log_wall(logs), 1),
+                "shards": yaml.safe_load((workdir / "sizes.yaml").read_text())["shards"], "load": ["?", "?"],
+                "setup_s": 0.0, "split": split_counts(workdir), "stores": store_bytes(workdir),
+                "jobs": job_rows(workdir, logs).to_dict(orient="records"), "planned": planned_jobs(workdir),
+                "rulegraph": rule_needs(workdir) if part == "b" else {}}
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     make_catalog(n, workdir)
@@ -301,13 +320,34 @@ def run_part(part: str, n: int, workdir: Path, args) -> dict:
         check = job_rows(workdir, sorted(workdir.glob("snakemake-check*.log")))
         result["check"] = check[check["base_rule"] == "train"].to_dict(orient="records")
     if part == "b":
-        dot = subprocess.run(
-            [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"), "--directory",
-             str(workdir), "--configfile", str(PAPER), str(workdir / "sizes.yaml"), "--forceall", "--rulegraph"],
-            capture_output=True, text=True, check=True).stdout
-        result["rulegraph"] = rulegraph(dot)
+        result["rulegraph"] = rule_needs(workdir)
     done.write_text(json.dumps(result))
     return result
+
+
+def planned_jobs(workdir: Path) -> dict:
+    """{rule: jobs} of the whole paper DAG in workdir (a dry run of every job: ``-n --forceall``)."""
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"), "--directory",
+         str(workdir), "--configfile", str(PAPER), str(workdir / "sizes.yaml"), "--nolock", "-n", "--forceall"],
+        capture_output=True, text=True, check=True).stdout
+    table = out[out.index("Job stats:"):]
+    return {r: int(k) for r, k in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M) if r != "total"}
+
+
+def rule_needs(workdir: Path) -> dict:
+    """{rule: [rules it needs]} of the whole paper DAG: Snakemake's rule graph of the finished run
+    (after the shards checkpoint: cutouts, packing, re-binning) joined with that of a fresh one
+    (``--forceall``: the catalog rules before the checkpoint)."""
+    needs: dict[str, set] = {}
+    for extra in ([], ["--forceall"]):
+        dot = subprocess.run(
+            [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"), "--directory",
+             str(workdir), "--configfile", str(PAPER), str(workdir / "sizes.yaml"), "--nolock", "--rulegraph",
+             *extra], capture_output=True, text=True, check=True).stdout
+        for rule, before in rulegraph(dot).items():
+            needs.setdefault(rule, set()).update(before)
+    return {rule: sorted(before) for rule, before in needs.items()}
 
 
 def rulegraph(dot: str) -> dict:
@@ -342,9 +382,11 @@ def estimate(a: dict, b: dict) -> dict:
     scale = {k: a["split"][k] / b["split"][k] for k in ("train", "valid", "test")}
     cnn = jb[~jb["base_rule"].isin(measured_a)].copy()
     cnn["basis"] = cnn["base_rule"].map({"train": "train", "ensemble": "valid"}).fillna("test")
-    # a job's fixed cost (start-up, model, writing) is its rule's fastest job at the smallest
-    # resolution, where the images cost next to nothing; the rest grows with the galaxies
-    low = cnn[cnn["res"] == cnn["res"].min()].groupby("base_rule")["s"].min()
+    # a job's fixed cost (start-up, model, writing) is its rule's fastest job when the rule runs at
+    # several resolutions (down to 1 px, where the images cost next to nothing), else none is
+    # assumed (scaled whole); the rest grows with the galaxies
+    by_rule = cnn.groupby("base_rule")
+    low = by_rule["s"].min().where(by_rule["res"].nunique() >= 3)
     cnn["fixed"] = np.minimum(cnn["base_rule"].map(low).fillna(0.0), cnn["s"])
     cnn["var_full"] = (cnn["s"] - cnn["fixed"]) * cnn["basis"].map(scale)
     cnn["s_full"] = cnn["fixed"] + cnn["var_full"]
@@ -357,22 +399,33 @@ def estimate(a: dict, b: dict) -> dict:
     paper_x = cnn["base_rule"].eq("train") * (full_epochs / rehearsal - 1) + 1  # train jobs x paper's epochs
     factor = np.where(cnn["gpu"], cnn["res"].map(gpu_factor).fillna(1.0), 1.0)
     cnn["s_cluster"] = cnn["fixed"] + cnn["var_full"] * paper_x * factor  # at the paper's epochs, on a GPU
+    # a part (b) stopped before its end: a rule's sums are its measured jobs' mean x its planned jobs
+    planned = {r: k for r, k in (b.get("planned") or {}).items() if r not in measured_a and r != "all"}
+    done = cnn.groupby("base_rule").size()
+    cnn["extrap"] = cnn["base_rule"].map(lambda r: planned.get(r, done[r]) / done[r])
+    for col in ("s_full", "s_cluster"):
+        cnn[col + "_sum"] = cnn[col] * cnn["extrap"]
+    paper_sum = (cnn["fixed"] + cnn["var_full"] * paper_x) * cnn["extrap"]
     est = {
+        "stopped": bool(b.get("stopped")),
+        "jobs_measured_of_planned": {r: [int(done.get(r, 0)), k] for r, k in planned.items()},
+        "rules_not_reached": sorted(r for r in planned if r not in done.index),
         "scale": scale, "epochs": {"rehearsal": rehearsal, "paper": full_epochs},
         "cpu_train_img_s": {int(k): round(v, 1) for k, v in cpu_rate.items() if np.isfinite(v)},
         "gpu_s_per_cpu_s": {int(k): round(v, 4) for k, v in gpu_factor.items()},
         "cnn_rules_full": json.loads(cnn.groupby("rule").agg(
-            jobs=("s", "size"), seconds_small=("s", "sum"), fixed_s=("fixed", "max"), seconds_full=("s_full", "sum"),
+            jobs=("s", "size"), seconds_small=("s", "sum"), fixed_s=("fixed", "max"),
+            seconds_full=("s_full_sum", "sum"),
             longest_full=("s_full", "max"), peak_mb_small=("max_rss_mb", "max"),
         ).reset_index().to_json(orient="records")),
         "a_job_s": float(ja["s"].sum()),
-        "cnn_job_s_rehearsal": float(cnn["s_full"].sum()),
-        "cnn_job_s_paper": float((cnn["fixed"] + cnn["var_full"] * paper_x).sum()),
-        "train_job_s_paper": float((cnn["fixed"] + cnn["var_full"] * paper_x)[cnn["base_rule"] == "train"].sum()),
+        "cnn_job_s_rehearsal": float(cnn["s_full_sum"].sum()),
+        "cnn_job_s_paper": float(paper_sum.sum()),
+        "train_job_s_paper": float(paper_sum[cnn["base_rule"] == "train"].sum()),
     }
     # one GPU box: part (a) as measured here, then the GPU jobs one after another, the rest as measured
-    gpu_s = float(cnn.loc[cnn["gpu"], "s_cluster"].sum())
-    rest_s = float(cnn.loc[~cnn["gpu"], "s_full"].sum())
+    gpu_s = float(cnn.loc[cnn["gpu"], "s_cluster_sum"].sum())
+    rest_s = float(cnn.loc[~cnn["gpu"], "s_full_sum"].sum())
     est["gpu_box"] = {"data_stage_wall_s": a["wall_s"], "gpu_jobs_s": gpu_s, "other_jobs_s": rest_s,
                       "total_s": a["wall_s"] + gpu_s + rest_s}
     # SLURM: the critical path of the rule graph, each rule at its longest job at full N
@@ -385,7 +438,10 @@ def estimate(a: dict, b: dict) -> dict:
     grow = {r: (sa.get(r, 0) - sb.get(r, 0)) / 2**20 for r in sa}
     size = max(int(r) for r in a["stores"])
     cnn["store_res"] = np.where(cnn["base_rule"].eq("domain_check"), size, cnn["res"].fillna(0))
-    cnn["mb_full"] = cnn["max_rss_mb"] + cnn["store_res"].astype(int).map(grow).fillna(0.0)
+    # the memory-mapped stores' pages, and for train the gathered copy of its train + valid galaxies
+    fit = (a["split"]["train"] + a["split"]["valid"]) / sum(a["split"].values())
+    copies = np.where(cnn["base_rule"].eq("train"), 1.0 + fit, 1.0)
+    cnn["mb_full"] = cnn["max_rss_mb"] + cnn["store_res"].astype(int).map(grow).fillna(0.0) * copies
     est["cnn_peak_mb_projected"] = {r: round(float(g["mb_full"].max())) for r, g in cnn.groupby("rule")}
     return est
 
@@ -424,9 +480,16 @@ def report(a: dict | None, b: dict | None, sizes: dict) -> dict:
     print(f"\nestimate at N = {n}: part (a) as measured, part (b)'s other rules scaled by the galaxies they "
           f"process (train x {est['scale']['train']:.1f} training galaxies, ensemble x {est['scale']['valid']:.1f} "
           f"validation, the rest x {est['scale']['test']:.1f} test; TTA views and members as run)")
+    if est["stopped"]:
+        print("PART (b) WAS STOPPED BEFORE ITS END: jobs measured of planned per rule "
+              + ", ".join(f"{r} {m}/{k}" for r, m_k in est["jobs_measured_of_planned"].items() for m, k in [m_k])
+              + "; a rule's full-N sums are its measured jobs' mean x its planned jobs; NOT MEASURED (left out of "
+              + "every total below, which are therefore lower bounds): "
+              + (", ".join(est["rules_not_reached"]) or "none"))
     rules = pd.DataFrame(est["cnn_rules_full"]).set_index("rule").sort_values("seconds_full", ascending=False)
     print(rules.round({"seconds_small": 1, "seconds_full": 0, "longest_full": 0, "peak_mb_small": 0}).to_string())
-    print("CNN jobs' peak memory at the full N, projected (small-N peak + growth of the stores they read): "
+    print("CNN jobs' peak memory at the full N, projected (small-N peak + growth of the memory-mapped stores of "
+          "their resolution, train also its gathered train + valid copy; an upper bound): "
           + ", ".join(f"{r} {v} MB" for r, v in est["cnn_peak_mb_projected"].items()))
     print("this CPU trains at " + ", ".join(f"{r} px {v:.0f}" for r, v in sorted(est["cpu_train_img_s"].items()))
           + " galaxies x epochs / s (part (b)'s train jobs)")
@@ -455,12 +518,16 @@ def main(argv=None) -> int:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--check-res", type=int, default=8, help="part (a): one training at full N at this res (0: none)")
     ap.add_argument("--keep", help="work in this directory and keep it (default: a temporary one)")
+    ap.add_argument("--stopped", action="store_true",
+                    help="with --keep: a part stopped before its end is read as it stands (its finished jobs; "
+                         "the estimate then lists the rules it did not reach and extrapolates the others' jobs)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="galmet-full-") as tmp:
         top = Path(args.keep or tmp)
         results = {}
         for part, n in (("a", args.n), ("b", args.small)):
-            if part in args.parts or (top / part / "part.json").exists():
+            kept = (top / part / "part.json").exists() or (args.stopped and (top / part / "snakemake.log").exists())
+            if part in args.parts or kept:
                 results[part] = run_part(part, n, top / part, args)
         sizes = size_layer(Path("<workdir>"), args.shards)
         print("configs: configs/paper.yaml + sizes.yaml (the benchmark has no network: a synthetic catalog "
