@@ -27,25 +27,31 @@ it would take here, from its own measured training rate), so the plan runs in TW
 (b) at a small N (default 3,000), the complete paper DAG: every rule, trainings, ensembles,
     predictions, domain checks, mass route, MZR, Figures 1-7, summary. Real job times and memory.
 
-The estimate at the full N takes part (a)'s rules as measured and scales part (b)'s other rules
-linearly in the galaxies they process: ``train`` by the training split (x epochs: n_train x
-epochs), ``ensemble`` by the validation split (its calibration: n_valid x members x TTA views),
-every other rule by the test split (prediction: n_test x members x TTA views; the same views at
-both sizes). A job's fixed cost (start-up, model, writing) is not scaled: it is taken as the
+The estimate at the full N takes part (a)'s rules as measured and scales part (b)'s image jobs
+(train, ensemble, predict, saliency, domain_check) linearly in the galaxies they process: ``train``
+by the training split (n_train x epochs), ``ensemble`` by the validation split (its calibration:
+n_valid x members x TTA views), the others by the test split (n_test x members x TTA views; the
+same views at both sizes). A job's fixed cost (start-up, model, writing) is not scaled: it is the
 fastest job of its rule when the rule runs at several resolutions (down to 1 px, where the images
-cost next to nothing); a rule at one resolution (ensemble, saliency, ...) is scaled whole, which
-leans high. It prints:
+cost next to nothing); a rule at one resolution (ensemble, saliency) is scaled whole, which leans
+high. Part (b)'s table and figure jobs (evaluate, uncertainty, Figures, mass route, MZR, summary)
+are taken as measured: part (a) runs the same code on the 20,466 published predictions in seconds.
+It prints:
 
 - the total job time on this machine at the rehearsal's epochs and at the paper's recipe
   (stage 1 + stage 2 epochs of configs/paper.yaml; stage 1 trains the head only, so that leans high);
 - one GPU box: NOT MEASURED HERE (no GPU in the session). The basis is the paper's ResNet-34 at
-  128 px, ~60 s an epoch for ~85,000 training images on one P100, ~1,400 img/s. Each CNN job's
-  scaled CPU time is divided by (1,400 / this CPU's measured training rate at the job's
-  resolution), never below 1 (the GPU taken as no faster on small images than at 128 px, which
-  leans high); the GPU jobs run one after another, the other jobs as measured here;
+  128 px, ~60 s an epoch for ~85,000 training images on one P100, ~1,400 img/s: a training takes
+  its fixed cost + n_train x the paper's epochs / 1,400 s; the other GPU jobs' scaled CPU time is
+  divided by (1,400 / this CPU's measured training rate at the job's resolution), never below 1
+  (the GPU taken as no faster on small images than at 128 px, which leans high). The GPU jobs run
+  one after another after part (a)'s wall time here; the CPU jobs ``--box-cores`` at a time;
 - a SLURM cluster: every job in parallel, so the critical path: the longest chain of the rule
-  graph (``snakemake --rulegraph`` of part (b)) with each rule's longest job (at the full N, GPU jobs on the
-  basis above); queue waits not counted.
+  graph (``snakemake --rulegraph`` of part (b)) with each rule's longest job (at the full N, GPU
+  jobs on the basis above); queue waits not counted.
+
+The machine this runs on may be shared: each part prints its load average, and the job times are
+wall times under that load.
 
 Peak memory (max_rss) per job is measured: part (a) at the full N, the CNN jobs at the small N
 and, for one training, at the full N; the CNN jobs' full-N memory is also projected as the small-N
@@ -57,7 +63,11 @@ of its gathered copy of the train and valid galaxies), an upper bound.
 
 ``--parts a`` or ``b`` runs one part; with ``--keep DIR`` a part already run there (``DIR/a``,
 ``DIR/b``, each with its ``part.json``) is read back, so the parts can run at different times and
-the estimate still joins them. The last line printed is one JSON object with every number.
+the estimate still joins them. ``--stopped`` reads a part stopped before its end as it stands (its
+finished jobs, from its Snakemake logs): a planned job it did not run takes the numbers of its
+rule's measured jobs at the nearest resolution at or above its own, and the rules it never
+reached are printed and left out of every total (then lower bounds). The last line printed is
+one JSON object with every number.
 """
 
 from __future__ import annotations
@@ -82,6 +92,7 @@ PAPER = ROOT / "configs" / "paper.yaml"
 FIRST_ID = 1_237_600_000_000_000_000  # made-up ids, clear of the real DR14 objIDs of the sample
 GPU_IMG_S = 1400.0  # the paper: ResNet-34, 128 px, ~60 s an epoch for ~85,000 images on one P100
 GPU_RULES = ("train", "ensemble", "predict", "saliency")  # the profile's GPU rules (docs/cluster.md)
+IMAGE_RULES = (*GPU_RULES, "domain_check")  # jobs that read the image stores and run the CNN
 SIZE_ARCH = "resnet18"
 
 
@@ -178,15 +189,12 @@ def epochs(train: dict) -> int:
     return int(stage1) + int(sum((train.get("stage2") or {}).get("cycles", [])))
 
 
-def job_rows(workdir: Path, logs: list[Path]) -> pd.DataFrame:
-    """One row per job run: rule, resolution (from its wildcards), seconds, max_rss (MB).
-
-    The rule of each benchmark file is read from Snakemake's own log (``rule X:`` ... ``benchmark:``).
-    """
+def job_blocks(lines) -> list[dict]:
+    """Jobs of Snakemake's output (a run's log or a dry run): rule, benchmark, resolution (wildcards)."""
     from galmet.names import parse_model_name
 
     rows, job = [], None  # a job's block: "rule X:", ..., "benchmark: ...", ..., "wildcards: ..."
-    for line in (ln for log in logs for ln in log.read_text().splitlines()):
+    for line in lines:
         m = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):$", line)
         if m:
             job = {"rule": m[1], "benchmark": None, "res": None}
@@ -206,7 +214,15 @@ def job_rows(workdir: Path, logs: list[Path]) -> pd.DataFrame:
                     job["res"] = parse_model_name(wc["model"])["resolution"]
                 except ValueError:
                     pass
-    rows = [r for r in rows if r["benchmark"]]
+    return [r for r in rows if r["benchmark"]]
+
+
+def job_rows(workdir: Path, logs: list[Path]) -> pd.DataFrame:
+    """One row per job run: rule, resolution (from its wildcards), seconds, max_rss (MB).
+
+    The rule of each benchmark file is read from Snakemake's own log (``rule X:`` ... ``benchmark:``).
+    """
+    rows = job_blocks(ln for log in logs for ln in log.read_text().splitlines())
     jobs = pd.DataFrame(rows).drop_duplicates("benchmark", keep="last")
     out = []
     for row in jobs.itertuples():
@@ -325,14 +341,13 @@ def run_part(part: str, n: int, workdir: Path, args) -> dict:
     return result
 
 
-def planned_jobs(workdir: Path) -> dict:
-    """{rule: jobs} of the whole paper DAG in workdir (a dry run of every job: ``-n --forceall``)."""
+def planned_jobs(workdir: Path) -> list[dict]:
+    """Every job of the whole paper DAG in workdir (rule, benchmark, resolution): ``-n --forceall``."""
     out = subprocess.run(
         [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"), "--directory",
          str(workdir), "--configfile", str(PAPER), str(workdir / "sizes.yaml"), "--nolock", "-n", "--forceall"],
         capture_output=True, text=True, check=True).stdout
-    table = out[out.index("Job stats:"):]
-    return {r: int(k) for r, k in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M) if r != "total"}
+    return job_blocks(out.splitlines())
 
 
 def rule_needs(workdir: Path) -> dict:
@@ -372,7 +387,34 @@ def critical_path(needs: dict, longest: dict) -> tuple[float, list[str]]:
     return max((walk(r) for r in needs), key=lambda t: t[0])
 
 
-def estimate(a: dict, b: dict) -> dict:
+def fill_planned(cnn: pd.DataFrame, planned, measured_a) -> tuple[pd.DataFrame, list[str], int]:
+    """A part (b) stopped before its end: each planned job it did not run takes the numbers of the
+    rule's measured jobs at the nearest resolution at or above its own (leans high), else at the
+    rule's highest measured one (leans low). Returns the table with them (``filled`` 1), the rules
+    never reached, their count."""
+    cnn = cnn.assign(filled=0)
+    if not planned:
+        return cnn, [], 0
+    todo = [j for j in planned if j["rule"] not in measured_a and j["rule"] != "all"
+            and j["benchmark"] not in set(cnn["benchmark"])]
+    rows, missing = [], set()
+    for job in todo:
+        same = cnn[(cnn["base_rule"] == job["rule"]) & (cnn["filled"] == 0)]
+        if same.empty:
+            missing.add(job["rule"])
+            continue
+        res = same["res"].dropna()
+        if job["res"] is not None and len(res):
+            above = res[res >= job["res"]]
+            pick = above.min() if len(above) else res.max()
+            same = same[same["res"] == pick]
+        row = same.mean(numeric_only=True).to_dict()
+        rows.append({**row, "rule": same["rule"].iloc[0], "base_rule": job["rule"], "benchmark": job["benchmark"],
+                     "res": job["res"], "gpu": job["rule"] in GPU_RULES, "filled": 1})
+    return pd.concat([cnn, pd.DataFrame(rows)], ignore_index=True), sorted(missing), len(rows) + len(missing)
+
+
+def estimate(a: dict, b: dict, box_cores: int = 16) -> dict:
     """Part (a) as measured + part (b)'s other rules scaled to the full N (see the docstring)."""
     paper = yaml.safe_load(PAPER.read_text())
     rehearsal, full_epochs = epochs({**paper["train"], "pretrained": "none", "stage2": {"cycles": [1]}}), \
@@ -382,12 +424,13 @@ def estimate(a: dict, b: dict) -> dict:
     scale = {k: a["split"][k] / b["split"][k] for k in ("train", "valid", "test")}
     cnn = jb[~jb["base_rule"].isin(measured_a)].copy()
     cnn["basis"] = cnn["base_rule"].map({"train": "train", "ensemble": "valid"}).fillna("test")
-    # a job's fixed cost (start-up, model, writing) is its rule's fastest job when the rule runs at
-    # several resolutions (down to 1 px, where the images cost next to nothing), else none is
-    # assumed (scaled whole); the rest grows with the galaxies
+    # image jobs grow with the galaxies, less a fixed cost (start-up, model, writing): the fastest job
+    # of the rule when it runs at several resolutions (down to 1 px, where the images cost next to
+    # nothing), else none (scaled whole); the table and figure jobs are taken as measured
+    images = cnn["base_rule"].isin(IMAGE_RULES)
     by_rule = cnn.groupby("base_rule")
     low = by_rule["s"].min().where(by_rule["res"].nunique() >= 3)
-    cnn["fixed"] = np.minimum(cnn["base_rule"].map(low).fillna(0.0), cnn["s"])
+    cnn["fixed"] = np.where(images, np.minimum(cnn["base_rule"].map(low).fillna(0.0), cnn["s"]), cnn["s"])
     cnn["var_full"] = (cnn["s"] - cnn["fixed"]) * cnn["basis"].map(scale)
     cnn["s_full"] = cnn["fixed"] + cnn["var_full"]
     # this CPU's training rate per resolution (galaxies x epochs / s), from part (b)'s train jobs
@@ -398,36 +441,37 @@ def estimate(a: dict, b: dict) -> dict:
     cnn["gpu"] = cnn["base_rule"].isin(GPU_RULES)
     paper_x = cnn["base_rule"].eq("train") * (full_epochs / rehearsal - 1) + 1  # train jobs x paper's epochs
     factor = np.where(cnn["gpu"], cnn["res"].map(gpu_factor).fillna(1.0), 1.0)
+    cnn["s_paper"] = cnn["fixed"] + cnn["var_full"] * paper_x
     cnn["s_cluster"] = cnn["fixed"] + cnn["var_full"] * paper_x * factor  # at the paper's epochs, on a GPU
-    # a part (b) stopped before its end: a rule's sums are its measured jobs' mean x its planned jobs
-    planned = {r: k for r, k in (b.get("planned") or {}).items() if r not in measured_a and r != "all"}
-    done = cnn.groupby("base_rule").size()
-    cnn["extrap"] = cnn["base_rule"].map(lambda r: planned.get(r, done[r]) / done[r])
-    for col in ("s_full", "s_cluster"):
-        cnn[col + "_sum"] = cnn[col] * cnn["extrap"]
-    paper_sum = (cnn["fixed"] + cnn["var_full"] * paper_x) * cnn["extrap"]
+    # a training on the GPU is the basis itself: its training galaxies x the paper's epochs at GPU_IMG_S
+    on_basis = cnn["base_rule"].eq("train")
+    cnn.loc[on_basis, "s_cluster"] = cnn.loc[on_basis, "fixed"] + a["split"]["train"] * full_epochs / GPU_IMG_S
+    cnn, not_reached, filled = fill_planned(cnn, b.get("planned"), measured_a)
+    cnn["s_measured"] = cnn["s"].where(cnn["filled"] == 0, 0.0)
     est = {
-        "stopped": bool(b.get("stopped")),
-        "jobs_measured_of_planned": {r: [int(done.get(r, 0)), k] for r, k in planned.items()},
-        "rules_not_reached": sorted(r for r in planned if r not in done.index),
+        "stopped": bool(filled),
+        "jobs_measured_of_planned": {r: [int((g["filled"] == 0).sum()), len(g)] for r, g in cnn.groupby("base_rule")},
+        "rules_not_reached": not_reached,
         "scale": scale, "epochs": {"rehearsal": rehearsal, "paper": full_epochs},
         "cpu_train_img_s": {int(k): round(v, 1) for k, v in cpu_rate.items() if np.isfinite(v)},
         "gpu_s_per_cpu_s": {int(k): round(v, 4) for k, v in gpu_factor.items()},
         "cnn_rules_full": json.loads(cnn.groupby("rule").agg(
-            jobs=("s", "size"), seconds_small=("s", "sum"), fixed_s=("fixed", "max"),
-            seconds_full=("s_full_sum", "sum"),
-            longest_full=("s_full", "max"), peak_mb_small=("max_rss_mb", "max"),
+            jobs=("s", "size"), measured=("filled", lambda f: int((f == 0).sum())), seconds_small=("s_measured", "sum"),
+            fixed_s=("fixed", "max"), seconds_full=("s_full", "sum"), longest_full=("s_full", "max"),
+            peak_mb_small=("max_rss_mb", "max"),
         ).reset_index().to_json(orient="records")),
         "a_job_s": float(ja["s"].sum()),
-        "cnn_job_s_rehearsal": float(cnn["s_full_sum"].sum()),
-        "cnn_job_s_paper": float(paper_sum.sum()),
-        "train_job_s_paper": float(paper_sum[cnn["base_rule"] == "train"].sum()),
+        "cnn_job_s_rehearsal": float(cnn["s_full"].sum()),
+        "cnn_job_s_paper": float(cnn["s_paper"].sum()),
+        "train_job_s_paper": float(cnn.loc[cnn["base_rule"] == "train", "s_paper"].sum()),
     }
     # one GPU box: part (a) as measured here, then the GPU jobs one after another, the rest as measured
-    gpu_s = float(cnn.loc[cnn["gpu"], "s_cluster_sum"].sum())
-    rest_s = float(cnn.loc[~cnn["gpu"], "s_full_sum"].sum())
+    # (the other jobs on the box's cores, box_cores at a time, never shorter than the longest)
+    gpu_s = float(cnn.loc[cnn["gpu"], "s_cluster"].sum())
+    others = cnn.loc[~cnn["gpu"], "s_full"]
+    rest_s = max(float(others.sum()) / box_cores, float(others.max()))
     est["gpu_box"] = {"data_stage_wall_s": a["wall_s"], "gpu_jobs_s": gpu_s, "other_jobs_s": rest_s,
-                      "total_s": a["wall_s"] + gpu_s + rest_s}
+                      "box_cores": box_cores, "total_s": a["wall_s"] + gpu_s + rest_s}
     # SLURM: the critical path of the rule graph, each rule at its longest job at full N
     longest = {r: float(g["s"].max()) for r, g in ja.groupby("base_rule")}
     longest.update({r: float(g["s_cluster"].max()) for r, g in cnn.groupby("base_rule")})
@@ -440,7 +484,7 @@ def estimate(a: dict, b: dict) -> dict:
     cnn["store_res"] = np.where(cnn["base_rule"].eq("domain_check"), size, cnn["res"].fillna(0))
     # the memory-mapped stores' pages, and for train the gathered copy of its train + valid galaxies
     fit = (a["split"]["train"] + a["split"]["valid"]) / sum(a["split"].values())
-    copies = np.where(cnn["base_rule"].eq("train"), 1.0 + fit, 1.0)
+    copies = np.where(cnn["base_rule"].eq("train"), 1.0 + fit, np.where(cnn["base_rule"].isin(IMAGE_RULES), 1.0, 0.0))
     cnn["mb_full"] = cnn["max_rss_mb"] + cnn["store_res"].astype(int).map(grow).fillna(0.0) * copies
     est["cnn_peak_mb_projected"] = {r: round(float(g["mb_full"].max())) for r, g in cnn.groupby("rule")}
     return est
@@ -450,7 +494,7 @@ def hours(s: float) -> str:
     return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min"
 
 
-def report(a: dict | None, b: dict | None, sizes: dict) -> dict:
+def report(a: dict | None, b: dict | None, sizes: dict, box_cores: int = 16) -> dict:
     pd.set_option("display.width", 140)
     out: dict = {"sizes.yaml": sizes}
     for part, res in (("a", a), ("b", b)):
@@ -474,7 +518,7 @@ def report(a: dict | None, b: dict | None, sizes: dict) -> dict:
             out[part]["check"] = res["check"]
     if a is None or b is None:
         return out
-    est = estimate(a, b)
+    est = estimate(a, b, box_cores)
     out["estimate"] = est
     n, ep = a["n"], est["epochs"]
     print(f"\nestimate at N = {n}: part (a) as measured, part (b)'s other rules scaled by the galaxies they "
@@ -483,7 +527,8 @@ def report(a: dict | None, b: dict | None, sizes: dict) -> dict:
     if est["stopped"]:
         print("PART (b) WAS STOPPED BEFORE ITS END: jobs measured of planned per rule "
               + ", ".join(f"{r} {m}/{k}" for r, m_k in est["jobs_measured_of_planned"].items() for m, k in [m_k])
-              + "; a rule's full-N sums are its measured jobs' mean x its planned jobs; NOT MEASURED (left out of "
+              + "; a job not run takes its rule's measured jobs at the nearest resolution at or above its own; "
+              + "NOT MEASURED (left out of "
               + "every total below, which are therefore lower bounds): "
               + (", ".join(est["rules_not_reached"]) or "none"))
     rules = pd.DataFrame(est["cnn_rules_full"]).set_index("rule").sort_values("seconds_full", ascending=False)
@@ -500,7 +545,8 @@ def report(a: dict | None, b: dict | None, sizes: dict) -> dict:
     g = est["gpu_box"]
     print(f"one GPU box (NOT MEASURED: basis the paper's ~{GPU_IMG_S:.0f} img/s, ResNet-34 128 px on one P100; "
           f"paper's {ep['paper']} epochs): data stage {hours(g['data_stage_wall_s'])} (part a's wall here) + "
-          f"GPU jobs {hours(g['gpu_jobs_s'])} + other jobs {hours(g['other_jobs_s'])} = {hours(g['total_s'])}")
+          f"GPU jobs one after another {hours(g['gpu_jobs_s'])} + other jobs {hours(g['other_jobs_s'])} "
+          f"({g['box_cores']} at a time) = {hours(g['total_s'])}")
     c = est["cluster"]
     print(f"SLURM cluster (every job in parallel, GPU jobs on the same basis, no queue wait): critical path "
           f"{hours(c['critical_path_s'])}: " + " -> ".join(f"{r} {s:.0f} s" for r, s in c["path"]))
@@ -517,6 +563,7 @@ def main(argv=None) -> int:
                     help="part (b)'s shards: its per-shard jobs are part (a)'s rules, measured there")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--check-res", type=int, default=8, help="part (a): one training at full N at this res (0: none)")
+    ap.add_argument("--box-cores", type=int, default=16, help="the GPU box's CPU cores (configs/paper.yaml: 16)")
     ap.add_argument("--keep", help="work in this directory and keep it (default: a temporary one)")
     ap.add_argument("--stopped", action="store_true",
                     help="with --keep: a part stopped before its end is read as it stands (its finished jobs; "
@@ -532,7 +579,7 @@ def main(argv=None) -> int:
         sizes = size_layer(Path("<workdir>"), args.shards)
         print("configs: configs/paper.yaml + sizes.yaml (the benchmark has no network: a synthetic catalog "
               "and local hard-linked cutouts stand for SkyServer):\n" + yaml.safe_dump(sizes, sort_keys=False))
-        out = report(results.get("a"), results.get("b"), sizes)
+        out = report(results.get("a"), results.get("b"), sizes, args.box_cores)
     print(json.dumps(out, default=float))
     return 0
 
