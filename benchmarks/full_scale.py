@@ -502,7 +502,8 @@ def report(a: dict | None, b: dict | None, sizes: dict, box_cores: int = 16) -> 
             continue
         costs = per_rule(pd.DataFrame(res["jobs"]))
         what = ("the whole DAG except the CNN trainings and what depends on them (--omit-from train ensemble)"
-                if part == "a" else "the complete paper DAG")
+                if part == "a" else "the complete paper DAG"
+                + (", STOPPED before its end" if res.get("stopped") else ""))
         print(f"\npart ({part}): N = {res['n']} galaxies ({res['split']}), {what}; {res['shards']} shards, "
               f"{res['cores']} cores (load average {res['load'][0]} before, {res['load'][1]} after): "
               f"{hours(res['wall_s'])} wall, {hours(costs['seconds'].sum())} summed job time "
