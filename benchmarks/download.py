@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from galmet.catalog import write_shards  # noqa: E402
 from galmet.cutouts.base import CutoutClient, get_provider  # noqa: E402
 from galmet.cutouts.download import download_cutouts  # noqa: E402
-from galmet.io import write_json, write_table  # noqa: E402
+from galmet.io import write_json  # noqa: E402
+from galmet.tables import write_table  # noqa: E402
 
 
 def start_fake_sky(tmp: Path, n: int, latency: float):

@@ -20,7 +20,7 @@ from galmet.catalog import (
     shard_of,
     write_shards,
 )
-from galmet.io import IdError
+from galmet.tables import IdError
 from tests.conftest import DEMO, ROOT
 
 GZ = ROOT / "tests" / "data" / "gz_photometry.csv"

@@ -154,7 +154,8 @@ def test_explain_settings_are_the_saliency_rules():
 def _plan_images(workdir, cfg: dict) -> str:
     """`snakemake -n images` with the catalog stage done (the demo catalog in 2 shards)."""
     from galmet.catalog import write_shards
-    from galmet.io import write_json, write_table
+    from galmet.io import write_json
+    from galmet.tables import write_table
 
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
     cat = pd.read_csv(DEMO / "catalog.csv", dtype={"objID": "int64"})

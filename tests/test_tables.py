@@ -16,10 +16,10 @@ from astropy.table import Table
 
 from galmet.cli import main as galmet_main
 from galmet.imaging import block_average, read_image
-from galmet.io import IdError
 from galmet.modelfile import load as load_model
 from galmet.modelfile import save as save_model
 from galmet.tables import (
+    IdError,
     column_info,
     file_sha256,
     iter_table_chunks,

@@ -346,7 +346,8 @@ def test_service_config_plans(tmp_path, service):
     import time
 
     from galmet.catalog import write_shards
-    from galmet.io import write_json, write_table
+    from galmet.io import write_json
+    from galmet.tables import write_table
 
     cfg = yaml.safe_load((ROOT / "configs" / f"{service}.yaml").read_text())
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))

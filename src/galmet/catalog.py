@@ -47,7 +47,8 @@ import pandas as pd
 import requests
 
 from galmet.cutouts.base import USER_AGENT, parse_retry_after
-from galmet.io import IdError, parse_ids, read_json, write_json, write_table
+from galmet.io import read_json, write_json
+from galmet.tables import IdError, TableFormatError, parse_ids, read_format, read_table, table_columns, write_table
 from galmet.targets import METALLICITY, TARGETS
 
 log = logging.getLogger("galmet.catalog")
@@ -146,19 +147,6 @@ def _canonical_names(columns, overrides: dict | None) -> dict:
     return mapping
 
 
-def _read_fits(path: Path) -> pd.DataFrame:
-    from astropy.table import Table
-
-    t = Table.read(path, hdu=1)
-    one_d = [n for n in t.colnames if len(t[n].shape) <= 1]
-    t = t[one_d]
-    df = t.to_pandas()
-    for c in df.columns:
-        if df[c].dtype == object:
-            df[c] = df[c].map(lambda v: v.decode().strip() if isinstance(v, bytes) else v)
-    return df
-
-
 def read_any_table(path: str | os.PathLike, columns: dict | None = None) -> pd.DataFrame:
     """Read a CSV / FITS / Parquet table, rename its columns to ours and parse the ids exactly.
 
@@ -167,24 +155,14 @@ def read_any_table(path: str | os.PathLike, columns: dict | None = None) -> pd.D
     path = Path(path)
     if not path.exists():
         raise CatalogError(f"catalog table {path} does not exist; check catalog.path")
-    name = path.name.lower()
     try:
-        if name.endswith((".csv", ".csv.gz", ".txt")):
-            header = pd.read_csv(path, nrows=0).columns
-            mapping = _canonical_names(header, columns)
-            as_text = {src: "string" for src, dst in mapping.items() if dst in ID_COLUMNS}
-            df = pd.read_csv(path, dtype=as_text, comment=None)
-        elif name.endswith((".parquet", ".pq")):
-            df = pd.read_parquet(path)
-        elif name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
-            df = _read_fits(path)
-        elif name.endswith((".ecsv", ".vot")):
-            from galmet.tables import read_astropy, to_frame
-
-            df = to_frame(read_astropy(path), path, id_columns=())  # ids: checked below, as for every format
-        else:
-            raise CatalogError(
-                f"{path}: unknown table format; use .csv, .parquet, .fits, .ecsv or .vot (catalog.path)")
+        read_format(path)
+    except TableFormatError:
+        raise CatalogError(f"{path}: unknown table format; use .csv, .parquet, .fits, .ecsv or .vot (catalog.path)") \
+            from None
+    try:  # the format is galmet.tables'; the ids are parsed below (a missing one kept as 0)
+        mapping = _canonical_names(table_columns(path), columns) if read_format(path) == "csv" else {}
+        df = read_table(path, id_columns=(), text_columns=[src for src, dst in mapping.items() if dst in ID_COLUMNS])
     except (OSError, ValueError) as exc:
         if isinstance(exc, CatalogError | IdError):
             raise
@@ -236,7 +214,7 @@ def read_mpajhu(files: dict) -> tuple[pd.DataFrame, int]:
         path = Path(files[key])
         if not path.exists():
             raise CatalogError(f"catalog.mpajhu.{key}: {path} does not exist")
-        raw = _read_fits(path)
+        raw = read_table(path, id_columns=())
         upper = {c.upper(): c for c in raw.columns}
         sub = pd.DataFrame({dst: raw[upper[src]].to_numpy() for src, dst in cols.items()
                             if src in upper})

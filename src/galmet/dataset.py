@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from galmet.io import read_table
 from galmet.stores import StoreView, gather
+from galmet.tables import read_table
 
 log = logging.getLogger("galmet.dataset")
 

@@ -53,7 +53,7 @@ def split_table(catalog_path, out_path, seed: int, fractions: dict, force_test_p
 
     import pandas as pd
 
-    from galmet.io import read_table, write_table
+    from galmet.tables import read_table, write_table
 
     log = logging.getLogger("galmet.split")
     ids = read_table(catalog_path)["objID"].to_numpy(dtype=np.int64)

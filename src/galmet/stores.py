@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from galmet.imaging import MAX_PIXELS, ImageError, block_average, pack_images
-from galmet.io import atomic_path, read_table, write_table
+from galmet.io import atomic_path
+from galmet.tables import read_table, write_table
 
 log = logging.getLogger("galmet.stores")
 

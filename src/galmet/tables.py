@@ -19,11 +19,16 @@ astropy reads a FITS ``TUNIT`` of ``dex`` back as an ``UnrecognizedUnit`` (``u.U
 makes it a real one again) and warns (W50) when it writes one into a VOTable; ECSV keeps them
 exactly.
 
-Reading (:func:`read_table`, :func:`table_columns`, :func:`iter_table_chunks`): CSV and Parquet
-through :mod:`galmet.io`, the three astropy formats through ``astropy.table.Table`` (read whole,
-then cut into chunks). Id columns follow the CSV rules (:func:`galmet.io.parse_ids`): 64-bit
-integers (FITS ``K``, VOTable ``long``, ECSV ``int64``) are kept exactly, a floating-point or
-masked id column is an :class:`galmet.io.IdError` naming the file and the column.
+The one owner of tables: every table galmet writes or reads goes through here (the workflow's
+CSV/Parquet files, prediction tables, catalogs, ``galmet evaluate``'s input). Writing
+(:func:`write_table`): with units, descriptions or provenance as above; without them, plain
+pandas CSV / Parquet (no sidecar). Reading (:func:`read_table`, :func:`table_columns`,
+:func:`iter_table_chunks`): CSV and Parquet with pandas / pyarrow (streamed in chunks), the three
+astropy formats through ``astropy.table.Table`` (read whole, then cut into chunks); reading also
+takes :data:`READ_SUFFIXES` (``.csv.gz``, ``.txt``, ``.pq``, ``.fit``, ``.fits.gz``, ...). Id
+columns follow the CSV rules (:func:`parse_ids`): 64-bit integers (FITS ``K``, VOTable ``long``,
+ECSV ``int64``) are kept exactly, a floating-point or masked id column is an :class:`IdError`
+naming the file and the column.
 """
 
 from __future__ import annotations
@@ -31,13 +36,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from galmet import io
-from galmet.targets import get_target
+from galmet.targets import TARGETS, get_target
 
 #: extension -> format name
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".fits": "fits", ".ecsv": "ecsv", ".vot": "votable"}
@@ -66,8 +72,17 @@ FITS_KEYWORDS = {
 }
 
 
+#: other file names read (never written) as one of :data:`FORMATS`: compressed CSV, text, FITS spellings
+READ_SUFFIXES = {".csv.gz": "csv", ".txt": "csv", ".pq": "parquet", ".fit": "fits", ".fits.gz": "fits",
+                 ".fit.gz": "fits"}
+
+
 class TableFormatError(ValueError):
     """A table file name whose extension is not one of :data:`FORMATS`."""
+
+
+class IdError(ValueError):
+    """An id column holds values that are not exact 64-bit integers."""
 
 
 def table_format(path, what: str = "table") -> str:
@@ -76,6 +91,15 @@ def table_format(path, what: str = "table") -> str:
     if kind is None:
         raise TableFormatError(f"{what} {path}: use a {format_list()} file name")
     return kind
+
+
+def read_format(path, what: str = "table") -> str:
+    """The format name of a table to read: :func:`table_format`, or one of :data:`READ_SUFFIXES`."""
+    name = Path(path).name.lower()
+    for suffix, kind in READ_SUFFIXES.items():
+        if name.endswith(suffix):
+            return kind
+    return table_format(path, what)
 
 
 def format_list() -> str:
@@ -96,7 +120,9 @@ def sidecar_path(path) -> Path:
 def column_info(target: str | None, columns) -> tuple[dict[str, str], dict[str, str]]:
     """``(units, descriptions)`` of prediction-table ``columns``: the target's unit
     (:attr:`galmet.targets.Target.table_unit`) on its truth, ``prediction``, ``spread`` and the
-    interval bounds ``p<q>``; ``domain_p`` dimensionless, ``in_domain`` bool; "" where no unit."""
+    interval bounds ``p<q>``; another registered target's column (a catalog column kept by
+    ``galmet predict --keep``) its own unit; ``domain_p`` dimensionless, ``in_domain`` bool; ""
+    where no unit."""
     t = get_target(target or "target")
     what = t.description
     units, desc = {}, {}
@@ -106,6 +132,8 @@ def column_info(target: str | None, columns) -> tuple[dict[str, str], dict[str, 
             text = "SDSS objID (exact 64-bit integer)"
         elif c == t.name:
             unit, text = t.table_unit, f"catalog (true) value: {what}"
+        elif c in TARGETS:
+            unit, text = TARGETS[c].table_unit, f"catalog value: {TARGETS[c].description}"
         elif c == "prediction":
             unit, text = t.table_unit, f"predicted {what}: mean over the TTA views (and an ensemble's members)"
         elif c == "spread":
@@ -192,12 +220,16 @@ def write_table(df: pd.DataFrame, path, units: dict | None = None, descriptions:
                 meta: dict | None = None) -> None:
     """Write ``df`` to ``path`` atomically in the format of its extension, with each column's
     unit and description and the provenance ``meta`` (:func:`provenance`). CSV: pandas' CSV
-    plus :func:`sidecar_path`."""
+    plus :func:`sidecar_path`. Without units, descriptions and ``meta``, CSV and Parquet are
+    pandas' own files (no sidecar, pandas' schema metadata): the workflow's plain tables."""
     kind = table_format(path)
+    plain = units is None and descriptions is None and meta is None
     units, descriptions = units or {}, descriptions or {}
     with io.atomic_path(path) as tmp:
         if kind == "csv":
             df.to_csv(tmp, index=False)
+        elif kind == "parquet" and plain:
+            df.to_parquet(tmp, index=False)
         elif kind == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -207,7 +239,7 @@ def write_table(df: pd.DataFrame, path, units: dict | None = None, descriptions:
                 parquet_schema(table.schema, units, descriptions, meta)), tmp)
         else:
             write_astropy(astropy_table(df, units, descriptions), tmp, kind, meta)
-    if kind == "csv":
+    if kind == "csv" and not plain:
         write_sidecar(path, units, descriptions, meta)
 
 
@@ -322,6 +354,32 @@ def _write_votable(t, path, meta: dict | None) -> None:
         doc.to_xml(str(path), tabledata_format="binary2")
 
 
+def table_target(path) -> str | None:
+    """The ``target`` of a prediction table's provenance (:func:`provenance`: the CSV sidecar, the
+    Parquet schema's ``galmet`` key, the FITS ``TARGET`` keyword, ECSV meta, VOTable INFO), or None."""
+    kind = read_format(path)
+    try:
+        if kind == "csv":
+            side = sidecar_path(path)
+            doc = io.read_json(side) if side.exists() else {}
+        elif kind == "parquet":
+            import pyarrow.parquet as pq
+
+            raw = (pq.read_schema(path).metadata or {}).get(b"galmet")
+            doc = json.loads(raw) if raw else {}
+        elif kind == "fits":
+            from astropy.io import fits
+
+            return fits.getheader(path, 1).get("TARGET") or None
+        elif kind == "votable":
+            return read_votable_infos(path).get("target") or None
+        else:
+            return read_astropy(path).meta.get("target") or None
+    except (OSError, ValueError):
+        return None
+    return ((doc or {}).get("provenance") or {}).get("target") or None
+
+
 def read_votable_infos(path) -> dict:
     """The ``INFO`` elements of a VOTable's first table, ``{name: value}`` (JSON values decoded)."""
     from astropy.io import votable
@@ -342,14 +400,14 @@ def read_astropy(path):
     """The astropy Table of a FITS (HDU 1), ECSV or VOTable file."""
     from astropy.table import Table
 
-    kind = table_format(path)
+    kind = read_format(path)
     fmt = {"fits": "fits", "ecsv": "ascii.ecsv", "votable": "votable"}[kind]
     return Table.read(path, format=fmt, **({"hdu": 1} if kind == "fits" else {}))
 
 
 def to_frame(t, path, id_columns=("objID", "specObjID")) -> pd.DataFrame:
     """A DataFrame of an astropy Table's 1-d columns: strings decoded, ids exact int64 (a float
-    or masked id column: :class:`galmet.io.IdError` naming ``path`` and the column)."""
+    or masked id column: :class:`IdError` naming ``path`` and the column)."""
     cols = {}
     for c in t.colnames:
         col = t[c]
@@ -359,9 +417,9 @@ def to_frame(t, path, id_columns=("objID", "specObjID")) -> pd.DataFrame:
             mask = np.ma.getmaskarray(col)
             if mask.any():
                 i = int(mask.nonzero()[0][0])
-                raise io.IdError(f"{path}: row {i + 1} of column {c!r} is empty ({int(mask.sum())} such rows); "
+                raise IdError(f"{path}: row {i + 1} of column {c!r} is empty ({int(mask.sum())} such rows); "
                                  "every row needs its 64-bit integer id")
-            cols[c] = io.parse_ids(np.asarray(col), column=c, source=path).to_numpy()
+            cols[c] = parse_ids(np.asarray(col), column=c, source=path).to_numpy()
             continue
         mask = np.ma.getmaskarray(col)
         if mask.any() and col.dtype.kind in "iu":  # nullable integers: missing stays missing
@@ -369,6 +427,8 @@ def to_frame(t, path, id_columns=("objID", "specObjID")) -> pd.DataFrame:
             cols[c][mask] = pd.NA
             continue
         values = np.asarray(np.ma.filled(col, np.nan) if mask.any() and col.dtype.kind == "f" else col)
+        if values.dtype.byteorder not in ("=", "|"):  # FITS is big-endian; pandas needs native order
+            values = values.astype(values.dtype.newbyteorder("="))
         if values.dtype.kind == "S":
             values = np.char.decode(values, "utf-8")
         if values.dtype.kind == "U":
@@ -377,40 +437,92 @@ def to_frame(t, path, id_columns=("objID", "specObjID")) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def read_table(path, id_columns=("objID", "specObjID")) -> pd.DataFrame:
-    """Any :data:`FORMATS` table as a DataFrame, ids exact (CSV/Parquet: :func:`galmet.io.read_table`)."""
-    kind = table_format(path)
-    if kind in ("csv", "parquet"):
-        return io.read_table(path, id_columns)
-    return to_frame(read_astropy(path), path, id_columns)
+def parse_ids(values, column: str = "objID", source: str | os.PathLike = "table") -> pd.Series:
+    """Parse SDSS ids to int64 exactly, refusing anything that went through a float.
+
+    Accepts integer dtypes and strings of digits. A float column, or a string such as
+    ``1.2376e+18`` or ``1237648702973411443.0``, is refused with the offending row named:
+    a 19-digit id does not survive a float64 (53-bit mantissa).
+    """
+    s = pd.Series(values)
+    if pd.api.types.is_integer_dtype(s.dtype):
+        return s.astype("int64")
+    if pd.api.types.is_float_dtype(s.dtype):
+        raise IdError(
+            f"{source}: column {column!r} was stored as floating point, so its 64-bit ids are "
+            "rounded; re-export it as integers (in pandas read it with dtype={'objID': str})"
+        )
+    text = s.astype("string").str.strip()
+    bad = ~text.fillna("").str.fullmatch(r"-?\d{1,19}")
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise IdError(
+            f"{source}: row {i + 1} of column {column!r} is {text.iloc[i]!r}, not an integer id; "
+            f"{int(bad.sum())} such rows. SDSS ids are 64-bit integers: export them as integers, "
+            "not floats or scientific notation"
+        )
+    return text.astype("int64").rename(column)
+
+
+def read_table(path, id_columns=("objID", "specObjID"), text_columns=()) -> pd.DataFrame:
+    """Any table (:data:`FORMATS`, :data:`READ_SUFFIXES`) as a DataFrame, ids exact: the
+    ``id_columns`` it has are parsed with :func:`parse_ids` (a CSV's read as text, never through
+    a float); ``text_columns`` of a CSV are read as text too (left unparsed: a caller's own ids)."""
+    kind = read_format(path)
+    if kind == "parquet":
+        df = pd.read_parquet(path)
+    elif kind == "csv":
+        header = pd.read_csv(path, nrows=0).columns
+        df = pd.read_csv(path, dtype={c: "string" for c in (*id_columns, *text_columns) if c in header})
+    else:
+        return to_frame(read_astropy(path), path, id_columns)
+    for c in id_columns:
+        if c in df.columns:
+            df[c] = parse_ids(df[c], column=c, source=path)
+    return df
 
 
 def table_columns(path) -> list[str]:
     """Column names of a table of any :data:`FORMATS` (CSV/Parquet: without reading rows)."""
-    kind = table_format(path)
-    if kind in ("csv", "parquet"):
-        return io.table_columns(path)
+    kind = read_format(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    if kind == "csv":
+        return list(pd.read_csv(path, nrows=0).columns)
     return list(read_astropy(path).colnames)
 
 
 def iter_table_chunks(path, columns: list[str], chunk_size: int):
-    """``columns`` of a table in chunks of ``chunk_size`` rows, ``objID`` exact int64: CSV and
-    Parquet streamed (:func:`galmet.io.iter_table_chunks`), FITS/ECSV/VOTable read whole first
-    (their memory is the table's). Other columns as in the file (CSV: strings)."""
-    kind = table_format(path)
-    if kind in ("csv", "parquet"):
-        yield from io.iter_table_chunks(path, columns, chunk_size)
-        return
-    t = read_astropy(path)
-    missing = [c for c in columns if c not in t.colnames]
-    if missing:
-        raise ValueError(f"{path}: no column {', '.join(missing)} (columns: {', '.join(t.colnames)})")
-    df = to_frame(t[columns], path)
-    for s in range(0, len(df), int(chunk_size)):
-        yield df.iloc[s:s + int(chunk_size)].reset_index(drop=True)
+    """``columns`` of a table in chunks of ``chunk_size`` rows, ``objID`` exact int64
+    (:func:`parse_ids`): CSV and Parquet streamed (memory flat in the table's length),
+    FITS/ECSV/VOTable read whole first (their memory is the table's). Other columns as in the
+    file (CSV: ``path`` as text, the others as pandas reads them)."""
+    kind = read_format(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        frames = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_size, columns=columns))
+    elif kind == "csv":
+        text = {c: "string" for c in columns if c in ("objID", "specObjID", "path")}
+        frames = pd.read_csv(path, usecols=columns, dtype=text, chunksize=chunk_size, keep_default_na=False)
+    else:
+        t = read_astropy(path)
+        missing = [c for c in columns if c not in t.colnames]
+        if missing:
+            raise ValueError(f"{path}: no column {', '.join(missing)} (columns: {', '.join(t.colnames)})")
+        whole = to_frame(t[columns], path)
+        frames = (whole.iloc[s:s + int(chunk_size)].reset_index(drop=True)
+                  for s in range(0, len(whole), int(chunk_size)))
+    for df in frames:
+        if "objID" in df:
+            df["objID"] = parse_ids(df["objID"], column="objID", source=path).to_numpy()
+        yield df
 
 
-__all__ = ["FORMATS", "FITS_KEYWORDS", "TableFormatError", "table_format", "format_list",
+__all__ = ["FORMATS", "READ_SUFFIXES", "FITS_KEYWORDS", "TableFormatError", "IdError", "table_format", "read_format",
+           "format_list", "parse_ids",
            "sidecar_path", "column_info", "file_sha256", "model_name", "provenance", "write_table",
            "write_sidecar", "parquet_schema", "astropy_table", "write_astropy", "read_votable_infos",
-           "read_astropy", "to_frame", "read_table", "table_columns", "iter_table_chunks"]
+           "read_astropy", "to_frame", "read_table", "table_target", "table_columns", "iter_table_chunks"]

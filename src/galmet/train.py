@@ -70,7 +70,7 @@ import torch
 from galmet._version import __version__
 from galmet.augment import d4_per_sample
 from galmet.config import section
-from galmet.io import atomic_path, write_table
+from galmet.io import atomic_path
 from galmet.model import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -83,6 +83,7 @@ from galmet.model import (
     to_input,
     train_mode,
 )
+from galmet.tables import write_table
 
 log = logging.getLogger("galmet.train")
 

@@ -1,8 +1,9 @@
 """Adapter: clean catalog + split -> one baseline's JSON and test predictions (galmet.baselines)."""
 
 from galmet.baselines import run_baseline
-from galmet.io import read_table, write_json, write_table
+from galmet.io import write_json
 from galmet.logs import setup_logging
+from galmet.tables import read_table, write_table
 
 log = setup_logging(snakemake.log[0])
 target, name = snakemake.wildcards.target, snakemake.wildcards.name

@@ -1,8 +1,8 @@
 """Adapter: SkyServer SQL (paged) -> results/catalog/skyserver.parquet (galmet.catalog)."""
 
 from galmet.catalog import query_skyserver
-from galmet.io import write_table
 from galmet.logs import setup_logging
+from galmet.tables import write_table
 
 setup_logging(snakemake.log[0])
 table = query_skyserver(snakemake.params.skyserver, snakemake.params.cuts)

@@ -1,8 +1,8 @@
 """Adapter: predictions table -> Figure 2 (galmet.figures.fig2_histograms)."""
 
 from galmet.figures import fig2_histograms, save_figure
-from galmet.io import read_table
 from galmet.logs import setup_logging
+from galmet.tables import read_table
 
 log = setup_logging(snakemake.log[0])
 target = snakemake.params.get("target") or snakemake.wildcards.target

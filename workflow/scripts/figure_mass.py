@@ -1,9 +1,9 @@
 """Adapter: mass and metallicity predictions + catalog -> Figure 5 (galmet.figures.fig5_mass)."""
 
 from galmet.figures import fig5_mass, save_figure
-from galmet.io import read_table
 from galmet.logs import setup_logging
 from galmet.mzr import mass_route_rows
+from galmet.tables import read_table
 from galmet.targets import MASS, METALLICITY
 
 log = setup_logging(snakemake.log[0])

@@ -1,9 +1,9 @@
 """Adapter: metallicity predictions + catalog masses -> Figure 6 (galmet.figures.fig6_mzr)."""
 
 from galmet.figures import fig6_mzr, save_figure
-from galmet.io import read_table
 from galmet.logs import setup_logging
 from galmet.mzr import mzr_rows
+from galmet.tables import read_table
 from galmet.targets import MASS, METALLICITY
 
 log = setup_logging(snakemake.log[0])

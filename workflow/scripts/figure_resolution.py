@@ -2,8 +2,8 @@
 
 from galmet.captions import resolution_results
 from galmet.figures import fig4_resolution, save_figure
-from galmet.io import write_table
 from galmet.logs import setup_logging
+from galmet.tables import write_table
 
 log = setup_logging(snakemake.log[0])
 target = snakemake.wildcards.target

@@ -3,9 +3,9 @@
 import numpy as np
 
 from galmet.figures import fig7_saliency, save_figure
-from galmet.io import read_table
 from galmet.logs import setup_logging
 from galmet.stores import StoreView
+from galmet.tables import read_table
 
 log = setup_logging(snakemake.log[0])
 target = snakemake.wildcards.target

@@ -1,8 +1,8 @@
 """Adapter: predictions table (+ published ones) -> Figure 3 (galmet.figures.fig3_scatter)."""
 
 from galmet.figures import fig3_scatter, save_figure
-from galmet.io import read_table
 from galmet.logs import setup_logging
+from galmet.tables import read_table
 from galmet.targets import REFERENCE_TARGET
 
 log = setup_logging(snakemake.log[0])

@@ -1,8 +1,9 @@
 """Adapter: mass and metallicity predictions + catalog -> the mass-route numbers (galmet.mzr)."""
 
-from galmet.io import read_table, write_json
+from galmet.io import write_json
 from galmet.logs import setup_logging
 from galmet.mzr import mass_route_comparison, mass_route_rows
+from galmet.tables import read_table
 from galmet.targets import MASS, METALLICITY
 
 log = setup_logging(snakemake.log[0])

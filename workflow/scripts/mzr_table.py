@@ -1,8 +1,9 @@
 """Adapter: metallicity predictions + catalog masses -> binned MZR table and numbers (galmet.mzr)."""
 
-from galmet.io import read_table, write_json, write_table
+from galmet.io import write_json
 from galmet.logs import setup_logging
 from galmet.mzr import mzr_rows, mzr_summary
+from galmet.tables import read_table, write_table
 from galmet.targets import MASS, METALLICITY
 
 log = setup_logging(snakemake.log[0])

@@ -1,8 +1,9 @@
 """Adapter: a published predictions CSV -> metrics JSON (galmet.metrics.evaluate_table)."""
 
-from galmet.io import read_table, write_json
+from galmet.io import write_json
 from galmet.logs import setup_logging
 from galmet.metrics import evaluate_table
+from galmet.tables import read_table
 
 log = setup_logging(snakemake.log[0])
 res = int(snakemake.wildcards.res)

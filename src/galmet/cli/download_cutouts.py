@@ -13,9 +13,9 @@ from pathlib import Path
 from galmet.cutouts.base import NO_ANSWER, PROVIDERS, REASONS, CutoutClient, Provider, get_provider
 from galmet.cutouts.download import download_cutouts
 from galmet.cutouts.manifest import CutoutDirMismatch
-from galmet.io import atomic_path, write_table
+from galmet.io import atomic_path
 from galmet.logs import setup_logging
-from galmet.tables import read_table
+from galmet.tables import read_table, write_table
 
 log = logging.getLogger("galmet.cli.download_cutouts")
 

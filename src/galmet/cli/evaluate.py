@@ -10,20 +10,29 @@ from pathlib import Path
 
 from galmet.cli.common import fail
 from galmet.config import default
-from galmet.io import read_table, write_json
+from galmet.io import write_json
 from galmet.metrics import evaluate_table
+from galmet.tables import read_table, table_target
+from galmet.targets import METALLICITY
+
+#: the prediction column of every table galmet predict writes (galmet.predict.PredictionWriter)
+PREDICTION = "prediction"
 
 
 def cli_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="RMSE, NMAD (about the median and about zero), median residual and statistics "
-        "binned in the true value, of a predictions table (CSV or Parquet): printed, and written "
+        "binned in the true value, of a predictions table (any format galmet writes: CSV, Parquet, FITS, ECSV, "
+        "VOTable): printed, and written "
         "as JSON with --json. A table with interval columns (p16/p84, p2p5/p97p5, ... as galmet "
         "predict writes a calibrated ensemble's) also gets each interval's coverage and mean width.",
     )
-    p.add_argument("table", help="CSV or Parquet with a truth and a prediction column")
-    p.add_argument("--truth", default="oh_p50", help="truth column (default: oh_p50)")
-    p.add_argument("--pred", default="prediction", help="prediction column (default: prediction)")
+    p.add_argument("table", help="a table (.csv, .parquet, .fits, .ecsv or .vot) with a truth and a prediction "
+                   "column, e.g. galmet predict --catalog CAT --keep oh_p50's output")
+    p.add_argument("--truth", default=None,
+                   help=f"truth column (default: the target of the table's provenance, as galmet predict records "
+                        f"it; else {METALLICITY})")
+    p.add_argument("--pred", default=PREDICTION, help=f"prediction column (default: {PREDICTION})")
     p.add_argument("--json", dest="json_out", help="also write every number (binned ones too) to this JSON file")
     bin_width = default("evaluate.bin_width")
     p.add_argument("--bin-width", type=float, default=bin_width,
@@ -39,6 +48,7 @@ def cli_main(args: argparse.Namespace) -> int:
         return fail("evaluate", f"--bin-width must be positive, got {args.bin_width}")
     try:
         df = read_table(path)
+        args.truth = args.truth or table_target(path) or METALLICITY
         out = evaluate_table(df, truth=args.truth, pred=args.pred, bin_width=args.bin_width,
                              source=str(path))
     except (KeyError, ValueError) as e:

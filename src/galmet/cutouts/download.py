@@ -50,7 +50,8 @@ from tqdm import tqdm
 
 from galmet.cutouts.base import REMEMBERED, CutoutClient, CutoutError, Provider, get_provider
 from galmet.cutouts.manifest import ensure_manifest
-from galmet.io import atomic_path, read_table, write_table
+from galmet.io import atomic_path
+from galmet.tables import read_table, write_table
 
 log = logging.getLogger("galmet.cutouts")
 
