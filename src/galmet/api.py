@@ -28,7 +28,10 @@ An image the model cannot answer is skipped with the command line's reason (``to
 ``not_colour``, ``undecodable``, ``bad_objid`` for a folder's file not named ``<objID>.jpg``,
 ...), logged as a warning (logger ``galmet.api``) and listed in the table's
 ``meta["skipped"]`` (a DataFrame's ``attrs["skipped"]``); it never costs the other images
-anything, and each gets exactly the number ``galmet predict`` gives it.
+anything, and each gets exactly the number ``galmet predict`` gives it: both (and the workflow's
+``infer`` target) are thin callers of one path, :mod:`galmet.inputs` and :mod:`galmet.predict`.
+When every image is refused (a folder of grayscale images, say) the table is empty, with the
+reasons in ``meta["skipped"]``; a folder without a single ``<objID>.jpg`` is a ValueError.
 
 Example, with a calibrated ensemble (``model_path``) on a folder of the demo's cutouts
 (``DEMO_IMAGES``: ``resources/demo/images``, or a part of it)::
@@ -81,17 +84,15 @@ Saliency maps::
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from galmet._version import __version__
-from galmet.cli.common import cli_tta, domain_notes, iter_directory, objid_from_name
 from galmet.config import default
-from galmet.imaging import MAX_PIXELS, ImageError, _channels_equal, to_resolution
-from galmet.predict import interval_levels, output_columns, predict_columns, read_images
+from galmet.inputs import log_skipped, open_source
+from galmet.predict import choose_tta, output_columns, predict_rows, prepare
 from galmet.tables import column_info, file_sha256
 
 log = logging.getLogger("galmet.api")
@@ -166,7 +167,7 @@ class Model:
             "target": m.get("target"), "unit": get_target(m["target"]).unit if m.get("target") else "",
             "kind": m.get("kind", "single"), "arch": m.get("arch"), "resolution": int(m["resolution"]),
             "members": [mm.get("name") for mm in m.get("members") or []],
-            "images": m.get("images"), "tta": cli_tta(None, m),
+            "images": m.get("images"), "tta": choose_tta(None, m),
             "calibration": None if cal is None else {
                 "split": cal.get("split"), "n": int(cal["n"]), "tta": int(cal["tta"]),
                 "max_level": round(int(cal["n"]) / (int(cal["n"]) + 1), 4), "valid_rmse": cal.get("valid_rmse")},
@@ -179,35 +180,31 @@ class Model:
     # ------------------------------------------------------------------------- predict
 
     def predict(self, images, ids=None, tta: bool | None = None, levels=(), as_frame: bool = False,
-                batch_size: int | None = None, chunk_size: int | None = None, max_pixels: int = MAX_PIXELS,
+                batch_size: int | None = None, chunk_size: int | None = None, max_pixels: int | None = None,
                 allow_survey_mismatch: bool = False):
         """Predictions of ``images`` (a folder, a list of paths or a uint8 array: see :mod:`galmet.api`)
-        as ``galmet predict`` makes them: an astropy ``Table``, or a pandas ``DataFrame`` with
-        ``as_frame=True``. ``ids``: the objIDs of an array's images. ``tta``: None for the model's
-        own TTA, True / False as ``--tta`` / ``--no-tta`` (a calibrated ensemble refuses False);
-        ``levels``: interval levels besides 0.68 and 0.95."""
-        tta_n = cli_tta(tta, self.meta)
-        levels = interval_levels(self.meta, levels)
-        notes = domain_notes(self.meta, self.domain_alpha, "api")
-        chunk_size = int(default("predict.chunk_size") if chunk_size is None else chunk_size)
-        source = _Source(images, ids, int(self.meta["resolution"]), max_pixels, chunk_size)
-        notes += source.check_survey(self.meta, self.path, allow_survey_mismatch)
-        parts: list[dict] = []
-        for keys, x in source.chunks():
-            cols = predict_columns(self.net, self.meta, x, tta_n, batch_size, self.device, levels,
-                                   alpha=self.domain_alpha)
-            ok = np.all([np.isfinite(v) for v in cols.values()], axis=0)
-            source.skip([k for k, good in zip(keys, ok) if not good], "the model's output is not finite")
-            parts.append({source.id_name: np.asarray(keys)[ok], **{k: v[ok] for k, v in cols.items()}})
-        names = [source.id_name, *output_columns(self.meta, levels)]
-        columns = {n: np.concatenate([p[n] for p in parts]) if parts else np.empty(0) for n in names}
-        extra = {"tta": tta_n, "levels": levels, "domain_alpha": self.domain_alpha, "warnings": notes}
+        as ``galmet predict`` makes them, through the same path (:mod:`galmet.inputs`,
+        :func:`galmet.predict.prepare`, :func:`galmet.predict.predict_rows`): an astropy ``Table``, or
+        a pandas ``DataFrame`` with ``as_frame=True``. ``ids``: the objIDs of an array's images.
+        ``tta``: None for the model's own TTA, True / False as ``--tta`` / ``--no-tta`` (a calibrated
+        ensemble refuses False); ``levels``: interval levels besides 0.68 and 0.95; ``max_pixels``:
+        the config's ``cutouts.max_pixels`` by default. Images that are all refused give an empty
+        table with the reasons in its ``meta["skipped"]``."""
+        source = open_source(images, ids, chunk_size)
+        run = prepare(self.meta, source, self.path, tta, levels, self.domain_alpha, allow_survey_mismatch,
+                      fix="allow_survey_mismatch=True", logger="galmet.api")
+        parts = list(predict_rows(source, self.net, self.meta, run, batch_size, self.device, max_pixels))
+        if run.n_seen == 0:
+            raise ValueError(f"{source.empty_message()}: nothing to predict")
+        names = output_columns(self.meta, run.levels)
+        columns = {source.id_name: np.concatenate([k for k, _, _ in parts]) if parts else np.empty(0),
+                   **{n: np.concatenate([c[n] for _, c, _ in parts]) if parts else np.empty(0) for n in names}}
+        extra = {"tta": run.tta, "levels": run.levels, "domain_alpha": run.alpha, "warnings": run.notes}
         return self._table(columns, source, extra, as_frame)
 
     def _table(self, columns: dict, source, extra: dict, as_frame: bool):
         skipped = source.skipped_records()
-        for s in skipped:
-            log.warning("skipped %s: %s", s["path"] or s[source.id_name], s["reason"])
+        log_skipped(source.skipped, "galmet.api")
         meta = {"model": str(self.path), "sha256": self.sha256, "target": self.meta.get("target"),
                 **extra, "skipped": skipped}
         columns = {k: _dtype(k, v) for k, v in columns.items()}
@@ -226,7 +223,7 @@ class Model:
     # ------------------------------------------------------------------------- explain
 
     def explain(self, images, ids=None, tta: bool | None = None, method: str | None = None,
-                max_pixels: int = MAX_PIXELS, allow_survey_mismatch: bool = False, as_frame: bool = False,
+                max_pixels: int | None = None, allow_survey_mismatch: bool = False, as_frame: bool = False,
                 **settings) -> Explanation:
         """Saliency maps of ``images`` (as for :meth:`predict`) and their sanity checks, as
         ``galmet explain`` makes them (:func:`galmet.explain.explain`); ``method`` (gradcam, ig,
@@ -235,21 +232,21 @@ class Model:
         from galmet.domain import columns as domain_columns
         from galmet.explain import ExplainSettings, explain
 
+        source = open_source(images, ids, 1 << 30)
+        run = prepare(self.meta, source, self.path, tta, (), self.domain_alpha, allow_survey_mismatch,
+                      fix="allow_survey_mismatch=True", logger="galmet.api")
         given = {"method": method, **settings}
-        exs = ExplainSettings(tta=cli_tta(tta, self.meta), **{k: v for k, v in given.items() if v is not None})
-        notes = domain_notes(self.meta, self.domain_alpha, "api")
-        source = _Source(images, ids, int(self.meta["resolution"]), max_pixels, 1 << 30)
-        notes += source.check_survey(self.meta, self.path, allow_survey_mismatch)
-        got = list(source.chunks())
-        keys = np.concatenate([np.asarray(k) for k, _ in got]) if got else np.empty(0)
-        x = np.concatenate([x for _, x in got]) if got else np.empty((0, 0, 0, 3), np.uint8)
+        exs = ExplainSettings(tta=run.tta, **{k: v for k, v in given.items() if v is not None})
+        got = list(source.chunks(int(self.meta["resolution"]), max_pixels))
+        keys = np.concatenate([k for k, _, _ in got]) if got else np.empty(0)
+        x = np.concatenate([x for _, x, _ in got]) if got else np.empty((0, 0, 0, 3), np.uint8)
         if len(x) == 0:
             raise ValueError(f"no image to explain: all {len(source.skipped)} were skipped "
                              f"({'; '.join(r for *_, r in source.skipped)})")
         maps, preds, checks = explain(self.net, self.meta, x, exs, device=self.device)
         columns = {source.id_name: keys, "prediction": preds,
                    **domain_columns(self.meta.get("domain"), x, self.domain_alpha)}
-        table = self._table(columns, source, {"tta": exs.tta, "warnings": notes}, as_frame)
+        table = self._table(columns, source, {"tta": exs.tta, "warnings": run.notes}, as_frame)
         return Explanation(table, maps, x, checks, source.skipped_records())
 
 
@@ -261,112 +258,6 @@ def _dtype(name: str, values) -> np.ndarray:
         return v.astype(bool)
     return v.astype(str) if name == "path" else v.astype(np.float64)
 
-
-class _Source:
-    """The images of one call, in chunks of ``(keys, uint8 n x res x res x 3)`` at the model's
-    resolution; what cannot be used goes to ``skipped`` as ``(key, path, "code: detail")``."""
-
-    def __init__(self, images, ids, res: int, max_pixels: int, chunk: int):
-        self.res, self.max_pixels, self.chunk = res, int(max_pixels), max(int(chunk), 1)
-        self.skipped: list = []
-        self.folder = self.paths = self.array = None
-        if isinstance(images, (str, os.PathLike)) and not Path(images).exists():
-            raise FileNotFoundError(f"images: {images} is neither a folder nor an image file")
-        if ids is not None and not isinstance(images, np.ndarray):
-            raise ValueError("ids: give objIDs only with an array of images; a file's objID is its name, <objID>.jpg")
-        if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
-            self.folder, self.id_name = Path(images), "objID"
-            if not any(True for _ in iter_directory(self.folder, 1)):
-                raise ValueError(f"no <objID>.jpg in {self.folder}: nothing to predict")
-        elif isinstance(images, np.ndarray):
-            self._set_array(images, ids)
-        else:
-            self._set_paths(images)
-
-    def _set_array(self, images: np.ndarray, ids) -> None:
-        x = images[None] if images.ndim == 3 else images
-        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"images: expected uint8 N x H x W x 3 (or one H x W x 3) RGB, got {x.dtype} "
-                             f"{tuple(images.shape)}; scale floats to 0..255 and convert with .astype(np.uint8)")
-        if ids is not None and len(ids) != len(x):
-            raise ValueError(f"ids: {len(ids)} objIDs for {len(x)} images; give one per image")
-        self.array, self.id_name = x, "index" if ids is None else "objID"
-        self.keys = np.arange(len(x)) if ids is None else np.asarray(ids, dtype=np.int64)
-
-    def _set_paths(self, images) -> None:
-        if isinstance(images, (str, os.PathLike)):
-            images = [images]  # one file (a missing one is skipped as unreadable, as on the command line)
-        try:
-            self.paths = [Path(p) for p in images]
-        except TypeError:
-            raise TypeError(f"images: give a folder, a list of image paths or a uint8 N x H x W x 3 array, not "
-                            f"{type(images).__name__}") from None
-        if not self.paths:
-            raise ValueError("images: the list is empty: nothing to predict")
-        oids = [objid_from_name(p.name) for p in self.paths]
-        self.id_name = "objID" if all(o is not None for o in oids) else "path"
-        self.keys = oids if self.id_name == "objID" else [str(p) for p in self.paths]
-
-    def check_survey(self, meta: dict, model_path, allow: bool) -> list[str]:
-        """The survey check of ``galmet predict --images`` for a folder
-        (:func:`galmet.cutouts.manifest.check_cli_images`, whose message names this keyword):
-        warnings; raises on a mismatch not allowed."""
-        from galmet.cutouts.manifest import check_image_dirs
-
-        if self.folder is None:
-            return []
-        return check_image_dirs(meta.get("images"), [self.folder], allow, model=f"the model {model_path}",
-                                fix="allow_survey_mismatch=True")
-
-    def chunks(self):
-        if self.folder is not None:
-            for rows in iter_directory(self.folder, self.chunk, self.skipped):
-                ids, x = read_images(rows, self.res, self.skipped, self.max_pixels)
-                yield ids, x
-        elif self.paths is not None:
-            for s in range(0, len(self.paths), self.chunk):
-                rows = [(i + 1, self.paths[i]) for i in range(s, min(s + self.chunk, len(self.paths)))]
-                bad: list = []
-                idx, x = read_images(rows, self.res, bad, self.max_pixels)
-                self.skipped += [(self.keys[i - 1], p, reason) for i, p, reason in bad]
-                yield [self.keys[i - 1] for i in idx], x
-        else:
-            for s in range(0, len(self.array), self.chunk):
-                yield self._array_chunk(s)
-
-    def _array_chunk(self, start: int):
-        keys, out = [], []
-        for key, img in zip(self.keys[start:start + self.chunk], self.array[start:start + self.chunk]):
-            try:
-                _check_array_image(img, self.res)
-            except ImageError as exc:
-                self.skipped.append((key, None, exc.reason))
-                continue
-            keys.append(key)
-            same = img.shape[:2] == (self.res, self.res)
-            out.append(img if same else to_resolution(np.ascontiguousarray(img), self.res))
-        return keys, np.stack(out) if out else np.empty((0, self.res, self.res, 3), np.uint8)
-
-    def skip(self, keys, reason: str) -> None:
-        self.skipped += [(k, None, reason) for k in keys]
-
-    def skipped_records(self) -> list[dict]:
-        """The skipped images as ``{<id column>, "path", "reason"}`` rows (the ``path`` None for arrays)."""
-        key = self.id_name
-        return [{key: (None if k is None else (str(k) if key == "path" else int(k))),
-                 "path": None if p is None else str(p), "reason": r} for k, p, r in self.skipped]
-
-
-def _check_array_image(img: np.ndarray, res: int) -> None:
-    """The command line's rules for an image given as an array: ``too_small`` (a side under half
-    the model's input) and ``not_colour`` (three equal channels, :func:`galmet.imaging.read_image`)."""
-    h, w = img.shape[:2]
-    if min(h, w) < (res + 1) // 2:
-        raise ImageError("array", "too_small", f"{w} x {h} px, under the {(res + 1) // 2} px this model needs (half "
-                         "its input size): too little detail to answer")
-    if _channels_equal(img):
-        raise ImageError("array", "not_colour", "its three colour channels are equal: a grayscale image, which a "
-                         "colour model cannot answer")
 
 
 __all__ = ["load_model", "Model", "Explanation", "ID_COLUMNS"]

@@ -9,7 +9,8 @@ not used (the skipped logs carry ``code: detail``):
 ``unreadable``   the file cannot be read (missing, a directory, permissions)
 ``empty``        0 bytes
 ``undecodable``  not an image PIL can decode, or truncated
-``too_large``    more pixels than ``max_pixels`` (default 4096 x 4096): refused from the header,
+``too_large``    more pixels than ``max_pixels`` (default: the config's ``cutouts.max_pixels``,
+                 4096 x 4096): refused from the header,
                  before the pixels are decoded, so a decompression bomb costs nothing
 ``not_colour``   a single-channel image (grayscale, 1-bit, 16- or 32-bit integer, float), or a
                  colour image whose three channels are equal everywhere: a colour model cannot
@@ -35,8 +36,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-#: the default pixel limit (width x height) of an image galmet decodes: 4096 x 4096.
-MAX_PIXELS = 4096 * 4096
 #: file suffixes read as images (any case); other files in an images folder are named in the log.
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
 #: the reasons an image is not used (``ImageError.code``).
@@ -63,9 +62,17 @@ class ImageError(ValueError):
         return f"{self.code}: {self.detail}"
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_size: int = 1) -> np.ndarray:
+def max_pixels_or_default(max_pixels: int | None) -> int:
+    """``max_pixels``, or the config's ``cutouts.max_pixels`` when None."""
+    from galmet.config import default
+
+    return int(default("cutouts.max_pixels") if max_pixels is None else max_pixels)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None, min_size: int = 1) -> np.ndarray:
     """Decode an image file fully into an ``H x W x 3`` uint8 RGB array, or raise
-    :class:`ImageError` naming the file and the reason (see the module docstring)."""
+    :class:`ImageError` naming the file and the reason (see the module docstring). ``max_pixels``
+    defaults to the config's ``cutouts.max_pixels``."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -74,9 +81,10 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_size: 
     return decode_image(data, source=str(path), max_pixels=max_pixels, min_size=min_size)
 
 
-def decode_image(data: bytes, source: str = "image", max_pixels: int = MAX_PIXELS, min_size: int = 1) -> np.ndarray:
+def decode_image(data: bytes, source: str = "image", max_pixels: int | None = None, min_size: int = 1) -> np.ndarray:
     """Decode image bytes fully (a truncated JPEG is an error, not a grey band), with the guards
     of :func:`read_image`."""
+    max_pixels = max_pixels_or_default(max_pixels)
     if not data:
         raise ImageError(source, "empty", "the file has 0 bytes")
     try:
@@ -94,7 +102,7 @@ def decode_image(data: bytes, source: str = "image", max_pixels: int = MAX_PIXEL
         raise ImageError(source, "undecodable", "not an image file PIL can read (JPEG, PNG, ...)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(source, "undecodable", f"damaged or truncated ({exc})") from None
-    if _channels_equal(rgb):
+    if channels_equal(rgb):
         what = (f"every pixel has the same value ({rgb.reshape(-1)[0]})" if rgb.min() == rgb.max() else
                 "its three colour channels are equal: a grayscale image saved as colour")
         raise ImageError(source, "not_colour", f"{what}, which a colour model cannot answer")
@@ -114,7 +122,21 @@ def _check_header(im: Image.Image, source: str, max_pixels: int, min_size: int) 
                          "input size): too little detail to answer")
 
 
-def _channels_equal(rgb: np.ndarray) -> bool:
+def check_pixels(img: np.ndarray, min_size: int = 1, source: str = "array") -> None:
+    """The guards of :func:`read_image` for an image given as an ``H x W x 3`` uint8 array:
+    :class:`ImageError` ``too_small`` (a side under ``min_size``) or ``not_colour`` (three equal
+    channels)."""
+    h, w = img.shape[:2]
+    if min(h, w) < min_size:
+        raise ImageError(source, "too_small", f"{w} x {h} px, under the {min_size} px this model needs (half "
+                         "its input size): too little detail to answer")
+    if channels_equal(img):
+        raise ImageError(source, "not_colour", "its three colour channels are equal: a grayscale image, which a "
+                         "colour model cannot answer")
+
+
+def channels_equal(rgb: np.ndarray) -> bool:
+    """Whether an RGB image's three channels differ nowhere by more than a rounding (a grayscale image)."""
     if rgb.size == 0:
         return False
     c = rgb.astype(np.int16)
@@ -171,15 +193,17 @@ def bring_to_resolution(x: np.ndarray, res: int) -> np.ndarray:
 
 
 def pack_images(
-    paths: Iterable[str | os.PathLike], size: int, progress: bool = False, max_pixels: int = MAX_PIXELS
+    paths: Iterable[str | os.PathLike], size: int, progress: bool = False, max_pixels: int | None = None
 ) -> tuple[np.ndarray, list[int], list[tuple[int, str]]]:
     """Decode images into one ``N x size x size x 3`` uint8 array.
 
     Returns the array, the positions (in ``paths``) of the images it holds, and the rejected
     ones as ``(position, "code: detail")``. An image of another size is brought to ``size`` with
     :func:`to_resolution`; one that :func:`read_image` refuses (undecodable, over ``max_pixels``,
-    single-channel, under ``size / 2`` px) is rejected, never stored.
+    single-channel, under ``size / 2`` px) is rejected, never stored. ``max_pixels`` defaults to
+    the config's ``cutouts.max_pixels``.
     """
+    max_pixels = max_pixels_or_default(max_pixels)
     paths = list(paths)
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     kept: list[int] = []

@@ -6,9 +6,10 @@ Three steps, each a workflow rule (``workflow/rules/infer.smk``, target ``infer`
    ``path``) once or twice and writes ``n`` shards of contiguous rows, ``objID, path`` each,
    the path resolved (catalog ``path`` column, else ``<images_dir>/<objID>.jpg``, else the
    cutout cache).
-2. :func:`predict_shard` predicts one shard through :func:`galmet.predict.predict_chunks`
-   (the loop of ``galmet predict``): it reads ``chunk_size`` images at a time, brings them to
-   the model's resolution, predicts and appends to a Parquet file; images that cannot be read
+2. :func:`predict_shard` predicts one shard through the library's one prediction path (that of
+   ``galmet predict --catalog`` and the notebook API: :mod:`galmet.inputs`,
+   :func:`galmet.predict.predict_to_table`): it reads ``chunk_size`` images at a time, brings them
+   to the model's resolution, predicts and appends to a Parquet file; images that cannot be read
    are skipped and listed with the reason. One job per shard, so an interrupted run resumes at the first shard not done.
 3. :func:`gather` concatenates the shards' predictions, in catalog order, into one Parquet
    ``objID, prediction, model, galmet_version``, a row group at a time (a calibrated ensemble's
@@ -34,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from galmet.imaging import MAX_PIXELS
+from galmet.config import default
 from galmet.io import atomic_path
 from galmet.tables import TableFormatError, format_list, iter_table_chunks, table_columns
 
@@ -63,9 +64,11 @@ def _catalog_columns(catalog: Path) -> list[str]:
         raise InferError(f"infer.catalog {catalog}: use a {format_list()} table") from None
 
 
-def iter_catalog(catalog: str | os.PathLike, chunk_size: int = 8192) -> Iterator[tuple[np.ndarray, list]]:
-    """The catalog in chunks of rows: ``(objID int64 array, list of path str or None)``."""
+def iter_catalog(catalog: str | os.PathLike, chunk_size: int | None = None) -> Iterator[tuple[np.ndarray, list]]:
+    """The catalog in chunks of rows (default: the config's ``infer.chunk_size``): ``(objID int64
+    array, list of path str or None)``."""
     catalog = Path(catalog)
+    chunk_size = int(default("infer.chunk_size") if chunk_size is None else chunk_size)
     if not catalog.is_file():
         raise InferError(f"infer.catalog {catalog}: no such file")
     names = _catalog_columns(catalog)
@@ -89,8 +92,9 @@ def count_rows(catalog: str | os.PathLike) -> int:
     return sum(len(ids) for ids, _ in iter_catalog(catalog))
 
 
-def split_catalog(catalog, shard_paths, images_dir=None, cache_dir=None, chunk_size: int = 8192) -> list[int]:
-    """Write ``len(shard_paths)`` shards of contiguous catalog rows (``objID, path``).
+def split_catalog(catalog, shard_paths, images_dir=None, cache_dir=None, chunk_size: int | None = None) -> list[int]:
+    """Write ``len(shard_paths)`` shards of contiguous catalog rows (``objID, path``), reading the
+    catalog ``chunk_size`` rows at a time (default: the config's ``infer.chunk_size``).
 
     The image of a row is its ``path`` when the catalog has one, else ``images_dir/<objID>.jpg``,
     else ``cache_dir/<objID>.jpg``. Returns the rows per shard.
@@ -167,65 +171,48 @@ def model_label(model_path: str | os.PathLike, meta: dict, name: str | None = No
     return f"{target}/{model_path.parent.name}"
 
 
-def shard_dirs(shard_path) -> list[str]:
-    """The distinct folders of a shard's image paths."""
-    import pyarrow.compute as pc
-
-    paths = pq.read_table(shard_path, columns=["path"]).column("path")
-    return [d or "." for d in pc.unique(pc.replace_substring_regex(paths, r"/?[^/]*$", "")).to_pylist()
-            if d is not None]
-
-
 def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int | None = None,
                   batch_size: int | None = None, chunk_size: int | None = None, device="cpu",
                   allow_survey_mismatch: bool = False, model_path=None, alpha: float | None = None,
-                  max_pixels: int = MAX_PIXELS) -> dict:
-    """Predict every galaxy of one shard; write ``objID, prediction`` (Parquet) atomically, with
-    a calibrated model's intervals and a model's ``domain_p``, ``in_domain`` at ``alpha``.
+                  max_pixels: int | None = None) -> dict:
+    """Predict every galaxy of one shard (``objID, path``) through the library's one prediction
+    path, as ``galmet predict --catalog`` does (:class:`galmet.inputs.CatalogSource`,
+    :func:`galmet.predict.prepare`, :func:`galmet.predict.predict_to_table`); write ``objID,
+    prediction`` (Parquet) atomically, with a calibrated model's intervals and a model's
+    ``domain_p``, ``in_domain`` at ``alpha`` (default: the config's ``predict.domain_alpha``).
 
     ``model, meta``: from :func:`galmet.modelfile.load`. First the ``cutouts.json`` of every
     image folder is checked against the model's training images
     (:func:`galmet.cutouts.manifest.check_survey`): another survey, band order or pixel scale raises
     :class:`galmet.cutouts.manifest.SurveyMismatchError` unless ``allow_survey_mismatch`` (then, as
-    for folders without a manifest, a warning in the log; ``model_path`` names the model in
-    the message). The loop is
-    :func:`galmet.predict.predict_chunks`, as for ``galmet predict``. Unreadable images and
-    non-finite outputs are left out and listed in ``skipped_path`` (CSV ``objID,path,reason``).
-    ``tta``, ``batch_size`` and ``chunk_size`` default to the config's ``infer.tta``,
-    ``infer.batch_size`` and ``infer.chunk_size``.
-    Returns ``{"n_in", "n_predicted", "n_skipped", "seconds", "survey_notes"}``.
+    for folders without a manifest, a warning in the log; ``model_path`` names the model in the
+    message and gives the table its provenance). Unreadable images and non-finite outputs are
+    left out and listed in ``skipped_path`` (CSV ``objID,path,reason``); a shard whose images are
+    all refused gives an empty table. ``tta``, ``batch_size`` and ``chunk_size`` default to the
+    config's ``infer.tta``, ``infer.batch_size`` and ``infer.chunk_size``, ``max_pixels`` to
+    ``cutouts.max_pixels``.
+    Returns ``{"n_in", "n_predicted", "n_skipped", "seconds", "survey_notes", "skipped"}``.
     """
     from galmet.config import default
-    from galmet.cutouts.manifest import check_image_dirs
-    from galmet.predict import PredictionWriter, interval_levels, predict_chunks
-    from galmet.tables import provenance
+    from galmet.inputs import CatalogSource, log_skipped
+    from galmet.predict import predict_to_table, prepare
 
     tta, batch_size, chunk_size = (default(f"infer.{k}") if v is None else v for k, v in
                                    (("tta", tta), ("batch_size", batch_size), ("chunk_size", chunk_size)))
     t0 = time.perf_counter()
-    notes = check_image_dirs(meta.get("images"), shard_dirs(shard_path), allow_survey_mismatch,
-                             model=f"the model {model_path or meta.get('target', '')}".rstrip(),
-                             fix="infer.allow_survey_mismatch: true")
-    skipped: list[tuple] = []
-    pf = pq.ParquetFile(shard_path)
-    chunks = (zip(b.column("objID").to_pylist(), b.column("path").to_pylist())
-              for b in pf.iter_batches(batch_size=int(chunk_size), columns=["objID", "path"]))
-    prov = None if model_path is None else provenance(
-        meta, model_path, tta, default("predict.domain_alpha") if alpha is None else alpha, interval_levels(meta, None))
-    with PredictionWriter(out_path, target=meta.get("target"), provenance=prov) as writer:
-        n_in = predict_chunks(
-            chunks, model, meta, writer, skipped, tta=tta, batch_size=batch_size, device=device, alpha=alpha,
-            max_pixels=max_pixels,
-            progress=lambda n: log.info("%s: %d read, %d predicted, %d skipped", shard_path, n, writer.n,
-                                        len(skipped)))
+    source = CatalogSource(shard_path, None, chunk_size, what="shard")
+    run = prepare(meta, source, model_path, int(tta), (), alpha, allow_survey_mismatch,
+                  fix="infer.allow_survey_mismatch: true", logger="galmet.infer")
+    predict_to_table(source, model, meta, out_path, run, model_path=model_path, batch_size=batch_size,
+                     device=device, max_pixels=max_pixels,
+                     progress=lambda n: log.info("%s: %d read, %d predicted, %d skipped", shard_path, n,
+                                                 run.n_predicted, len(run.skipped)))
     if skipped_path is not None:
         with atomic_path(skipped_path) as tmp:
-            pd.DataFrame(skipped, columns=["objID", "path", "reason"]).to_csv(tmp, index=False)
-    for oid, path, reason in skipped[:5]:
-        log.warning("skipped %s (%s): %s", oid, path, reason)
-    secs = time.perf_counter() - t0
-    return {"n_in": n_in, "n_predicted": writer.n, "n_skipped": len(skipped), "seconds": secs,
-            "survey_notes": notes}
+            pd.DataFrame(run.skipped, columns=["objID", "path", "reason"]).to_csv(tmp, index=False)
+    log_skipped(run.skipped[:5], "galmet.infer")
+    return {"n_in": run.n_seen, "n_predicted": run.n_predicted, "n_skipped": len(run.skipped),
+            "seconds": time.perf_counter() - t0, "survey_notes": run.survey_notes, "skipped": run.skipped}
 
 
 # ----------------------------------------------------------------------------- gathering

@@ -17,20 +17,26 @@ paths are taken from the current directory) the catalog's galaxies are, read in 
 memory stays flat for millions of rows. The output has the columns ``objID`` (exact int64) and
 ``prediction``; for a calibrated ensemble (:mod:`galmet.ensemble`) ``prediction`` is the mean of
 its members and TTA views, followed by the calibrated interval bounds ``p2p5, p16, p84, p97p5``
-(and ``--levels 0.9`` adds ``p5, p95``). CSV, Parquet, FITS, ECSV or VOTable by the extension of ``--out``
-(:mod:`galmet.tables`: units and provenance). An image
-that cannot be read is skipped with a warning and listed, with the reason, in ``<out>.log``:
-never a NaN row.
+(and ``--levels 0.9`` adds ``p5, p95``); ``--keep COL,...`` carries catalog columns (e.g. the truth
+``oh_p50``) between ``objID`` and ``prediction``. CSV, Parquet, FITS, ECSV or VOTable by the
+extension of ``--out`` (:mod:`galmet.tables`: units and provenance). An image that cannot be read
+is skipped with a warning and listed, with the reason, in ``<out>.log``: never a NaN row.
 
-One prediction path: the command line and the workflow's ``infer`` target feed chunks of
-``(objID, path)`` rows to :func:`predict_chunks` (read JPEGs, predict, check, write); the
-workflow's test-split prediction passes image-store arrays to :func:`predict_images` directly.
-All three write through :class:`PredictionWriter`.
+One prediction path, from images to rows to a written table: an image source of
+:mod:`galmet.inputs` (a folder, a catalog, a list of paths, an array; the skip reasons),
+:func:`prepare` (TTA, interval levels, the domain test's level and notes, the survey check),
+:func:`predict_rows` (guards, TTA, members, intervals, domain test; not-finite outputs skipped)
+and :func:`predict_to_table` (:class:`PredictionWriter` with the provenance). ``galmet predict``
+(:mod:`galmet.cli.predict`), the workflow's ``infer`` target (:func:`galmet.infer.predict_shard`)
+and the notebook API (:meth:`galmet.api.Model.predict`, which keeps the rows in memory) are thin
+callers of it. The workflow's test-split prediction passes image-store arrays to
+:func:`predict_columns` directly and writes through :class:`PredictionWriter` too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +46,8 @@ import torch
 
 from galmet.augment import D4_SIZE, d4
 from galmet.config import default
-from galmet.imaging import MAX_PIXELS, ImageError, bring_to_resolution, read_image, to_resolution
+from galmet.imaging import bring_to_resolution
+from galmet.inputs import skip_reason
 from galmet.io import atomic_path
 from galmet.model import members, normalisation_constants, resolve_device, to_input
 
@@ -146,35 +153,154 @@ def interval_levels(meta: dict, levels) -> list[float]:
     return levels
 
 
-# ----------------------------------------------------------------------------- the chunk loop
+# ----------------------------------------------------------------------------- the one prediction path
 
 
-def read_images(rows, res: int, skipped: list, max_pixels: int = MAX_PIXELS) -> tuple[list[int], np.ndarray]:
-    """Decode ``(objID or None, path or None)`` rows into one ``n x res x res x 3`` uint8 array,
-    through :func:`galmet.imaging.read_image` (at most ``max_pixels``, at least ``res / 2`` px a side).
+@dataclass
+class PredictionRun:
+    """The settings of one prediction and what it did: ``tta`` (D4 views), ``levels`` (a calibrated
+    model's interval levels, ``[]`` without calibration), ``alpha`` (the domain test's level),
+    ``notes`` (warnings: the survey check's, ``survey_notes``, then the domain test's), then, after
+    :func:`predict_rows`, ``source`` (:class:`galmet.inputs.ImageSource`: ``n_seen``, ``skipped``)
+    and ``n_predicted``."""
 
-    Rows that cannot be used are appended to ``skipped`` as ``(objID, path, "code: detail")``;
-    one bad file never costs the others.
-    """
-    rows = list(rows)
-    x = np.empty((len(rows), res, res, 3), dtype=np.uint8)
-    ids: list[int] = []
-    for oid, path in rows:
-        if oid is None or int(oid) <= 0:
-            skipped.append((oid, path, "bad_objid: the file name or catalog row does not give an objID, a positive "
-                                       "64-bit integer (images are named <objID>.jpg)"))
+    tta: int
+    levels: list
+    alpha: float
+    notes: list = field(default_factory=list)
+    survey_notes: list = field(default_factory=list)
+    source: object = None
+    n_predicted: int = 0
+
+    @property
+    def skipped(self) -> list:
+        return [] if self.source is None else self.source.skipped
+
+    @property
+    def n_seen(self) -> int:
+        return 0 if self.source is None else self.source.n_seen
+
+
+def choose_tta(requested, meta: dict) -> int:
+    """D4 elements to average: the model's own setting (a calibrated model's, the one it was
+    calibrated with) when ``requested`` is None; True / False as ``--tta`` / ``--no-tta``; an
+    integer as it is (:func:`check_tta` refuses one a calibrated model was not calibrated with)."""
+    cal = meta.get("calibration")
+    own = int(cal["tta"] if cal else meta.get("tta", default("predict.tta")))
+    if requested is None:
+        return own
+    if not isinstance(requested, bool):
+        check_tta(meta, int(requested))
+        return int(requested)
+    tta = (own if own > 1 else D4_SIZE) if requested else 1
+    if cal and tta != own:
+        raise ValueError(f"--no-tta (tta=False): this ensemble's intervals were calibrated with TTA over {own} "
+                         "symmetries and would be wrong without it; drop it")
+    return tta
+
+
+def domain_notes(meta: dict, alpha: float, logger: str = "galmet.predict") -> list[str]:
+    """Warnings about the applicability-domain test of a model at ``alpha`` (also logged by ``logger``)."""
+    from galmet.domain import check_alpha
+
+    block = meta.get("domain")
+    if block is None:
+        notes = ["this model file has no applicability-domain block (written before galmet had one): its "
+                 "predictions carry no domain_p / in_domain column; retrain (or rebuild the ensemble) to get them"]
+    else:
+        notes = [n for n in [check_alpha(block, alpha)] if n]
+    for note in notes:
+        logging.getLogger(logger).warning("%s", note)
+    return notes
+
+
+def prepare(meta: dict, source, model_path=None, tta=None, levels=(), alpha=None, allow_survey_mismatch=False,
+            fix: str | None = None, logger: str = "galmet.predict") -> PredictionRun:
+    """Everything decided before the first image is read, the same for every entry point: the TTA
+    (:func:`choose_tta`), the interval levels (:func:`interval_levels`), the domain test's level
+    ``alpha`` (default: the config's ``predict.domain_alpha``) and its notes, and the survey check
+    of the source's folders (:func:`galmet.cutouts.manifest.check_image_dirs`: raises
+    :class:`galmet.cutouts.manifest.SurveyMismatchError` unless ``allow_survey_mismatch``; ``fix``
+    names the caller's option)."""
+    from galmet.cutouts.manifest import CLI_FIX, check_image_dirs
+
+    alpha = float(default("predict.domain_alpha") if alpha is None else alpha)
+    run = PredictionRun(tta=choose_tta(tta, meta), levels=interval_levels(meta, levels), alpha=alpha)
+    check_tta(meta, run.tta)
+    dirs = source.image_dirs() if source is not None else []
+    run.survey_notes = check_image_dirs(meta.get("images"), dirs, allow_survey_mismatch,
+                                        model=f"the model {model_path or meta.get('target', '')}".rstrip(),
+                                        fix=fix or CLI_FIX) if dirs else []
+    run.notes = run.survey_notes + domain_notes(meta, alpha, logger)
+    run.source = source
+    return run
+
+
+def predict_rows(source, model, meta: dict, run: PredictionRun, batch_size=None, device="cpu",
+                 max_pixels: int | None = None, progress=None):
+    """The rows of every usable image of ``source`` (:mod:`galmet.inputs`), a chunk at a time:
+    ``(keys, {column: values}, {kept catalog column: values})`` with the columns of
+    :func:`output_columns` (:func:`predict_columns` at ``run``'s TTA, levels and alpha). Images the
+    source refuses and outputs that are not finite go to ``source.skipped``; ``progress(n_seen)``
+    after each chunk; ``run.n_predicted`` counts the rows."""
+    res = int(meta["resolution"])
+    for keys, x, extra in source.chunks(res, max_pixels):
+        if len(keys):
+            cols = predict_columns(model, meta, x, run.tta, batch_size, device, run.levels, alpha=run.alpha)
+            ok = np.all([np.isfinite(v) for v in cols.values()], axis=0)
+            source.skip(keys[~ok], skip_reason("not_finite"))
+            run.n_predicted += int(ok.sum())
+            yield keys[ok], {k: v[ok] for k, v in cols.items()}, {k: np.asarray(v)[ok] for k, v in extra.items()}
+        if progress is not None:
+            progress(source.n_seen)
+
+
+def predict_to_table(source, model, meta: dict, out, run: PredictionRun, model_path=None, batch_size=None,
+                     device="cpu", max_pixels: int | None = None, progress=None, write_empty: bool = True):
+    """:func:`predict_rows` written to the table ``out`` (:class:`PredictionWriter`, format by
+    extension) with its provenance (:func:`galmet.tables.provenance`, when ``model_path`` is given)
+    and the target's units; the kept catalog columns come between ``objID`` and ``prediction``.
+    With ``write_empty=False`` a run that predicted nothing leaves no file (the command line).
+    Returns ``run``."""
+    from galmet.tables import provenance
+
+    prov = None if model_path is None else provenance(meta, model_path, run.tta, run.alpha, run.levels)
+    try:
+        with PredictionWriter(out, target=meta.get("target"), provenance=prov) as writer:
+            writer.empty_after = output_columns(meta, run.levels)[1:]
+            writer.empty_extra = {c: "float64" for c in getattr(source, "extra_names", ())}
+            for keys, cols, extra in predict_rows(source, model, meta, run, batch_size, device, max_pixels,
+                                                  progress):
+                preds = cols.pop("prediction")
+                writer.write(keys, preds, extra=_extra_columns(extra), after=cols)
+            if writer.n == 0 and not write_empty:
+                raise _NothingPredicted
+    except _NothingPredicted:
+        pass
+    return run
+
+
+class _NothingPredicted(Exception):
+    """Raised inside the writer's block so that no output file appears."""
+
+
+def _extra_columns(extra: dict) -> dict:
+    """Kept catalog columns as the table carries them: ids int64, numbers float64 (the same type in
+    every chunk), anything else as text."""
+    import pandas as pd
+
+    out = {}
+    for name, values in extra.items():
+        if name in ("specObjID",):
+            out[name] = np.asarray(values, dtype=np.int64)
             continue
-        if path is None:
-            skipped.append((oid, None, "no_path: the catalog row has no path"))
-            continue
-        try:
-            img = read_image(path, max_pixels=max_pixels, min_size=(res + 1) // 2)
-        except ImageError as exc:
-            skipped.append((oid, path, exc.reason))
-            continue
-        x[len(ids)] = img if img.shape[:2] == (res, res) else to_resolution(img, res)
-        ids.append(int(oid))
-    return ids, x[: len(ids)]
+        num = pd.to_numeric(pd.Series(values, dtype=object).replace("", None), errors="coerce")
+        text = pd.Series(values, dtype=object)
+        if (num.notna() | text.isna() | (text.astype(str) == "")).all():
+            out[name] = num.to_numpy(np.float64)
+        else:
+            out[name] = text.astype(str).to_numpy()
+    return out
 
 
 #: digits after the point of the float columns in a CSV table (Parquet keeps float64): 1e-4 dex
@@ -209,6 +335,7 @@ class PredictionWriter:
         self._schema = None
         self._chunks: list[pa.Table] = []  # FITS, ECSV, VOTable: written at the end
         self.empty_after: list[str] = []  # the ``after`` columns of an empty table
+        self.empty_extra: dict[str, str] = {}  # its ``extra`` columns and their types
 
     def __enter__(self) -> PredictionWriter:
         self._atomic = atomic_path(self.path)
@@ -254,7 +381,9 @@ class PredictionWriter:
         from galmet.tables import astropy_table, write_astropy, write_sidecar
 
         if self._schema is None:  # nothing written: still a valid, empty table
-            self._open(pa.schema([("objID", pa.int64()), ("prediction", pa.float64())]
+            self._open(pa.schema([("objID", pa.int64())]
+                                 + [(c, pa.from_numpy_dtype(np.dtype(t))) for c, t in self.empty_extra.items()]
+                                 + [("prediction", pa.float64())]
                                  + [(c, pa.bool_() if c == "in_domain" else pa.float64()) for c in self.empty_after]))
         if self._out is not None:
             self._out.close()
@@ -290,39 +419,8 @@ def _csv_format(name: str, dtype: pa.DataType):
     return lambda v: f"{float(v):.{CSV_DECIMALS}f}"
 
 
-def predict_chunks(chunks: Iterable, model, meta: dict, writer: PredictionWriter, skipped: list,
-                   tta: int | None = None, batch_size: int | None = None, device="cpu", progress=None, levels=None,
-                   alpha=None, max_pixels: int = MAX_PIXELS) -> int:
-    """Predict chunks of ``(objID, path)`` rows and write them: the loop of ``galmet predict``
-    and of the workflow's ``infer`` target.
-
-    Unreadable images and non-finite outputs are left out and appended to ``skipped`` as
-    ``(objID, path, reason)``. ``progress(n_seen)`` is called after each chunk. A calibrated
-    model adds its interval columns at ``levels`` (:func:`predict_columns`, which also gives ``tta``,
-    ``batch_size`` and ``alpha`` their defaults). Returns the number of rows seen. A model with a
-    ``domain`` block adds ``domain_p`` and ``in_domain`` at ``alpha``.
-    """
-    res = int(meta["resolution"])
-    writer.empty_after = output_columns(meta, levels)[1:]
-    n_seen = 0
-    for chunk in chunks:
-        chunk = list(chunk)
-        n_seen += len(chunk)
-        ids, x = read_images(chunk, res, skipped, max_pixels)
-        if ids:
-            cols = predict_columns(model, meta, x, tta, batch_size, device, levels, alpha=alpha)
-            ok = np.all([np.isfinite(v) for v in cols.values()], axis=0)
-            ids_arr = np.asarray(ids, dtype=np.int64)
-            skipped.extend((int(i), None, "the model's output is not finite") for i in ids_arr[~ok])
-            preds = cols.pop("prediction")
-            writer.write(ids_arr[ok], preds[ok], after={k: v[ok] for k, v in cols.items()})
-        if progress is not None:
-            progress(n_seen)
-    return n_seen
-
-
 def output_columns(meta: dict, levels=None) -> list[str]:
-    """The columns :func:`predict_chunks` writes for this model, after ``objID``."""
+    """The columns :func:`predict_rows` gives for this model, after ``objID`` and any kept catalog columns."""
     from galmet.conformal import interval_names
 
     levels = interval_levels(meta, levels)
@@ -331,4 +429,5 @@ def output_columns(meta: dict, levels=None) -> list[str]:
 
 
 __all__ = ["predict_views", "predict_images", "mean_and_spread", "predict_columns", "check_tta",
-           "interval_levels", "output_columns", "read_images", "predict_chunks", "PredictionWriter", "CSV_DECIMALS"]
+           "interval_levels", "output_columns", "PredictionRun", "choose_tta", "domain_notes", "prepare",
+           "predict_rows", "predict_to_table", "PredictionWriter", "CSV_DECIMALS"]

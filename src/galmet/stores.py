@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from galmet.imaging import MAX_PIXELS, ImageError, block_average, pack_images
+from galmet.imaging import ImageError, block_average, pack_images
 from galmet.io import atomic_path
 from galmet.tables import read_table, write_table
 
@@ -29,7 +29,7 @@ def load_store(path: str | os.PathLike, mmap: bool = True) -> np.ndarray:
     return arr
 
 
-def pack_shard(manifest_path, index_path, store_path, rejected_path, size: int, max_pixels: int = MAX_PIXELS) -> int:
+def pack_shard(manifest_path, index_path, store_path, rejected_path, size: int, max_pixels: int | None = None) -> int:
     """Decode the JPEGs of a cutout manifest (``objID, path``) into a store and its index.
 
     Images that :func:`galmet.imaging.read_image` refuses (undecodable, over ``max_pixels``,

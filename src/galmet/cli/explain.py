@@ -15,20 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from galmet.backbones import AUTO_LAYER, saliency_layers
-from galmet.cli.common import (
-    cli_tta,
-    fail,
-    iter_directory,
-    load_model,
-    model_errors,
-    start_logging,
-    write_skipped_log,
-)
+from galmet.cli.common import fail, load_model, model_errors, start_logging, write_skipped_log
 from galmet.config import default, section
 from galmet.explain import METHODS, ExplainSettings, explain, overlay, write_maps
-from galmet.imaging import MAX_PIXELS
+from galmet.inputs import FolderSource
 from galmet.io import atomic_path, write_json
-from galmet.predict import read_images
+from galmet.predict import prepare
 
 log = logging.getLogger("galmet.explain")
 
@@ -58,12 +50,15 @@ def cli_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-png", action="store_true", help="write no per-image PNG")
     p.add_argument("--batch-size", type=int, default=d["batch_size"],
                    help=f"images per batch (default {d['batch_size']})")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    device = default("predict.device")
+    p.add_argument("--device", default=device, help=f"auto (CUDA if available), cpu or cuda (default {device})")
     p.add_argument("--domain-alpha", type=float, default=alpha, metavar="A",
                    help=f"images with domain_p < A (default {alpha}) are named in OUT/skipped.log as out of "
                         "the model's domain: their maps explain images unlike the training images")
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
-                   help=f"skip images of more than N pixels, unread (default {MAX_PIXELS:,})")
+    max_pixels = default("cutouts.max_pixels")
+    p.add_argument("--max-pixels", type=int, default=max_pixels, metavar="N",
+                   help=f"skip images of more than N pixels, unread (default {max_pixels:,}, the config's "
+                        "cutouts.max_pixels)")
     p.add_argument("--allow-survey-mismatch", action="store_true",
                    help="explain even when the images' cutouts.json says another survey, band order or pixel "
                         "scale than the model's training images (a warning in OUT/skipped.log)")
@@ -76,19 +71,22 @@ def cli_main(args) -> int:
     if not images.is_dir():
         return fail("explain", f"--images {images}: not a directory")
     try:
-        model, meta, survey_notes = load_model(args, "explain", images)
-        settings = ExplainSettings(method=args.method, layer=args.layer, tta=cli_tta(args.tta, meta),
+        model, meta = load_model(args)
+        source = FolderSource(images, 1 << 30)
+        run = prepare(meta, source, args.model, args.tta, (), args.domain_alpha, args.allow_survey_mismatch,
+                      logger="galmet.explain")
+        settings = ExplainSettings(method=args.method, layer=args.layer, tta=run.tta,
                                    steps=args.steps, random_orders=args.random_orders, check_max=args.check_max,
                                    seed=args.seed, batch_size=args.batch_size)
     except model_errors() as exc:
         return fail("explain", exc)
-    skipped: list = []
-    rows = [row for chunk in iter_directory(images, 4096, skipped) for row in chunk]
-    ids, x = read_images(rows, int(meta["resolution"]), skipped, args.max_pixels)
-    survey_notes += _domain_warnings(meta, ids, x, args.domain_alpha)
+    got = list(source.chunks(int(meta["resolution"]), args.max_pixels))
+    ids = [int(i) for k, _, _ in got for i in k]
+    x = np.concatenate([x for _, x, _ in got]) if got else np.empty((0, 0, 0, 3), np.uint8)
+    notes = run.notes + _domain_warnings(meta, ids, x, args.domain_alpha)
     out.mkdir(parents=True, exist_ok=True)
-    write_skipped_log(out / "skipped.log", f"model {args.model}; {len(ids)} explained, {len(skipped)} skipped "
-                      f"of {len(rows)}", skipped, command="galmet explain", warnings=survey_notes)
+    write_skipped_log(out / "skipped.log", f"model {args.model}; {len(ids)} explained, {len(source.skipped)} "
+                      f"skipped of {source.n_seen}", source.skipped, command="galmet explain", warnings=notes)
     if not ids:
         return fail("explain", f"no image to explain in {images} (see {out / 'skipped.log'})", 1)
     dev = str(next(model.parameters()).device)

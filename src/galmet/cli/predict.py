@@ -1,7 +1,8 @@
 """``galmet predict``: a trained model on a folder of ``<objID>.jpg`` cutouts or a catalog.
 
-The loop is :func:`galmet.predict.predict_chunks`, as for the workflow's ``infer`` target; this
-module reads the options, lists the images and writes ``<out>.log``.
+A thin caller of the library's one prediction path (:mod:`galmet.inputs` for the images,
+:func:`galmet.predict.prepare` and :func:`galmet.predict.predict_to_table`), as the workflow's
+``infer`` target and the notebook API are; this module reads the options and writes ``<out>.log``.
 """
 
 from __future__ import annotations
@@ -10,20 +11,9 @@ import argparse
 import logging
 from pathlib import Path
 
-import numpy as np
-
-from galmet.cli.common import (
-    cli_tta,
-    fail,
-    iter_directory,
-    load_model,
-    model_errors,
-    start_logging,
-    write_skipped_log,
-)
-from galmet.config import section
-from galmet.imaging import IMAGE_SUFFIXES, MAX_PIXELS
-from galmet.predict import CSV_DECIMALS, PredictionWriter, interval_levels, predict_chunks
+from galmet.cli.common import fail, load_model, model_errors, start_logging, write_skipped_log
+from galmet.config import default, section
+from galmet.predict import CSV_DECIMALS, predict_to_table, prepare
 
 log = logging.getLogger("galmet.predict")
 
@@ -44,6 +34,8 @@ split, n, levels), the domain alpha, TTA and the date.
 
 output columns:
   objID           the SDSS objID from the file name or catalog (int64, exact)
+  (--keep COL)    the catalog's columns named by --keep, as in the catalog (numbers as float64); a
+                  target's column (e.g. oh_p50, the truth galmet evaluate scores against) with its unit
   prediction      the model's value of its target, in the target's unit: 12 + log(O/H) in dex for
                   oh_p50, log10(M*/Msun) for lgm_tot_p50 (the mean over TTA views and ensemble members)
   p2p5, p16,      a calibrated ensemble's interval bounds, same unit: p16-p84 is the 68% interval,
@@ -55,6 +47,13 @@ output columns:
 CSV values carry {CSV_DECIMALS} decimals (domain_p 4 significant digits); Parquet keeps float64.
 Skipped files are listed with a reason (too_large, not_colour, too_small, undecodable, bad_objid, ...)
 in <out>.log; when nothing could be predicted no table is written and the exit code is 1."""
+
+
+def _column_list(text: str) -> tuple[str, ...]:
+    cols = tuple(c.strip() for c in text.split(",") if c.strip())
+    if not cols:
+        raise argparse.ArgumentTypeError(f"give column names separated by commas, got {text!r}")
+    return cols
 
 
 def cli_parser() -> argparse.ArgumentParser:
@@ -80,48 +79,28 @@ def cli_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain-alpha", type=float, default=d["domain_alpha"], metavar="A",
                    help=f"in_domain is domain_p >= A (default {d['domain_alpha']}): at most a fraction A of "
                         "galaxies like the model's validation galaxies are flagged")
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
-                   help=f"skip images of more than N pixels, unread (too_large; default {MAX_PIXELS:,} = 4096 x 4096)")
+    max_pixels = default("cutouts.max_pixels")
+    p.add_argument("--max-pixels", type=int, default=max_pixels, metavar="N",
+                   help=f"skip images of more than N pixels, unread (too_large; default {max_pixels:,}, the config's "
+                        "cutouts.max_pixels)")
+    p.add_argument("--keep", type=_column_list, default=(), metavar="COL[,COL...]",
+                   help="catalog columns to carry into the output, between objID and prediction (e.g. --keep "
+                        "oh_p50: the truth, so that galmet evaluate scores the table); a registered target's "
+                        "column gets its unit and description")
     p.add_argument("--allow-survey-mismatch", action="store_true",
                    help="predict even when the images' cutouts.json says another survey, band order or "
                         "pixel scale than the model's training images (a warning in <out>.log)")
     return p
 
 
-def iter_catalog(catalog: Path, images: Path | None, chunk: int):
-    """``(objID, path)`` rows of ``--catalog`` in chunks: its ``path`` column, or
-    ``images/<objID>.jpg`` with ``--images``."""
-    from galmet.tables import iter_table_chunks, table_columns, table_format
+def _source(args):
+    """The image source the options name (:mod:`galmet.inputs`)."""
+    from galmet.inputs import CatalogSource, FolderSource
 
-    table_format(catalog, "--catalog")
-    _check_catalog_columns(catalog, table_columns(catalog), images)
-    cols = ["objID"] + (["path"] if images is None else [])
-    for df in iter_table_chunks(catalog, cols, chunk):
-        ids = df["objID"].to_numpy(dtype=np.int64)
-        if images is not None:
-            paths = [image_path(images, i) for i in ids]
-        else:
-            paths = [Path(p) if isinstance(p, str) and p else None for p in df["path"].tolist()]
-        yield [(int(i), p) for i, p in zip(ids, paths)]
-
-
-def image_path(images: Path, oid: int) -> Path:
-    """``images/<objID>.jpg``, or the ``.jpeg`` / upper-case file when that is the one there."""
-    first = images / f"{oid}.jpg"
-    if not first.exists():
-        for suffix in (s for base in IMAGE_SUFFIXES for s in (base, base.upper())):
-            if (images / f"{oid}{suffix}").exists():
-                return images / f"{oid}{suffix}"
-    return first
-
-
-def _check_catalog_columns(catalog: Path, names, images) -> None:
-    if "objID" not in names:
-        raise ValueError(f"--catalog {catalog}: no objID column (columns: {', '.join(map(str, names))})")
-    if images is None and "path" not in names:
-        raise ValueError(
-            f"--catalog {catalog}: no path column; add one, or give --images DIR to read DIR/<objID>.jpg"
-        )
+    images = Path(args.images) if args.images else None
+    if args.catalog:
+        return CatalogSource(args.catalog, images, args.chunk_size, keep=args.keep)
+    return FolderSource(images, args.chunk_size)
 
 
 def _usage_error(args) -> str | None:
@@ -136,6 +115,8 @@ def _usage_error(args) -> str | None:
         return "give --images DIR, --catalog FILE, or both"
     if args.images and not Path(args.images).is_dir():
         return f"--images {args.images}: not a directory"
+    if args.keep and not args.catalog:
+        return "--keep names columns of --catalog: give one"
     if args.batch_size < 1 or args.chunk_size < 1 or args.max_pixels < 1:
         return "--batch-size, --chunk-size and --max-pixels must be >= 1"
     if not 0 < args.domain_alpha < 1:
@@ -148,57 +129,36 @@ def cli_main(args) -> int:
     problem = _usage_error(args)
     if problem:
         return fail("predict", problem)
-    out, images = Path(args.out), Path(args.images) if args.images else None
+    out = Path(args.out)
     try:
-        model, meta, survey_notes = load_model(args, "predict", images, args.catalog)
-        tta = cli_tta(args.tta, meta)
-        levels = interval_levels(meta, args.levels)
+        model, meta = load_model(args)
+        source = _source(args)
+        run = prepare(meta, source, args.model, args.tta, args.levels, args.domain_alpha,
+                      args.allow_survey_mismatch, logger="galmet.predict")
     except model_errors() as exc:
-        return fail("predict", exc)
-    skipped: list = []
-    try:
-        if args.catalog:
-            chunks = iter_catalog(Path(args.catalog), images, args.chunk_size)
-        else:
-            chunks = iter_directory(images, args.chunk_size, skipped)
-    except (ValueError, OSError) as exc:
         return fail("predict", exc)
     dev = str(next(model.parameters()).device)
     kind = f"ensemble of {len(meta['members'])}" if meta["kind"] == "ensemble" else meta["arch"]
-    log.info("predicting %s (%s, %s px, TTA x%d%s) on %s", meta.get("target", "target"), kind,
-             meta["resolution"], tta, f", intervals at {', '.join(map(str, levels))}" if levels else "", dev)
-    n_seen = 0
+    log.info("predicting %s (%s, %s px, TTA x%d%s) on %s", meta.get("target", "target"), kind, meta["resolution"],
+             run.tta, f", intervals at {', '.join(map(str, run.levels))}" if run.levels else "", dev)
     try:
-        from galmet.tables import provenance
-
-        prov = provenance(meta, args.model, tta, args.domain_alpha, levels)
-        with PredictionWriter(out, target=meta.get("target"), provenance=prov) as writer:
-            n_seen = predict_chunks(
-                chunks, model, meta, writer, skipped, tta=tta, batch_size=args.batch_size, device=dev, levels=levels,
-                alpha=args.domain_alpha, max_pixels=args.max_pixels,
-                progress=lambda n: log.info("%d images read, %d predicted, %d skipped", n, writer.n, len(skipped)))
-            if writer.n == 0:
-                raise _NothingPredicted  # no table at all rather than a header-only one
-    except _NothingPredicted:
-        pass
+        predict_to_table(source, model, meta, out, run, model_path=args.model, batch_size=args.batch_size,
+                         device=dev, max_pixels=args.max_pixels, write_empty=False,
+                         progress=lambda n: log.info("%d images read, %d predicted, %d skipped", n,
+                                                     run.n_predicted, len(run.skipped)))
     except (ValueError, OSError) as exc:
         return fail("predict", exc)
     log_path = out.with_name(out.name + ".log")
-    write_skipped_log(log_path, f"model {args.model}, TTA x{tta}; {writer.n} predicted, "
-                      f"{len(skipped)} skipped of {n_seen}", skipped, warnings=survey_notes)
-    if writer.n:
-        log.info("wrote %d predictions to %s (%d skipped, listed in %s)", writer.n, out, len(skipped), log_path)
-    if n_seen == 0:
-        where = f"the catalog {args.catalog} is empty" if args.catalog else f"no <objID>.jpg in {images}"
-        return fail("predict", f"no images to predict ({where}); no table written", 1)
-    if writer.n == 0:
-        return fail("predict", f"none of the {n_seen} images could be used, no table written; the reasons are "
-                    f"in {log_path}", 1)
+    write_skipped_log(log_path, f"model {args.model}, TTA x{run.tta}; {run.n_predicted} predicted, "
+                      f"{len(run.skipped)} skipped of {run.n_seen}", run.skipped, warnings=run.notes)
+    if run.n_seen == 0:
+        return fail("predict", f"no images to predict ({source.empty_message()}); no table written", 1)
+    if run.n_predicted == 0:
+        return fail("predict", f"none of the {run.n_seen} images could be used, no table written; the reasons "
+                    f"are in {log_path}", 1)
+    log.info("wrote %d predictions to %s (%d skipped, listed in %s)", run.n_predicted, out, len(run.skipped),
+             log_path)
     return 0
 
 
-class _NothingPredicted(Exception):
-    """Raised inside the writer's block so that no output file appears."""
-
-
-__all__ = ["OUTPUT_COLUMNS", "cli_parser", "cli_main", "iter_catalog", "image_path"]
+__all__ = ["OUTPUT_COLUMNS", "cli_parser", "cli_main"]

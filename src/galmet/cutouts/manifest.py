@@ -219,12 +219,3 @@ def catalog_dirs(catalog: str | os.PathLike, chunk_size: int = 65536) -> list[st
         for d in df["path"].dropna().astype(str).map(os.path.dirname).unique():
             dirs.setdefault(d or ".", None)
     return list(dirs)
-
-
-def check_cli_images(meta: dict, model_path, images=None, catalog=None, allow: bool = False) -> list[str]:
-    """The check of ``galmet predict`` / ``galmet explain``, in one call after the model is
-    loaded: the folder ``images`` (``--images``), else every folder of the catalog's ``path``
-    column, against the model's training images. Returns the warnings for the output's log;
-    raises :class:`SurveyMismatchError` (a ValueError: exit code 2) on a mismatch not allowed."""
-    dirs = [images] if images else (catalog_dirs(catalog) if catalog else [])
-    return check_image_dirs(meta.get("images"), dirs, allow, model=f"the model {model_path}")

@@ -1,0 +1,162 @@
+"""One prediction path: `galmet predict`, the infer target's shard step and the notebook API run
+the same folder (good cutouts, one of another size, and the bad-file corpus of test_domain) through
+the library's path (galmet.inputs -> galmet.predict) and give the same rows and the same skip
+reasons; a folder whose images are all refused gives nothing, the same way for all three."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import galmet
+from galmet.cli import main as galmet_main
+from galmet.imaging import read_image
+from galmet.infer import predict_shard
+from galmet.inputs import list_directory, objid_from_name
+from tests.conftest import DEMO
+from tests.test_api import tiny_calibrated_ensemble
+from tests.test_domain import bad_files
+
+IMAGES = DEMO / "images"
+COLUMNS = ["objID", "prediction", "p2p5", "p16", "p84", "p97p5", "domain_p", "in_domain"]
+RESIZED = 900000000000000100  # a good cutout of another size (100 x 100 px): predicted after re-binning
+
+
+@pytest.fixture(scope="module")
+def model_path(demo_catalog, tmp_path_factory):
+    """A calibrated ensemble (intervals, TTA over 2 views) with a domain block: every column."""
+    return tiny_calibrated_ensemble(tmp_path_factory.mktemp("onepath") / "model.pt", demo_catalog)
+
+
+def good_folder(folder: Path, n: int = 5) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    good = sorted(IMAGES.glob("*.jpg"))[:n]
+    for p in good:
+        shutil.copy(p, folder / p.name)
+    shutil.copy(IMAGES / "cutouts.json", folder / "cutouts.json")
+    return good
+
+
+def log_reasons(path: Path) -> dict[str, str]:
+    """{file name: reason} of a `galmet predict` log."""
+    log = pd.read_csv(path, sep="\t", comment="#", dtype=str, keep_default_na=False)
+    return {Path(p).name: r for p, r in zip(log["path"], log["reason"])}
+
+
+def three_ways(model_path, folder: Path, tmp: Path, name: str):
+    """(CLI rc, CLI table or None, CLI reasons), (infer table, infer reasons), (API frame, API reasons)."""
+    out = tmp / f"{name}.parquet"
+    rc = galmet_main(["predict", "--model", str(model_path), "--images", str(folder), "--out", str(out),
+                      "--device", "cpu"])
+    cli = pd.read_parquet(out) if out.exists() else None
+    # the infer target's shard: a catalog row (objID, path) for every image file of the folder; a
+    # name without an objID gets objID 0, which the catalog rules refuse as bad_objid
+    names, _ = list_directory(folder)
+    shard = tmp / f"{name}-shard.parquet"
+    pd.DataFrame({"objID": np.array([objid_from_name(n) or 0 for n in names], np.int64),
+                  "path": [str(folder / n) for n in names]}).to_parquet(shard)
+    stats = predict_shard(shard, *_loaded(model_path), tmp / f"{name}-infer.parquet", tmp / f"{name}-skipped.csv",
+                          tta=2, model_path=model_path)
+    inf = pd.read_parquet(tmp / f"{name}-infer.parquet")
+    sk = pd.read_csv(tmp / f"{name}-skipped.csv", dtype=str, keep_default_na=False)
+    assert stats["n_skipped"] == len(sk)
+    api = galmet.load_model(model_path, device="cpu").predict(folder, as_frame=True)
+    api_reasons = {Path(s["path"]).name: s["reason"] for s in api.attrs["skipped"]}
+    return ((rc, cli, log_reasons(tmp / f"{name}.parquet.log")),
+            (inf, {Path(p).name: r for p, r in zip(sk["path"], sk["reason"])}), (api, api_reasons))
+
+
+_MODELS: dict = {}
+
+
+def _loaded(path):
+    from galmet.modelfile import load
+
+    if path not in _MODELS:
+        _MODELS[path] = load(path, "cpu")
+    return _MODELS[path]
+
+
+def test_the_three_entry_points_give_the_same_rows_and_the_same_skips(model_path, tmp_path):
+    folder = tmp_path / "mixed"
+    good = good_folder(folder)
+    big = np.asarray(Image.fromarray(read_image(good[0])).resize((100, 100)))
+    Image.fromarray(big).save(folder / f"{RESIZED}.jpg", quality=95)
+    codes = bad_files(folder, read_image(good[0])[None])
+    (rc, cli, cli_reasons), (inf, inf_reasons), (api, api_reasons) = three_ways(model_path, folder, tmp_path, "m")
+    assert rc == 0
+    expected = sorted([int(p.stem) for p in good] + [RESIZED])
+    for table in (cli, inf, api):
+        assert sorted(table["objID"].tolist()) == expected and table["objID"].dtype == np.int64
+    assert list(cli.columns) == COLUMNS and list(api.columns) == COLUMNS
+    assert list(inf.columns) == COLUMNS  # the shard's table; gather adds model and galmet_version
+    cli, inf, api = (t.set_index("objID").loc[expected] for t in (cli, inf, api))
+    for other in (inf, api):
+        for col in COLUMNS[1:-1]:
+            np.testing.assert_allclose(other[col].to_numpy(np.float64), cli[col].to_numpy(np.float64),
+                                       atol=1e-6, err_msg=col)
+        assert other["in_domain"].tolist() == cli["in_domain"].tolist()
+    assert np.all((cli["p16"] <= cli["prediction"]) & (cli["prediction"] <= cli["p84"]))
+    # the same files skipped, with the same reasons, by all three
+    assert {n: r.split(":")[0] for n, r in cli_reasons.items()} == codes
+    assert api_reasons == cli_reasons
+    images = {n: r for n, r in cli_reasons.items() if n != "notes.txt"}  # a catalog lists image files only
+    assert inf_reasons == images
+
+
+def test_a_folder_of_refused_images_gives_nothing_the_same_way(model_path, tmp_path):
+    folder = tmp_path / "grey"
+    good = good_folder(folder, 3)
+    for p in good:  # every image grayscale: what crashed the API ("cannot reshape array of size 0")
+        Image.fromarray(read_image(p)[..., 1]).save(folder / p.name)
+    (rc, cli, cli_reasons), (inf, inf_reasons), (api, api_reasons) = three_ways(model_path, folder, tmp_path, "g")
+    assert rc == 1 and cli is None  # the command: exit 1, no table, the reasons in its log
+    assert len(inf) == 0 and list(inf.columns) == COLUMNS  # the shard: an empty table (gather needs one)
+    assert len(api) == 0 and list(api.columns) == COLUMNS  # the API: an empty table
+    assert set(cli_reasons) == {p.name for p in good}
+    assert all(r.startswith("not_colour: a single-channel image") for r in cli_reasons.values())
+    assert inf_reasons == cli_reasons == api_reasons
+
+
+def test_predict_keeps_catalog_columns_and_evaluate_scores_the_fits_table(model_path, demo_catalog, tmp_path,
+                                                                            capsys):
+    """galmet predict --catalog --keep oh_p50 writes the truth beside the prediction (with its unit),
+    and galmet evaluate scores the FITS table it wrote, its truth column found in the provenance."""
+    from galmet.tables import read_astropy, read_table
+
+    folder = tmp_path / "images"
+    good = good_folder(folder, 6)
+    ids = [int(p.stem) for p in good]
+    cat = demo_catalog.set_index("objID").loc[ids].reset_index()[["objID", "oh_p50"]]
+    cat["lgm_tot_p50"], cat["z"] = np.linspace(9.5, 10.5, len(cat)), 0.1  # another target's column, and one not kept
+    cat.loc[len(cat)] = [900000000000000200, 8.9, 10.1, 0.1]  # no image: skipped, its truth not written
+    cat["objID"] = cat["objID"].astype(np.int64)
+    cat.to_csv(tmp_path / "cat.csv", index=False)
+    out = tmp_path / "preds.fits"
+    args = ["predict", "--model", str(model_path), "--catalog", str(tmp_path / "cat.csv"), "--images", str(folder),
+            "--out", str(out), "--device", "cpu", "--chunk-size", "4"]
+    assert galmet_main([*args, "--keep", "oh_p50,lgm_tot_p50"]) == 0
+    t = read_astropy(out)
+    assert t.colnames[:4] == ["objID", "oh_p50", "lgm_tot_p50", "prediction"]
+    assert str(t["oh_p50"].unit) == "dex" and "dex" in str(t["lgm_tot_p50"].unit)
+    from astropy.io import fits
+
+    head = fits.getheader(out, 1)
+    assert head["TTYPE2"] == "oh_p50" and head["TCOMM2"].startswith("catalog (true) value")
+    assert head["TARGET"] == "oh_p50" and head["TCOMM3"].startswith("catalog value: total stellar mass")
+    got = read_table(out)
+    assert got["objID"].tolist() == ids and got["objID"].dtype == np.int64
+    np.testing.assert_allclose(got["oh_p50"], cat["oh_p50"][:6])
+    capsys.readouterr()
+    assert galmet_main(["evaluate", str(out), "--json", str(tmp_path / "m.json")]) == 0
+    text = capsys.readouterr().out
+    assert "oh_p50 against prediction" in text and "  n                6" in text
+    assert "68% interval (p16-p84): coverage" in text
+    # a column the catalog does not have is named, with the catalog's columns
+    assert galmet_main([*args, "--keep", "oh_p84"]) == 2
+    assert "--keep oh_p84: not a column of" in capsys.readouterr().err
