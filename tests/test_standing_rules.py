@@ -132,3 +132,171 @@ def test_the_cycle_finder_finds_a_cycle():
              "galmet.d": {"galmet.a"}}
     assert import_cycles(graph) == [["galmet.a", "galmet.b", "galmet.c"]]
     assert import_cycles({"galmet.a": {"galmet.b"}, "galmet.b": set()}) == []
+
+
+# ----------------------------------------------------------------------------- defaults once
+
+SCHEMA = PACKAGE / "schemas" / "config.schema.yaml"
+
+
+def schema_defaults(path=SCHEMA) -> dict:
+    """``{dotted key: default}`` of every leaf key of the config schema that has a default."""
+    import yaml
+
+    out = {}
+
+    def walk(node, prefix):
+        for name, sub in (node.get("properties") or {}).items():
+            key = f"{prefix}{name}"
+            if "properties" in sub:
+                walk(sub, f"{key}.")
+            elif "default" in sub:
+                out[key] = sub["default"]
+
+    walk(yaml.safe_load(Path(path).read_text()), "")
+    return out
+
+
+def _leaf_names(key: str) -> set[str]:
+    """The names code may use for a schema key: its leaf (``max_pixels``), without a unit suffix
+    (``timeout_s`` -> ``timeout``), and with its section (``predict_tta``)."""
+    leaf = key.rsplit(".", 1)[-1]
+    names = {leaf, key.replace(".", "_")}
+    if leaf.endswith("_s"):
+        names.add(leaf[:-2])
+    return names
+
+
+def _constant(node):
+    """The value of a literal (numbers, strings, booleans, lists/tuples of them, constant
+    arithmetic such as ``4096 * 4096``), else a marker that equals nothing."""
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        pass
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Add, ast.Sub, ast.Pow)):
+        left, right = _constant(node.left), _constant(node.right)
+        if isinstance(left, (int, float)) and isinstance(right, (int, float)):
+            return {ast.Mult: left * right, ast.Add: left + right, ast.Sub: left - right,
+                    ast.Pow: left ** right}[type(node.op)]
+    return _NOT_LITERAL
+
+
+_NOT_LITERAL = object()
+
+
+def literal_argparse_defaults(paths, defaults: dict) -> list[str]:
+    """``file:line --option default=<literal> (schema key)`` for every ``add_argument`` whose option
+    is a schema key (:func:`_leaf_names`) and whose default is written as a literal (not None)."""
+    by_name = {}
+    for key in defaults:
+        for name in _leaf_names(key):
+            by_name.setdefault(name, []).append(key)
+    out = []
+    for p in paths:
+        for node in ast.walk(ast.parse(p.read_text(), filename=str(p))):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument"):
+                continue
+            kw = {k.arg: k.value for k in node.keywords}
+            flags = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            dest = kw["dest"].value if isinstance(kw.get("dest"), ast.Constant) else \
+                next((f.lstrip("-").replace("-", "_") for f in flags if f.startswith("--")), None)
+            if dest not in by_name or "default" not in kw:
+                continue
+            value = _constant(kw["default"])
+            if value is not _NOT_LITERAL and value is not None and value != ():
+                where = p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
+                out.append(f"{where}:{node.lineno} --{dest.replace('_', '-')} default={value!r} "
+                           f"({', '.join(by_name[dest])})")
+    return out
+
+
+def shadowing_constants(paths, defaults: dict) -> list[str]:
+    """``file:line NAME = value (schema key)`` for every module-level constant named like a schema
+    key (:func:`_leaf_names`, also with ``DEFAULT_`` before it) whose value is that key's default:
+    a second copy of the default, which drifts when the schema changes."""
+    out = []
+    for p in paths:
+        for node in ast.parse(p.read_text(), filename=str(p)).body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                targets, value = [node.target], node.value
+            elif isinstance(node, ast.Assign):
+                targets, value = [t for t in node.targets if isinstance(t, ast.Name)], node.value
+            else:
+                continue
+            literal = _constant(value)
+            if literal is _NOT_LITERAL:
+                continue
+            for t in targets:
+                name = t.id.lower().removeprefix("default_").removesuffix("_default")
+                for key, default in defaults.items():
+                    if name in _leaf_names(key) and literal == default and type(literal) is type(default):
+                        where = p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
+                        out.append(f"{where}:{node.lineno} {t.id} = {literal!r} ({key})")
+    return out
+
+
+def test_defaults_are_written_once_in_the_schema():
+    """Options of a schema key take their default from it (config.default / config.section), and
+    no module keeps a copy of a schema default in a constant of its name."""
+    defaults = schema_defaults()
+    assert literal_argparse_defaults(_py(PACKAGE, SCRIPTS), defaults) == []
+    assert shadowing_constants(_py(PACKAGE, SCRIPTS), defaults) == []
+
+
+def test_the_defaults_checker_finds_literal_defaults(tmp_path):
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("properties:\n  cutouts:\n    properties:\n      max_pixels: {default: 16777216}\n"
+                      "      timeout_s: {default: 30}\n  predict:\n    properties:\n      tta: {default: 8}\n")
+    defaults = schema_defaults(schema)
+    assert defaults == {"cutouts.max_pixels": 16777216, "cutouts.timeout_s": 30, "predict.tta": 8}
+    (tmp_path / "bad.py").write_text(
+        "import argparse\nfrom galmet.config import default\n\nMAX_PIXELS = 4096 * 4096\nDEFAULT_TTA = 8\n"
+        "OTHER = 16777216\nTTA_LIMIT = 8\n\n\ndef parser():\n    p = argparse.ArgumentParser()\n"
+        "    p.add_argument('--timeout', type=float, default=30.0)\n"
+        "    p.add_argument('--max-pixels', type=int, default=default('cutouts.max_pixels'))\n"
+        "    p.add_argument('--tta', default=None)\n    p.add_argument('--label', default='x')\n"
+        "    p.add_argument('-n', dest='tta', default=4)\n    return p\n")
+    bad = tmp_path / "bad.py"
+    assert literal_argparse_defaults([bad], defaults) == [
+        f"{bad}:12 --timeout default=30.0 (cutouts.timeout_s)", f"{bad}:16 --tta default=4 (predict.tta)"]
+    assert shadowing_constants([bad], defaults) == [
+        f"{bad}:4 MAX_PIXELS = 16777216 (cutouts.max_pixels)", f"{bad}:5 DEFAULT_TTA = 8 (predict.tta)"]
+
+
+# ----------------------------------------------------------------------------- one way: library <- command line
+
+
+def cli_imports(graph: dict[str, set[str]]) -> list[str]:
+    """``module -> galmet.cli...`` for every library module (outside ``galmet.cli``) that imports the CLI."""
+    return sorted(f"{m} -> {d}" for m, deps in graph.items() if not m.startswith("galmet.cli")
+                  for d in deps if d == "galmet.cli" or d.startswith("galmet.cli."))
+
+
+def private_imports(paths) -> list[str]:
+    """``file:line module._name`` for every import of another module's private name."""
+    out = []
+    for p in paths:
+        for node in ast.walk(ast.parse(p.read_text(), filename=str(p))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("galmet"):
+                for a in node.names:
+                    if a.name.startswith("_") and not a.name.startswith("__"):
+                        where = p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
+                        out.append(f"{where}:{node.lineno} {node.module}.{a.name}")
+    return out
+
+
+def test_the_library_imports_nothing_of_the_command_line_nor_private_names():
+    """The notebook API and every other library module are below galmet.cli, never above it; no
+    module reaches into another's private names (an owner's seam stays its own)."""
+    assert cli_imports(import_graph(_py(PACKAGE))) == []
+    assert private_imports(_py(PACKAGE, SCRIPTS)) == []
+
+
+def test_the_one_way_checkers_find_a_cli_import_and_a_private_name(tmp_path):
+    graph = {"galmet.api": {"galmet.cli.common", "galmet.predict"}, "galmet.cli.predict": {"galmet.predict"},
+             "galmet.predict": set()}
+    assert cli_imports(graph) == ["galmet.api -> galmet.cli.common"]
+    (tmp_path / "m.py").write_text("from galmet.imaging import _channels_equal, read_image\n"
+                                   "from galmet._version import __version__\n")
+    assert private_imports([tmp_path / "m.py"]) == [f"{tmp_path / 'm.py'}:1 galmet.imaging._channels_equal"]

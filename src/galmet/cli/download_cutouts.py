@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+from galmet.config import default, section
 from galmet.cutouts.base import NO_ANSWER, PROVIDERS, REASONS, CutoutClient, Provider, get_provider
 from galmet.cutouts.download import download_cutouts
 from galmet.cutouts.manifest import CutoutDirMismatch
@@ -18,6 +19,10 @@ from galmet.logs import setup_logging
 from galmet.tables import read_table, write_table
 
 log = logging.getLogger("galmet.cli.download_cutouts")
+
+#: the service the command downloads from without --source: the first of the registry
+#: (galmet.cutouts.base.PROVIDERS); the config's cutouts.source defaults to local files instead.
+DEFAULT_SERVICE = next(iter(PROVIDERS))
 
 
 def _scale_arg(text: str):
@@ -65,7 +70,8 @@ def _per_service(attr: str, fmt: str = "{}") -> str:
 def _service_help() -> tuple[str, str, str]:
     """(--source, --layer, --base-url) help texts, from the registry."""
     providers = _providers()
-    source = "cutout service (default skyserver): " + "; ".join(f"{p.name}: {p.summary}" for p in providers)
+    source = (f"cutout service (default {DEFAULT_SERVICE}, the first registered): "
+              + "; ".join(f"{p.name}: {p.summary}" for p in providers))
     layers = "; ".join(f"{p.name}: default {p.default_layer}, also {', '.join(list(p.layers)[1:])}"
                        for p in providers if p.layers)
     base = ", ".join(f"{p.name} {p.default_base_url}" for p in providers)
@@ -74,14 +80,15 @@ def _service_help() -> tuple[str, str, str]:
             "/getjpeg is used as is)")
 
 
-def _size_help() -> str:
+def _size_help(default_px: int) -> str:
     limits = "; ".join(f"{p.name} {p.min_size}..{p.max_size}{' and square' if p.square else ''}"
                        for p in _providers())
-    return f"pixels (default 128; {limits})"
+    return f"pixels (default {default_px}, the config's cutouts.width; {limits})"
 
 
 def cli_parser() -> argparse.ArgumentParser:
     source_help, layer_help, base_help = _service_help()
+    d = section("cutouts")  # the defaults of the config's cutouts section
     p = argparse.ArgumentParser(
         prog="galmet download-cutouts",
         description=(
@@ -99,20 +106,23 @@ def cli_parser() -> argparse.ArgumentParser:
                    help="CSV, Parquet, FITS, ECSV or VOTable (.vot) with objID, ra, dec "
                         "(+ petroR90_r for --scale adaptive)")
     p.add_argument("--out", required=True, help="directory for <objID>.jpg and failures.csv")
-    p.add_argument("--source", choices=list(PROVIDERS), default="skyserver", help=source_help)
+    p.add_argument("--source", choices=list(PROVIDERS), default=DEFAULT_SERVICE, help=source_help)
     p.add_argument("--layer", help=layer_help)
     p.add_argument("--base-url", help=base_help)
-    p.add_argument("--width", type=_size_arg, default=128, help=_size_help())
-    p.add_argument("--height", type=_size_arg, default=128, help="pixels (default 128)")
-    p.add_argument("--scale", type=_scale_arg, default="adaptive",
-                   help="arcsec per pixel, or 'adaptive' (2*petroR90_r/0.396 arcsec across; default)")
+    p.add_argument("--width", type=_size_arg, default=d["width"], help=_size_help(d["width"]))
+    p.add_argument("--height", type=_size_arg, default=d["height"],
+                   help=f"pixels (default {d['height']}, the config's cutouts.height)")
+    p.add_argument("--scale", type=_scale_arg, default=d["scale"],
+                   help=f"arcsec per pixel, or 'adaptive' (2*petroR90_r/0.396 arcsec across); default {d['scale']}")
     p.add_argument("--concurrency", type=_positive_int, default=None,
                    help=f"parallel connections (default: {_per_service('default_concurrency')})")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
-    p.add_argument("--max-attempts", type=_positive_int, default=5,
-                   help="requests per galaxy before it is recorded as failed (default 5)")
-    p.add_argument("--backoff", type=float, default=1.0,
-                   help="base of the exponential backoff in seconds (default 1)")
+    p.add_argument("--timeout", type=float, default=d["timeout_s"],
+                   help=f"seconds per request (default {d['timeout_s']:g})")
+    p.add_argument("--max-attempts", type=_positive_int, default=d["max_attempts"],
+                   help=f"requests per galaxy before it is recorded as failed (default {d['max_attempts']})")
+    p.add_argument("--backoff", type=float, default=d["backoff_s"],
+                   help=f"base of the exponential backoff in seconds (default {d['backoff_s']:g}; waits grow to at "
+                        f"most {d['backoff_max_s']:g} s, or --backoff when larger)")
     p.add_argument("--max-rate", type=float, default=None,
                    help=f"requests per second at most, 0 for no cap (default: "
                         f"{_per_service('default_rate', '{:g}')})")
@@ -133,7 +143,7 @@ def _cli_client(args) -> CutoutClient:
     rate = args.max_rate
     return CutoutClient(
         provider, timeout_s=args.timeout, max_attempts=args.max_attempts,
-        backoff_s=args.backoff, backoff_max_s=max(60.0, args.backoff),
+        backoff_s=args.backoff, backoff_max_s=max(float(default("cutouts.backoff_max_s")), args.backoff),
         max_requests_per_second="default" if rate is None else (rate or None),
         pool_size=args.concurrency or provider.default_concurrency,
     )
