@@ -92,7 +92,7 @@ import numpy as np
 from galmet._version import __version__
 from galmet.config import default
 from galmet.inputs import log_skipped, open_source
-from galmet.predict import choose_tta, output_columns, predict_rows, prepare
+from galmet.predict import choose_tta, predict_rows, prepare
 from galmet.tables import column_info, file_sha256
 
 log = logging.getLogger("galmet.api")
@@ -196,7 +196,7 @@ class Model:
         parts = list(predict_rows(source, self.net, self.meta, run, batch_size, self.device, max_pixels))
         if run.n_seen == 0:
             raise ValueError(f"{source.empty_message()}: nothing to predict")
-        names = output_columns(self.meta, run.levels)
+        names = run.columns(self.meta)
         columns = {source.id_name: np.concatenate([k for k, _, _ in parts]) if parts else np.empty(0),
                    **{n: np.concatenate([c[n] for _, c, _ in parts]) if parts else np.empty(0) for n in names}}
         extra = {"tta": run.tta, "levels": run.levels, "domain_alpha": run.alpha, "warnings": run.notes}

@@ -98,8 +98,9 @@ def decode_rows(rows, res: int, skipped: list, max_pixels: int | None = None) ->
 
 
 class ImageSource:
-    """Images in chunks, with the skip list (see the module docstring). Subclasses give
-    :meth:`rows` (``(key, path or None, extra row)`` per image, in order) or override :meth:`chunks`."""
+    """Images in chunks, with the skip list (see the module docstring): what every source has.
+    Each source's ``chunks(res, max_pixels)`` gives ``(keys, uint8 n x res x res x 3, {extra
+    column: values})`` per chunk (:class:`FileSource` for files, :class:`ArraySource`)."""
 
     id_name = "objID"
     extra_names: tuple[str, ...] = ()
@@ -119,8 +120,24 @@ class ImageSource:
         """Why nothing was seen, for a source without a single image."""
         return "no images"
 
-    def row_chunks(self) -> Iterator[list]:
-        raise NotImplementedError
+    def _keys(self, keys) -> np.ndarray:
+        return np.asarray(keys, dtype=str if self.id_name == "path" else np.int64)
+
+    def skip(self, keys, reason: str) -> None:
+        """Record ``keys`` as skipped (no path) for ``reason`` (``code: detail``)."""
+        self.skipped += [(k.item() if isinstance(k, np.generic) else k, None, reason) for k in keys]
+
+    def skipped_records(self) -> list[dict]:
+        """The skipped images as ``{<id column>, "path", "reason"}`` rows (``path`` None for arrays)."""
+        key = self.id_name
+        return [{key: (None if k is None else (str(k) if key == "path" else int(k))),
+                 "path": None if p is None else str(p), "reason": r} for k, p, r in self.skipped]
+
+
+class FileSource(ImageSource):
+    """A source of image files: subclasses give ``row_chunks()``, lists of ``(key or None, path or
+    None, extra row or None)``; a row without a key is ``bad_objid``, one without a path ``no_path``,
+    the files are decoded by :func:`decode_rows`."""
 
     def chunks(self, res: int, max_pixels: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
         """``(keys, uint8 n x res x res x 3, {extra column: values})`` per chunk of rows."""
@@ -139,21 +156,8 @@ class ImageSource:
             yield (self._keys([k for k, _, _ in rows_kept]), x,
                    {c: [e[c] for _, _, e in rows_kept] for c in self.extra_names})
 
-    def _keys(self, keys) -> np.ndarray:
-        return np.asarray(keys, dtype=str if self.id_name == "path" else np.int64)
 
-    def skip(self, keys, reason: str) -> None:
-        """Record ``keys`` as skipped (no path) for ``reason`` (``code: detail``)."""
-        self.skipped += [(k.item() if isinstance(k, np.generic) else k, None, reason) for k in keys]
-
-    def skipped_records(self) -> list[dict]:
-        """The skipped images as ``{<id column>, "path", "reason"}`` rows (``path`` None for arrays)."""
-        key = self.id_name
-        return [{key: (None if k is None else (str(k) if key == "path" else int(k))),
-                 "path": None if p is None else str(p), "reason": r} for k, p, r in self.skipped]
-
-
-class FolderSource(ImageSource):
+class FolderSource(FileSource):
     """Every image of a folder, sorted by name; other files are skipped as ``not_an_image``."""
 
     def __init__(self, folder, chunk_size: int | None = None):
@@ -175,7 +179,7 @@ class FolderSource(ImageSource):
             yield [(objid_from_name(n), self.folder / n, None) for n in self.names[s:s + self.chunk]]
 
 
-class CatalogSource(ImageSource):
+class CatalogSource(FileSource):
     """The rows of a catalog table, read in chunks: ``objID`` and the ``path`` column, or
     ``images/<objID>.jpg`` when ``images`` is given; ``keep`` names catalog columns carried
     through to the output (ValueError naming the file and its columns when one is missing)."""
@@ -222,7 +226,7 @@ class CatalogSource(ImageSource):
             yield [(int(i) if i > 0 else None, p, e) for i, p, e in zip(ids, paths, extra)]
 
 
-class PathsSource(ImageSource):
+class PathsSource(FileSource):
     """A list of image files: keyed by objID when every one is named ``<objID>.jpg``, else by path."""
 
     def __init__(self, paths, chunk_size: int | None = None):
@@ -305,5 +309,5 @@ def log_skipped(skipped, logger: str) -> None:
 
 
 __all__ = ["QUIET_FILES", "SKIP_TEXT", "SKIP_CODES", "skip_reason", "objid_from_name", "list_directory",
-           "image_path", "decode_rows", "ImageSource", "FolderSource", "CatalogSource", "PathsSource",
+           "image_path", "decode_rows", "ImageSource", "FileSource", "FolderSource", "CatalogSource", "PathsSource",
            "ArraySource", "open_source", "log_skipped"]

@@ -120,17 +120,23 @@ def predict_columns(model, meta, x_uint8_nhwc, tta=None, batch_size=None, device
     with a ``domain`` block, ``domain_p`` and ``in_domain`` at ``alpha`` (default: the config's
     ``predict.domain_alpha``; :mod:`galmet.domain`: a test of the images, so ``tta`` does not
     change it). ``tta`` and ``batch_size`` as for :func:`predict_views`."""
+    tta = default("predict.tta") if tta is None else tta
+    check_tta(meta, tta)
+    alpha = default("predict.domain_alpha") if alpha is None else alpha
+    levels = interval_levels(meta, levels) if meta.get("calibration") is not None else []
+    return _columns(model, meta, x_uint8_nhwc, tta, batch_size, device, levels, spread, alpha)
+
+
+def _columns(model, meta, x, tta, batch_size, device, levels, spread, alpha) -> dict[str, np.ndarray]:
+    """:func:`predict_columns` with its settings resolved (``levels`` from :func:`interval_levels`)."""
     from galmet.conformal import interval_columns
     from galmet.domain import columns as domain_columns
 
-    tta = default("predict.tta") if tta is None else tta
-    check_tta(meta, tta)
-    views = predict_views(model, meta, x_uint8_nhwc, tta, batch_size, device)
-    dom = domain_columns(meta.get("domain"), x_uint8_nhwc, default("predict.domain_alpha") if alpha is None else alpha)
+    views = predict_views(model, meta, x, tta, batch_size, device)
+    dom = domain_columns(meta.get("domain"), x, alpha)
     if meta.get("calibration") is None:
         return {"prediction": views.mean(axis=(1, 2)), **dom}
     mean, sd = mean_and_spread(views)
-    levels = interval_levels(meta, levels)
     return {"prediction": mean, **({"spread": sd} if spread else {}),
             **interval_columns(mean, sd, meta["calibration"]["scores"], levels), **dom}
 
@@ -179,6 +185,10 @@ class PredictionRun:
     @property
     def n_seen(self) -> int:
         return 0 if self.source is None else self.source.n_seen
+
+    def columns(self, meta: dict) -> list[str]:
+        """The columns of its rows after ``objID`` (and kept catalog columns): :func:`output_columns`."""
+        return _column_names(meta, self.levels)
 
 
 def choose_tta(requested, meta: dict) -> int:
@@ -242,11 +252,12 @@ def predict_rows(source, model, meta: dict, run: PredictionRun, batch_size=None,
     ``(keys, {column: values}, {kept catalog column: values})`` with the columns of
     :func:`output_columns` (:func:`predict_columns` at ``run``'s TTA, levels and alpha). Images the
     source refuses and outputs that are not finite go to ``source.skipped``; ``progress(n_seen)``
-    after each chunk; ``run.n_predicted`` counts the rows."""
+    after each chunk; ``run.n_predicted`` counts the rows. The settings are ``run``'s, resolved once
+    by :func:`prepare`."""
     res = int(meta["resolution"])
     for keys, x, extra in source.chunks(res, max_pixels):
         if len(keys):
-            cols = predict_columns(model, meta, x, run.tta, batch_size, device, run.levels, alpha=run.alpha)
+            cols = _columns(model, meta, x, run.tta, batch_size, device, run.levels, False, run.alpha)
             ok = np.all([np.isfinite(v) for v in cols.values()], axis=0)
             source.skip(keys[~ok], skip_reason("not_finite"))
             run.n_predicted += int(ok.sum())
@@ -267,7 +278,7 @@ def predict_to_table(source, model, meta: dict, out, run: PredictionRun, model_p
     prov = None if model_path is None else provenance(meta, model_path, run.tta, run.alpha, run.levels)
     try:
         with PredictionWriter(out, target=meta.get("target"), provenance=prov) as writer:
-            writer.empty_after = output_columns(meta, run.levels)[1:]
+            writer.empty_after = run.columns(meta)[1:]
             writer.empty_extra = {c: "float64" for c in getattr(source, "extra_names", ())}
             for keys, cols, extra in predict_rows(source, model, meta, run, batch_size, device, max_pixels,
                                                   progress):
@@ -285,14 +296,17 @@ class _NothingPredicted(Exception):
 
 
 def _extra_columns(extra: dict) -> dict:
-    """Kept catalog columns as the table carries them: ids int64, numbers float64 (the same type in
-    every chunk), anything else as text."""
+    """Kept catalog columns as the table carries them: ``specObjID`` exact int64
+    (:func:`galmet.tables.parse_ids`), numbers float64 (the same type in every chunk, empty cells
+    NaN), anything else as text."""
     import pandas as pd
+
+    from galmet.tables import parse_ids
 
     out = {}
     for name, values in extra.items():
-        if name in ("specObjID",):
-            out[name] = np.asarray(values, dtype=np.int64)
+        if name == "specObjID":
+            out[name] = parse_ids(pd.Series(values, dtype=object), column=name, source="--keep").to_numpy(np.int64)
             continue
         num = pd.to_numeric(pd.Series(values, dtype=object).replace("", None), errors="coerce")
         text = pd.Series(values, dtype=object)
@@ -421,9 +435,12 @@ def _csv_format(name: str, dtype: pa.DataType):
 
 def output_columns(meta: dict, levels=None) -> list[str]:
     """The columns :func:`predict_rows` gives for this model, after ``objID`` and any kept catalog columns."""
+    return _column_names(meta, interval_levels(meta, levels))
+
+
+def _column_names(meta: dict, levels: list) -> list[str]:
     from galmet.conformal import interval_names
 
-    levels = interval_levels(meta, levels)
     return (["prediction"] + (interval_names(levels) if levels else [])
             + (["domain_p", "in_domain"] if meta.get("domain") is not None else []))
 

@@ -73,7 +73,8 @@ def cli_parser() -> argparse.ArgumentParser:
                    help=f"images per batch (default {d['batch_size']})")
     p.add_argument("--chunk-size", type=int, default=d["chunk_size"],
                    help=f"images read, predicted and written at a time (default {d['chunk_size']})")
-    p.add_argument("--device", default=d["device"], help="auto (CUDA if available), cpu or cuda")
+    p.add_argument("--device", default=d["device"],
+                   help=f"auto (CUDA if available), cpu or cuda (default {d['device']})")
     p.add_argument("--levels", type=float, nargs="+", default=(), metavar="L",
                    help="a calibrated ensemble's interval levels besides 0.68 and 0.95 (e.g. 0.9 adds p5, p95)")
     p.add_argument("--domain-alpha", type=float, default=d["domain_alpha"], metavar="A",
