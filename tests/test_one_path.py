@@ -134,7 +134,8 @@ def test_predict_keeps_catalog_columns_and_evaluate_scores_the_fits_table(model_
     ids = [int(p.stem) for p in good]
     cat = demo_catalog.set_index("objID").loc[ids].reset_index()[["objID", "oh_p50"]]
     cat["lgm_tot_p50"], cat["z"] = np.linspace(9.5, 10.5, len(cat)), 0.1  # another target's column, and one not kept
-    cat.loc[len(cat)] = [900000000000000200, 8.9, 10.1, 0.1]  # no image: skipped, its truth not written
+    cat["label"] = [f'galaxy "{i}", field A' for i in range(len(cat))]  # text with a comma and quotes
+    cat.loc[len(cat)] = [900000000000000200, 8.9, 10.1, 0.1, "x"]  # no image: skipped, its truth not written
     cat["objID"] = cat["objID"].astype(np.int64)
     cat.to_csv(tmp_path / "cat.csv", index=False)
     out = tmp_path / "preds.fits"
@@ -157,6 +158,12 @@ def test_predict_keeps_catalog_columns_and_evaluate_scores_the_fits_table(model_
     text = capsys.readouterr().out
     assert "oh_p50 against prediction" in text and "  n                6" in text
     assert "68% interval (p16-p84): coverage" in text
+    # CSV: text columns quoted as CSV quotes them, numbers with their decimals, chunk after chunk
+    assert galmet_main([*args[:-5], str(tmp_path / "preds.csv"), *args[-4:], "--keep", "label,oh_p50"]) == 0
+    csv = pd.read_csv(tmp_path / "preds.csv")
+    assert list(csv.columns[:4]) == ["objID", "label", "oh_p50", "prediction"]
+    assert csv["label"].tolist() == cat["label"][:6].tolist()
+    np.testing.assert_allclose(csv["oh_p50"], cat["oh_p50"][:6], atol=1e-4)
     # a column the catalog does not have is named, with the catalog's columns
     assert galmet_main([*args, "--keep", "oh_p84"]) == 2
     assert "--keep oh_p84: not a column of" in capsys.readouterr().err

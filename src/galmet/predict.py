@@ -423,7 +423,10 @@ def _after_array(values) -> pa.Array:
 
 def _csv_format(name: str, dtype: pa.DataType):
     """How a CSV cell of this column is written: integers exact, floats to :data:`CSV_DECIMALS`
-    decimals (``domain_p`` to 4 significant digits: p-values can be small), booleans as true/false."""
+    decimals (``domain_p`` to 4 significant digits: p-values can be small), booleans as true/false,
+    text (a kept catalog column) quoted as CSV quotes it."""
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return _csv_text
     if pa.types.is_integer(dtype):
         return lambda v: f"{int(v)}"
     if pa.types.is_boolean(dtype):
@@ -431,6 +434,11 @@ def _csv_format(name: str, dtype: pa.DataType):
     if name == "domain_p":
         return lambda v: f"{float(v):.4g}"
     return lambda v: f"{float(v):.{CSV_DECIMALS}f}"
+
+
+def _csv_text(value) -> str:
+    text = "" if value is None else str(value)
+    return f'"{text.replace(chr(34), 2 * chr(34))}"' if any(c in text for c in ',"\r\n') else text
 
 
 def output_columns(meta: dict, levels=None) -> list[str]:
