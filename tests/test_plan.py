@@ -3,6 +3,7 @@ the image stores, against the workflow's own plan of `snakemake images`)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from dataclasses import fields
 
 import pandas as pd
+import pytest
 import yaml
 
 from galmet.config import load_config
@@ -186,3 +188,138 @@ def test_snakemake_images_builds_every_store_of_the_study(tmp_path):
     expected = Study(load_config(cfg)).image_resolutions()
     assert 8 in expected
     assert planned == {(shard, str(r)) for shard in ("0", "1") for r in expected}
+
+
+def _figure_outputs(rules_file: str) -> set[str]:
+    """The figure names of the rules' PNG outputs in workflow/rules/<rules_file>, each as the
+    path under its figures folder with the wildcards left in (``{target}/{model}/fig1_examples``)."""
+    text = (ROOT / "workflow" / "rules" / rules_file).read_text()
+    return set(re.findall(r'"results/(?:reference/)?figures/(.+?)\.png"', text))
+
+
+def test_the_studys_figures_are_the_rules_outputs():
+    """Every figure the Study plans is a rule's output (figures.smk, reference.smk), and every
+    figure those rules draw per model or ensemble is planned: the lists cannot drift apart."""
+    from galmet.plan import ENSEMBLE_FIGURES, MODEL_FIGURES, REFERENCE_FIGURES
+
+    drawn = _figure_outputs("figures.smk")
+    per_model = {f.rsplit("/", 1)[1] for f in drawn if f.startswith("{target}/{model}/")}
+    assert per_model == set(MODEL_FIGURES) | set(ENSEMBLE_FIGURES)
+    assert {"{target}/fig4_resolution", "mass/{model}/fig5_mass", "mzr/{model}/fig6_mzr"} <= drawn
+    assert {f.rsplit("/", 1)[1] for f in _figure_outputs("reference.smk")} == set(REFERENCE_FIGURES)
+    both = study(targets=[METALLICITY, MASS])
+    ensemble = "resnet18-64px-seeds0-1-2"
+    figures = both.figures()
+    assert len(figures) == len(set(figures))
+    assert (METALLICITY, "resnet18-16px-seed0", "fig1_examples") in figures
+    assert (MASS, ensemble, "calibration") in figures and (MASS, ensemble, "fig1_examples") not in figures
+    assert [f for f in figures if len(f) == 2] == [(METALLICITY, "fig4_resolution"), (MASS, "fig4_resolution")]
+    assert both.mzr_figures()[-2:] == [("mass", ensemble, "fig5_mass"), ("mzr", ensemble, "fig6_mzr")]
+    assert len(figures) == 6 * len(MODEL_FIGURES) + 2 * len(ENSEMBLE_FIGURES) + 2 + 2 * 4
+    assert study().reference_figures()[:2] == [("published-128px", "fig2_histograms"),
+                                               ("published-128px", "fig3_scatter")]
+    assert study(targets=[MASS]).mzr_figures() == []
+
+
+def test_figure_files_png_first_then_the_configured_formats():
+    raw = demo_raw()
+    raw["figures"]["formats"] = ["pdf", "png"]
+    assert study(raw).figure_files("a/b") == ["a/b.png", "a/b.pdf"]
+    raw["figures"]["formats"] = ["png"]
+    assert study(raw).figure_files("a/b") == ["a/b.png"]
+
+
+def test_the_published_file_a_model_is_compared_with():
+    s = study()  # published at 128, 64, 32 and 16 px
+    assert s.overlap_resolution(32) == 32
+    assert s.overlap_resolution(8) == 128  # none at 8 px: the highest published one
+    assert s.published_beside(METALLICITY, 64) and not s.published_beside(METALLICITY, 8)
+    assert not s.published_beside(MASS, 64)  # the published predictions are of metallicity only
+
+
+def test_the_images_params_and_the_download_jobs_resources():
+    """A change of what the images are reruns what they feed: the params name the service's
+    defaults (a layer for a service with layers, the local folder for local images); the
+    download jobs hold `cutout_jobs` and their own service's `<name>_jobs`, never another's."""
+    keys = ("source", "scale", "width", "height", "base_url")
+    local = study()
+    assert local.cutout_provider is None
+    assert local.cutout_resources() == {"cutout_jobs": 0, "skyserver_jobs": 0, "legacysurvey_jobs": 0,
+                                        "panstarrs_jobs": 0}
+    assert local.image_params(*keys) == {"source": "local", "scale": local.config["cutouts"]["scale"],
+                                         "width": 128, "height": 128, "base_url": None,
+                                         "local_dir": local.config["cutouts"]["local_dir"]}
+    assert local.cutout_cache_dir() == local.config["cutouts"]["local_dir"]
+    raw = demo_raw()
+    raw["cutouts"] = {"source": "skyserver", "width": 64, "height": 64}
+    sky = study(raw)
+    params = sky.image_params(*keys)
+    assert list(params) == list(keys) and params["base_url"] == sky.cutout_provider.default_base_url
+    assert sky.cutout_resources()["skyserver_jobs"] == 1 and sky.cutout_resources()["cutout_jobs"] == 1
+    assert sky.cutout_resources()["legacysurvey_jobs"] == 0
+    assert sky.cutout_cache_dir() == "resources/cutouts/adaptive-64x64"  # SkyServer: <scale>-<W>x<H>
+    ls = Study(load_config(ROOT / "configs" / "legacysurvey.yaml"), device_files=NO_GPU)
+    assert ls.image_params("source")["layer"] == "ls-dr10-grz"
+    assert ls.cutout_resources()["legacysurvey_jobs"] == 1 and ls.cutout_resources()["skyserver_jobs"] == 0
+
+
+def test_catalog_files_training_params_and_the_infer_inputs():
+    from galmet.config import ConfigError
+
+    s = study()
+    assert s.catalog_files() == {"table": s.config["catalog"]["path"]}
+    raw = demo_raw()
+    raw["catalog"] = {"source": "skyserver"}
+    assert study(raw).catalog_files() is None  # the workflow writes the SkyServer table itself
+    params = s.train_params("resnet18-32px-seed2")
+    assert (params["arch"], params["seed"]) == ("resnet18", 2)
+    assert {k: v for k, v in params.items() if k not in ("arch", "seed")} == {
+        k: v for k, v in s.config["train"].items() if k not in ("arch", "seed")}
+    with pytest.raises(ConfigError, match="infer.model is not set"):
+        s.infer_input("model")
+    raw = demo_raw()
+    raw["infer"] = {"model": "m.pt", "catalog": "c.csv"}
+    assert study(raw).infer_input("catalog") == "c.csv"
+    assert s.summary_models()[-1] == {"target": METALLICITY, "name": "resnet18-64px-seeds0-1-2"}
+    assert len(s.summary_models()) == len(s.scored_models()) + 1
+
+
+def test_the_saliency_warning_names_the_models_not_trained():
+    assert study().saliency_warning() is None
+    raw = demo_raw()
+    raw["saliency"]["models"] = ["resnet18-8px-seed0"]
+    assert "saliency.models: resnet18-8px-seed0 not among the models" in study(raw).saliency_warning()
+
+
+def test_the_jobs_environment():
+    """src first on PYTHONPATH (once), passive OpenMP waiting unless the user chose."""
+    from galmet.plan import job_environment
+
+    sep = os.pathsep
+    assert job_environment({}, "/g/src") == {"OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": "/g/src"}
+    assert job_environment({"PYTHONPATH": f"/a{sep}/b"}, "/g/src")["PYTHONPATH"] == f"/g/src{sep}/a{sep}/b"
+    assert job_environment({"PYTHONPATH": f"/a{sep}/g/src", "OMP_WAIT_POLICY": "ACTIVE"}, "/g/src") == {}
+    assert job_environment({}, None) == {"OMP_WAIT_POLICY": "PASSIVE"}  # an installed galmet
+
+
+def test_bundled_paths_are_the_workflows_own_when_not_in_the_working_directory(tmp_path, monkeypatch):
+    from galmet.plan import bundled, resolve_bundled
+
+    root = tmp_path / "galmet"
+    (root / "resources/demo").mkdir(parents=True)
+    (root / "resources/demo/catalog.csv").write_text("objID\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert bundled("resources/demo/catalog.csv", root) == str(root / "resources/demo/catalog.csv")
+    assert bundled("resources/demo/other.csv", root) == "resources/demo/other.csv"  # in neither
+    assert bundled("resources/demo/catalog.csv", None) == "resources/demo/catalog.csv"
+    (work / "resources/demo").mkdir(parents=True)
+    (work / "resources/demo/catalog.csv").write_text("objID\n")
+    assert bundled("resources/demo/catalog.csv", root) == "resources/demo/catalog.csv"  # the user's own
+    assert bundled(None, root) is None
+    config = {"catalog": {"path": "resources/demo/catalog.csv", "mpajhu": {"a": None}},
+              "cutouts": {"local_dir": str(tmp_path)}, "split": {"force_test_ids": None}}
+    resolve_bundled(config, root)
+    assert config["catalog"] == {"path": "resources/demo/catalog.csv", "mpajhu": {"a": None}}
+    assert config["cutouts"]["local_dir"] == str(tmp_path)

@@ -1,19 +1,25 @@
-"""The study a config asks for: its models, ensembles, stores, the models of each figure, and
-the resources of the CNN jobs.
+"""The study a config asks for: its models, ensembles, stores, figures, the images' params, and
+the resources of the CNN and download jobs; and the environment the workflow's jobs run in.
 
-Everything here is decided from the validated config alone, without paths or Snakemake: the
-workflow's ``common.smk`` builds one :class:`Study` and turns its answers into the files the
-rules ask for. A model is ``(target, name)``, its name built by :mod:`galmet.names`.
+Everything here is decided from the validated config alone, without Snakemake: the workflow's
+``common.smk`` builds one :class:`Study` and turns its answers into the files the rules ask for
+(the package names figures by their parts under ``results/figures/``, never by a whole path).
+A model is ``(target, name)``, its name built by :mod:`galmet.names`.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from galmet.backbones import saliency_layer
-from galmet.config import GPU_DEVICE_FILES, gpu_jobs
+from galmet.config import GPU_DEVICE_FILES, ConfigError, gpu_jobs
+from galmet.cutouts.base import PROVIDERS, get_provider
 from galmet.names import ensemble_name, model_name, parse_model_name
 from galmet.targets import METALLICITY, REFERENCE_TARGET, has_mzr
 
-__all__ = ["Study", "EXPLAIN_KEYS", "GPU_TRAIN_THREADS"]
+__all__ = ["Study", "EXPLAIN_KEYS", "GPU_TRAIN_THREADS", "MODEL_FIGURES", "ENSEMBLE_FIGURES",
+           "REFERENCE_FIGURES", "job_environment", "bundled", "resolve_bundled"]
 
 # The keys of config `saliency` that are galmet.explain.ExplainSettings fields (its `tta` is
 # config predict.tta): named here, not read off the dataclass, so that planning the workflow
@@ -22,10 +28,51 @@ EXPLAIN_KEYS = ("method", "layer", "ig_steps", "steps", "random_orders", "check_
 
 # Threads of a training job: 8 with a GPU (Snakemake caps them at --cores; set-threads on SLURM),
 # one on the CPU, so that as many trainings run side by side as there are cores: there (with
-# OMP_WAIT_POLICY=PASSIVE, common.smk) two trainings side by side on one thread each finished
+# OMP_WAIT_POLICY=PASSIVE, job_environment) two trainings side by side on one thread each finished
 # 1.7x (64 px) to 2.2x (16 px) sooner than one after the other on both cores
 # (benchmarks/cpu_training_threads.py, 2 cores).
 GPU_TRAIN_THREADS = 8
+
+# The figures of each model of the study, of each ensemble, and of each published file (the
+# outputs of figures.smk's and reference.smk's rules; tests/test_plan.py reads them there).
+MODEL_FIGURES = ("fig1_examples", "fig2_histograms", "fig3_scatter", "domain")
+ENSEMBLE_FIGURES = ("fig3_scatter", "calibration", "risk_coverage", "domain")
+REFERENCE_FIGURES = ("fig2_histograms", "fig3_scatter")
+
+
+def job_environment(environ, src: str | None) -> dict:
+    """The variables to set in the workflow's process, inherited by every job's script (also on a
+    SLURM node, which re-reads common.smk): ``src`` (galmet's source folder, None for an installed
+    package) first on PYTHONPATH, and OMP_WAIT_POLICY=PASSIVE unless set. OpenMP threads that spin
+    while waiting steal the cores of the jobs beside them: with torch's default, a training step
+    next to another job ran 6x slower on 2 cores."""
+    out = {} if "OMP_WAIT_POLICY" in environ else {"OMP_WAIT_POLICY": "PASSIVE"}
+    path = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if src is not None and src not in path:
+        out["PYTHONPATH"] = os.pathsep.join([src, *path])
+    return out
+
+
+def bundled(path, root: Path | None):
+    """``path``, or the workflow's own file of that name: a relative path that is not in the
+    working directory but is in the workflow's folder ``root`` (resources/demo/...,
+    resources/reference/...) is taken from there, so the demo config runs from any --directory
+    and as a module of another workflow. Every other path is left as given: relative paths
+    resolve from the working directory, where results/ and the cutout cache are written."""
+    if not path or os.path.isabs(path) or os.path.exists(path) or root is None:
+        return path
+    own = Path(root) / path
+    return str(own) if own.exists() else path
+
+
+def resolve_bundled(config: dict, root: Path | None) -> None:
+    """The config's input paths through :func:`bundled`, in place (unchanged when they exist in
+    the working directory, as in a run in the repository: the rules' params stay the same)."""
+    cat, cut, split = config["catalog"], config["cutouts"], config["split"]
+    cat["path"] = bundled(cat.get("path"), root)
+    cat["mpajhu"] = {k: bundled(v, root) for k, v in (cat.get("mpajhu") or {}).items()}
+    cut["local_dir"] = bundled(cut.get("local_dir"), root)
+    split["force_test_ids"] = bundled(split.get("force_test_ids"), root)
 
 
 class Study:
@@ -50,6 +97,12 @@ class Study:
         self.train_gpu = gpu_jobs(config["train"]["device"], device_files)
         self.predict_gpu = gpu_jobs(config["predict"]["device"], device_files)
         self.train_threads = GPU_TRAIN_THREADS if self.train_gpu else 1
+        # PNG first (the report shows it), then the other configured formats
+        self.figure_formats = ["png", *(f for f in config["figures"]["formats"] if f != "png")]
+        cut = config["cutouts"]
+        # the cutout service (None for local images), its default base URL and layer filled in
+        self.cutout_provider = (None if cut["source"] == "local"
+                                else get_provider(cut["source"], layer=cut.get("layer"), base_url=cut.get("base_url")))
 
     # ---- models ----
 
@@ -77,6 +130,11 @@ class Study:
         models = self.models()
         members = [(t, m) for t, e in self.ensembles() for m in self.members(e)]
         return models + [tm for tm in dict.fromkeys(members) if tm not in models]
+
+    def summary_models(self) -> list[dict]:
+        """The models of the summary's and the report's table: :meth:`scored_models`, then the
+        ensembles, each ``{"target", "name"}``."""
+        return [{"target": t, "name": m} for t, m in self.scored_models() + self.ensembles()]
 
     # ---- image stores ----
 
@@ -126,3 +184,101 @@ class Study:
         out = {**{k: saliency[k] for k in EXPLAIN_KEYS}, "tta": self.config["predict"]["tta"]}
         out["layer"] = saliency_layer(self.arch, out["layer"])
         return out
+
+    def saliency_warning(self) -> str | None:
+        """What the workflow says of saliency.models it does not train (None when all are)."""
+        unknown = self.saliency_unknown()
+        if not unknown:
+            return None
+        return (f"saliency.models: {', '.join(unknown)} not among the models this config trains "
+                "(targets x resolutions x seeds, and the ensemble): no saliency maps for them")
+
+    def train_params(self, model: str) -> dict:
+        """Config ``train`` with the arch and seed of the single model ``model`` (from its name)."""
+        parts = parse_model_name(model)
+        return {**self.config["train"], "arch": parts["arch"], "seed": parts["seed"]}
+
+    # ---- figures: each a tuple of its path's parts under results/figures/, without the format ----
+
+    def figures(self) -> list[tuple[str, ...]]:
+        """Every figure of this run (Figures 1-6, calibration, risk-coverage, domain); the
+        published files' are :meth:`reference_figures`, Figure 7 :meth:`saliency_models`'."""
+        out = [(t, m, fig) for t, m in self.models() for fig in MODEL_FIGURES]
+        out += [(t, e, fig) for t, e in self.ensembles() for fig in ENSEMBLE_FIGURES]
+        out += [(t, "fig4_resolution") for t in self.targets]
+        return out + self.mzr_figures()
+
+    def mzr_figures(self) -> list[tuple[str, ...]]:
+        """Figures 5 (mass route) and 6 (MZR) of every model of :meth:`mzr_models`."""
+        return [fig for m in self.mzr_models() for fig in (("mass", m, "fig5_mass"), ("mzr", m, "fig6_mzr"))]
+
+    def reference_figures(self) -> list[tuple[str, str]]:
+        """``(published-<res>px, figure)`` of every configured published file."""
+        return [(f"published-{r}px", fig) for r in self.reference_resolutions for fig in REFERENCE_FIGURES]
+
+    def figure_files(self, stem: str) -> list[str]:
+        """Every file of the figure ``stem``: the PNG, then the other configured formats."""
+        return [f"{stem}.{fmt}" for fmt in self.figure_formats]
+
+    # ---- the published predictions (of REFERENCE_TARGET only) ----
+
+    def overlap_resolution(self, res: int) -> int:
+        """The published file a model at ``res`` px is compared with: the one at its resolution,
+        else the highest published one."""
+        return res if res in self.reference_resolutions else max(self.reference_resolutions)
+
+    def published_beside(self, target: str, res: int) -> bool:
+        """Whether Figure 3 of a model shows the published predictions beside its own: a
+        REFERENCE_TARGET model at a resolution the reference has."""
+        return target == REFERENCE_TARGET and res in self.reference_resolutions
+
+    # ---- the images: their service, the download jobs' resources, the keys that define them ----
+
+    def cutout_resources(self) -> dict[str, int]:
+        """The resources of a download job: cutout_jobs=1 for any service, <name>_jobs=1 for the
+        service downloading (each registered one declared, 0 for the others), so that
+        ``--resources skyserver_jobs=N`` caps the jobs of one service; all 0 for local images."""
+        source = self.config["cutouts"]["source"]
+        return {"cutout_jobs": int(self.cutout_provider is not None),
+                **{get_provider(name).resource: int(name == source) for name in PROVIDERS}}
+
+    def image_params(self, *keys: str) -> dict:
+        """The cutouts keys ``keys`` that define the images, for a rule's params (a change reruns
+        what it affects, nothing else): base_url resolved to the service's default, ``layer``
+        added for a service with layers, ``local_dir`` for local images (whose cutouts.json says
+        what they are). A SkyServer run's params hold no layer (SkyServer has none)."""
+        cut, provider = self.config["cutouts"], self.cutout_provider
+        out = {k: cut.get(k) for k in keys}
+        if "base_url" in out:
+            out["base_url"] = provider.base_url if provider else None
+        if provider is not None and provider.layers:
+            out["layer"] = provider.layer
+        if provider is None:
+            out["local_dir"] = cut.get("local_dir")
+        return out
+
+    def cutout_cache_dir(self) -> str | None:
+        """Where ``<objID>.jpg`` are looked for when neither an inference catalog nor
+        infer.images_dir says: the local folder, or the download service's cache."""
+        from galmet.cutouts.download import config_cache_dir
+
+        cut = self.config["cutouts"]
+        return cut.get("local_dir") if self.cutout_provider is None else str(config_cache_dir(cut))
+
+    def infer_input(self, key: str) -> str:
+        """The path config ``infer.<key>`` names; ConfigError naming the key when it is unset."""
+        value = self.config["infer"].get(key)
+        if not value:
+            raise ConfigError(f"config key infer.{key} is not set: `snakemake infer` needs infer.model "
+                              "(a model.pt) and infer.catalog (CSV/Parquet with objID [, path])")
+        return value
+
+    def catalog_files(self) -> dict | None:
+        """The files the catalog is built from (editing one reruns the cleaning); None for the
+        SkyServer search, whose table the workflow writes itself."""
+        cat = self.config["catalog"]
+        if cat["source"] == "table":
+            return {"table": cat["path"]}
+        if cat["source"] == "mpajhu-fits":
+            return {k: v for k, v in cat["mpajhu"].items() if v}
+        return None
