@@ -33,6 +33,9 @@ lint: $(STAMP)
 docs: $(STAMP)   # the documentation site, warnings as errors: docs/_build/html/index.html
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
+report: $(STAMP)   # the HTML report of the last run: results/report.html
+	$(BIN)/snakemake --cores 1 --report results/report.html
+
 dag: $(STAMP)
 	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
 

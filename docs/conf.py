@@ -24,10 +24,12 @@ author = "The galmet developers"
 copyright = "The galmet developers, MIT licence"  # noqa: A001
 release = version = __version__
 
-extensions = ["myst_parser", "sphinx.ext.autodoc", "galmet_docs"]
-source_suffix = {".md": "markdown"}
+# myst_nb: the Markdown pages (it includes myst_parser) and the tutorial notebook, shown as
+# committed (without outputs: tests/test_tutorial.py runs it; building the site runs nothing).
+extensions = ["myst_nb", "sphinx.ext.autodoc", "galmet_docs"]
+nb_execution_mode = "off"
 root_doc = "index"
-exclude_patterns = ["_build", "README.md", "*.ipynb", "**/.ipynb_checkpoints"]
+exclude_patterns = ["_build", "README.md", "**/.ipynb_checkpoints", "tutorial-run.ipynb"]
 
 myst_heading_anchors = 3  # [text](page.md#a-heading) links
 myst_enable_extensions = ["colon_fence"]
@@ -42,3 +44,11 @@ highlight_language = "text"
 
 html_theme = "furo"
 html_title = f"galmet {release}"
+
+
+def setup(app):
+    """A Snakefile is Python with Snakemake's directives: ```snakemake blocks (GitHub's name for
+    the language) are highlighted as Python; tests/test_docs_blocks.py dry-runs them."""
+    from pygments.lexers.python import PythonLexer
+
+    app.add_lexer("snakemake", PythonLexer)

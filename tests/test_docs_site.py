@@ -19,7 +19,7 @@ sys.path.insert(0, str(DOCS / "_ext"))
 
 import galmet_docs  # noqa: E402
 
-MISSING = [m for m in ("sphinx", "myst_parser", "furo") if importlib.util.find_spec(m) is None]
+MISSING = [m for m in ("sphinx", "myst_nb", "furo") if importlib.util.find_spec(m) is None]
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,15 @@ def test_pages_moved_from_the_readme_are_on_the_site(site):
     assert "Mahalanobis" in page_text(site, "uncertainty-and-domain")
     assert "profiles/slurm/config.yaml" in page_text(site, "cluster")
     assert "docs/method.md, section N" in page_text(site, "method")
+
+
+def test_the_tutorial_is_on_the_site_as_committed(site):
+    """docs/tutorial.ipynb is a page of the site (in the toctree, linked from the index), its
+    code shown, nothing executed by the build (the notebook has no outputs)."""
+    text = page_text(site, "tutorial")
+    assert "galmet in a notebook" in text and "jupyter execute docs/tutorial.ipynb" in text
+    assert "load_model" in text and "domain_alpha" in text  # a code cell
+    assert 'href="tutorial.html"' in (site / "index.html").read_text()
 
 
 # ---- the generator, without Sphinx ----
