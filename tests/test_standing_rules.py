@@ -20,8 +20,8 @@ def _py(*dirs):
     return sorted(p for d in dirs for p in d.rglob("*.py"))
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+def _module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -300,3 +300,57 @@ def test_the_one_way_checkers_find_a_cli_import_and_a_private_name(tmp_path):
     (tmp_path / "m.py").write_text("from galmet.imaging import _channels_equal, read_image\n"
                                    "from galmet._version import __version__\n")
     assert private_imports([tmp_path / "m.py"]) == [f"{tmp_path / 'm.py'}:1 galmet.imaging._channels_equal"]
+
+
+def owner_table(text: str) -> str:
+    """The rows of DEVELOPING.md's owner table (section "Where a change goes")."""
+    section = text.split("\n## Where a change goes\n", 1)[1].split("\n## ", 1)[0]
+    return "\n".join(line for line in section.splitlines() if line.startswith("|"))
+
+
+def _top_level_names(path: Path) -> set[str]:
+    """Names a module defines at its top level (functions, classes, assignments, ``__all__``)."""
+    tree = ast.parse(path.read_text())
+    names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in node.targets):
+            names |= {e.value for e in node.value.elts if isinstance(e, ast.Constant)}
+    return names
+
+
+def unknown_references(text: str, package: Path = PACKAGE) -> list[str]:
+    """``galmet.<module>[.<name>]`` references of ``text`` whose module is not in ``package``
+    or whose name the module does not define at its top level."""
+    files = {_module_name(p, package): p for p in _py(package)}
+    modules = set(files) | {_module_name(p.parent / "__init__.py", package) for p in _py(package)}
+    bad = []
+    for ref in sorted(set(re.findall(r"\bgalmet(?:\.\w+)+", text))):
+        parts = ref.split(".")
+        module = next(".".join(parts[:i]) for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in modules)
+        rest = parts[len(module.split(".")):]
+        defined = _top_level_names(files[module]) if module in files else set()
+        if rest and rest[0] not in defined:
+            bad.append(ref)
+    return bad
+
+
+def test_every_module_has_an_owner_row_and_every_reference_exists():
+    """DEVELOPING.md's owner table names every module of src/galmet and its subpackages (as
+    `galmet.<module>`), and every `galmet.<module>[.<name>]` DEVELOPING.md names exists."""
+    text = (ROOT / "DEVELOPING.md").read_text()
+    table = owner_table(text)
+    named = set(re.findall(r"\bgalmet(?:\.\w+)+", table))
+    modules = sorted({_module_name(p) for p in _py(PACKAGE)} - {"galmet", "galmet.cli.__main__"})
+    unowned = [m for m in modules if not any(n == m or n.startswith(m + ".") for n in named)]
+    assert unowned == [], f"modules without a row in DEVELOPING.md's owner table: {unowned}"
+    assert unknown_references(text) == []
+
+
+def test_the_owner_check_finds_a_missing_module_and_a_missing_name(tmp_path):
+    (tmp_path / "galmet").mkdir()
+    (tmp_path / "galmet" / "__init__.py").write_text("")
+    (tmp_path / "galmet" / "plan.py").write_text("class Study:\n    pass\n\nEXPLAIN_KEYS = ()\n")
+    text = "`galmet.plan.Study`, `galmet.plan.EXPLAIN_KEYS`, `galmet.provenance`, `galmet.plan.nothing`"
+    assert unknown_references(text, tmp_path / "galmet") == ["galmet.plan.nothing", "galmet.provenance"]

@@ -5,7 +5,7 @@ cutouts rule and of ``galmet download-cutouts``, :mod:`galmet.cli.download_cutou
 
 Cache layout: one directory per provider, layer and geometry, never shared:
 named by the provider (:meth:`galmet.cutouts.base.Provider.cache_name`):
-``<cache_root>/<scale>-<W>x<H>/`` for SkyServer (the layout of the first caches, kept) and
+``<cache_root>/<scale>-<W>x<H>/`` for SkyServer (no provider name: existing caches stay valid) and
 ``<cache_root>/<provider>[-<layer>]-<scale>-<W>x<H>/`` for the others (e.g.
 ``legacysurvey-ls-dr10-grz-adaptive-128x128``); ``<scale>`` is ``adaptive`` or the fixed
 arcsec/px, e.g. ``0.117``. Each holds ``<objID>.jpg`` and ``cutouts.json``, the manifest of what

@@ -4,9 +4,10 @@ catalog code (:func:`galmet.catalog.query_skyserver`).
 ImgCutout: ``GET <base_url>/ImgCutout/getjpeg?ra=&dec=&scale=&width=&height=`` returns the
 'irg' colour composite (i, r, g as R, G, B) at ``scale`` arcsec per pixel, 64 to 2048 px a
 side. Its requests, retries, validation and failure reasons are those of every provider
-(:mod:`galmet.cutouts.base`); a uniform image (``blank``) stays a transient failure here, retried
-as before. Its cache keeps the layout it had before there were several providers,
-``<cache_root>/<scale>-<W>x<H>/``.
+(:mod:`galmet.cutouts.base`); a uniform image (``blank``) is a transient failure here, retried
+as the other transient reasons are. Its cache is ``<cache_root>/<scale>-<W>x<H>/``, without the provider's name that
+the other providers' caches start with (:meth:`SkyServer.cache_name`), so that existing SkyServer
+caches stay valid.
 """
 
 from __future__ import annotations
@@ -65,4 +66,4 @@ class SkyServer(Provider):
         return f"DR{m.group(1)}" if m else None
 
     def cache_name(self, scale_text: str, width: int, height: int) -> str:
-        return f"{scale_text}-{int(width)}x{int(height)}"  # the layout of the first caches
+        return f"{scale_text}-{int(width)}x{int(height)}"  # no provider name: existing caches stay valid
