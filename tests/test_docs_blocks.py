@@ -80,7 +80,6 @@ def run_console(example) -> None:
 def check_yaml(example) -> None:
     """The config file of the block, written into the workspace and validated."""
     from galmet.config import EXPERIMENT_KEYS, load_config
-    from galmet.dag import merged_config
 
     name = re.match(r"#\s*(\S+\.yaml)", example.parsed)
     assert name, "a config block starts with `# <file>.yaml`: the file it is"
@@ -91,7 +90,7 @@ def check_yaml(example) -> None:
     else:  # a layer, over the config the page's next command names before it
         base = re.search(rf"--configfile (\S+\.yaml) --configfile {re.escape(name[1])}", example.document.text)
         assert base, f"{name[1]} is a layer: the page names the config it is layered on"
-        merged_config([WORKSPACE / base[1], WORKSPACE / name[1]])
+        load_config([WORKSPACE / base[1], WORKSPACE / name[1]])
 
 
 def dry_run_snakefile(example) -> None:

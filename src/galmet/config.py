@@ -269,21 +269,32 @@ def check_inputs(config: dict) -> None:
             f"({', '.join(map(str, columns))}); drop it from targets or use a catalog that has it")
 
 
-def load_config(source: str | os.PathLike | dict) -> dict:
-    """Load a YAML file (or take a dict), validate it and fill defaults."""
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base`` key by key (nested mappings too), as Snakemake merges config files."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(source) -> dict:
+    """Load a YAML file (or take a dict), validate it and fill defaults. A list of files is merged
+    in order first, as ``snakemake --configfile a.yaml b.yaml`` merges them; errors name the files."""
     if isinstance(source, dict):
         return validate_config(copy.deepcopy(source))
-    path = Path(source)
-    try:
-        config = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    paths = [Path(p) for p in source] if isinstance(source, (list, tuple)) else [Path(source)]
+    config = {}
+    for path in paths:
+        try:
+            config = _merge(config, yaml.safe_load(path.read_text()) or {})
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     try:
         return validate_config(config)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{', '.join(map(str, paths))}: {exc}") from None
 
 
 def gpu_visible(device_files=GPU_DEVICE_FILES) -> bool:

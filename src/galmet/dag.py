@@ -28,7 +28,7 @@ from galmet.names import parse_model_name
 from galmet.plan import Study
 
 __all__ = ["Job", "DryRun", "DryRunError", "FIGURE_RULES", "SHARD_RULES", "GALMET_ROOT", "snakefile",
-           "config_files", "merged_config", "dry_run", "parse_dry_run", "experiments", "shard_jobs"]
+           "config_files", "dry_run", "parse_dry_run", "experiments", "shard_jobs"]
 
 #: the folder of galmet's workflow (Snakefile, workflow/, resources/) when galmet runs from its source tree.
 GALMET_ROOT = Path(__file__).resolve().parents[2]
@@ -105,30 +105,6 @@ def config_files(configfiles=(), directory=None, cwd=None) -> list[Path]:
     return [own]
 
 
-def _merge(base: dict, over: dict) -> dict:
-    """``over`` merged into ``base`` key by key (nested mappings too), as Snakemake merges config files."""
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def merged_config(paths) -> dict:
-    """The validated config of ``paths`` merged in order (ConfigError naming the files)."""
-    import yaml
-
-    merged = {}
-    for p in paths:
-        try:
-            merged = _merge(merged, yaml.safe_load(Path(p).read_text()) or {})
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
-    try:
-        return load_config(merged)
-    except ConfigError as exc:
-        raise ConfigError(f"{', '.join(map(str, paths))}: {exc}") from None
-
-
 def _link_inputs(config: dict, cwd: Path, work: Path) -> None:
     """Symlink into ``work`` the config's relative input paths that exist in ``cwd`` (a user's
     catalog table or cutouts folder), so that the dry run in an empty folder finds them as the
@@ -148,7 +124,7 @@ def dry_run(configfiles=(), directory=None, cwd=None, timeout=300) -> DryRun:
     the run). ConfigError for a bad config, DryRunError when Snakemake fails (its message)."""
     cwd = Path(cwd or os.getcwd())
     paths = config_files(configfiles, directory, cwd)
-    config = merged_config(paths)
+    config = load_config(list(paths))  # merged in order, as snakemake merges them
     with tempfile.TemporaryDirectory(prefix="galmet-plan-") as tmp:
         work = cwd / directory if directory else Path(tmp)
         if directory and not work.is_dir():
