@@ -8,6 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from galmet.reproducible import set_environment
+
+# CPU trainings run in the reproducible mode by default (train.reproducible: auto), which fixes the
+# kernels torch and MKL choose at their first computation: set before any test module imports torch.
+set_environment()
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "resources" / "demo"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -36,7 +36,8 @@ log = logging.getLogger("galmet.ensemble")
 __all__ = ["EnsembleError", "SHARED", "combine", "calibrate"]
 
 #: meta keys every member must share (one network input and output for all of them).
-SHARED = ("arch", "head", "pretrained", "resolution", "normalisation", "target", "target_units", "images")
+SHARED = ("arch", "head", "pretrained", "resolution", "normalisation", "target", "target_units", "images",
+          "reproducible")
 #: per-member meta kept in the ensemble's ``members`` list.
 MEMBER_KEYS = ("seed", "kept_epoch", "epochs", "n_train", "n_valid", "valid_rmse", "valid_rmse_tta",
                "fingerprint", "train_params")

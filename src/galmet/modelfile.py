@@ -19,7 +19,10 @@ Format
                         where unknown. Files written before the providers have ``service``
                         where ``provider`` is now (:func:`galmet.cutouts.manifest.normalise` reads both).
     and what training adds: ``seed``, ``train_params``, ``n_train``, ``n_valid``, ``epochs``,
-    ``kept_epoch``, ``valid_rmse``, ``valid_rmse_tta``, versions and hashes.
+    ``kept_epoch``, ``valid_rmse``, ``valid_rmse_tta``, versions and hashes, and ``reproducible``:
+    the kernels it ran with (:func:`galmet.reproducible.state`: ``enabled``, ``cpu_capability``,
+    ``mkldnn``, ``nnpack``, ``mkl_cbwr``, ``deterministic``, ``threads``); :func:`load` applies
+    the mode again to a model trained with it, so that its predictions are the same everywhere.
 
 An ensemble (``kind: ensemble``, built by :mod:`galmet.ensemble`) holds its members' weights in
 one file: ``state_dict`` of a :class:`galmet.model.Ensemble` (keys ``members.<i>.…``); ``meta``
@@ -113,6 +116,11 @@ def load(path, device="cpu"):
     obj = _read(path)
     meta = obj["meta"]
     head = meta["head"]
+    dev = resolve_device(device)
+    if (meta.get("reproducible") or {}).get("enabled"):  # before the network is built: the kernels it runs
+        from galmet.reproducible import apply
+
+        apply(True, dev.type, threads=None, strict=False)
 
     def network():
         return build_model(meta["arch"], "none", hidden=int(head["hidden"]), dropout=tuple(head["dropout"]))
@@ -122,7 +130,6 @@ def load(path, device="cpu"):
         model.load_state_dict(obj["state_dict"])
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: weights do not fit a {meta['arch']} with this head ({exc})") from None
-    dev = resolve_device(device)
     model.to(dev).eval()
     if dev.type == "cuda":
         model.to(memory_format=torch.channels_last)

@@ -67,6 +67,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from galmet import reproducible
 from galmet._version import __version__
 from galmet.augment import d4_per_sample
 from galmet.config import section
@@ -352,6 +353,7 @@ class _Run:
     batch_size: int
     schedule: list
     fingerprint: str
+    reproducible: dict
 
 
 @dataclass
@@ -388,11 +390,12 @@ def setup(x_train, y_train, x_valid, y_valid, params: dict, meta: dict, device) 
     the epoch plan."""
     seed = int(meta.get("seed", 0))
     dev = resolve_device(device if device not in (None, "auto") else params["device"])
-    if int(params["num_threads"]) > 0:
-        torch.set_num_threads(int(params["num_threads"]))
+    # before anything computes: torch and MKL choose their kernels at their first computation
+    mode = reproducible.wanted(params["reproducible"], dev.type)
+    repro = reproducible.apply(mode, dev.type, int(params["num_threads"]))
     amp = dev.type == "cuda" and params["precision"] in ("auto", "bf16")
     if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not mode  # autotuning picks algorithms by their timings
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if params["normalisation"] == "imagenet":
@@ -420,6 +423,7 @@ def setup(x_train, y_train, x_valid, y_valid, params: dict, meta: dict, device) 
         y_train=torch.as_tensor(y_train, device=dev), y_valid=y_valid, batch_size=batch_size,
         schedule=plan(params, math.ceil(len(x_train) / batch_size)),
         fingerprint=_fingerprint(params, meta, x_train, y_train, x_valid, y_valid, seed),
+        reproducible=repro,
     )
 
 
@@ -561,6 +565,7 @@ def model_meta(run: _Run, progress: _Progress, meta: dict, kept_epoch: int, n_tr
         "tta": int(meta.get("tta", 8)),
         "galmet_version": __version__,
         "torch_version": str(torch.__version__),
+        "reproducible": run.reproducible,
         "seed": run.seed,
         "train_params": p,
         "n_train": int(n_train),
