@@ -103,6 +103,7 @@ def apply(enabled: bool, device: str = "cpu", threads: int | None = 0, strict: b
             torch.backends.mkldnn.enabled = True
             torch.backends.nnpack.set_flags(True)
             torch.use_deterministic_algorithms(False)
+            torch.backends.cudnn.deterministic = False
             _applied = False
         if threads:
             torch.set_num_threads(int(threads))
@@ -124,10 +125,9 @@ def apply(enabled: bool, device: str = "cpu", threads: int | None = 0, strict: b
         message = (f"the reproducible mode could not be set: {'; '.join(problems)}. Torch or MKL computed "
                    "something in this process before galmet could choose their kernels: start Python with "
                    f"{' '.join(f'{k}={v}' for k, v in ENV.items())} in the environment (or call "
-                   "galmet.reproducible.set_environment() before anything uses torch), or set "
-                   "train.reproducible: false")
+                   "galmet.reproducible.set_environment() before anything uses torch)")
         if strict:
-            raise ReproducibilityError(message)
+            raise ReproducibilityError(f"{message}, or set train.reproducible: false")
         log.warning("%s; predictions may differ in their last digits from another machine's", message)
     return current
 
