@@ -31,10 +31,11 @@ What the mode fixes
 
 On a GPU
     Nothing makes two GPU models, or two CUDA/cuDNN versions, agree to the bit. On CUDA the mode
-    makes a run repeatable on the same GPU and software: cuDNN's deterministic algorithms without
+    asks for a run repeatable on the same GPU and software (not checked: the mode was made
+    without a GPU): cuDNN's deterministic algorithms without
     autotuning (``cudnn.benchmark`` off), deterministic PyTorch algorithms (cuBLAS with
     ``CUBLAS_WORKSPACE_CONFIG=:4096:8``), TF32 left as the run sets it, bf16 autocast as
-    ``train.precision`` says (docs/workflow.md, "Reproducibility").
+    ``train.precision`` says (docs/quickstart.md, "The same numbers on every machine").
 
 This module imports torch only inside its functions: :func:`environment` can run before it.
 """
@@ -51,8 +52,9 @@ log = logging.getLogger("galmet.reproducible")
 ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
 #: what ``torch.backends.cpu.get_cpu_capability()`` says under ``ENV``.
 CAPABILITY = "DEFAULT"
-#: MKL's code for the ``COMPATIBLE`` branch (``mkl_cbwr_get(MKL_CBWR_BRANCH)``; ``mkl_cbwr.h``).
-_MKL_BRANCHES = {1: "OFF", 2: "AUTO", 3: "COMPATIBLE"}
+#: MKL's branch codes (``mkl_cbwr_get(MKL_CBWR_BRANCH)``, MKL's ``mkl_cbwr.h``).
+_MKL_BRANCHES = {1: "OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1", 8: "SSE4_2", 9: "AVX",
+                 10: "AVX2", 12: "AVX512"}
 #: cuBLAS's workspace setting for deterministic results (PyTorch's reproducibility notes).
 CUBLAS_WORKSPACE = ":4096:8"
 #: whether :func:`apply` turned the mode on in this process (and has flags to undo).
