@@ -158,3 +158,26 @@ def test_mode_refuses_once_torch_chose_other_kernels(tmp_path):
     assert p.returncode == 3, p.stderr[-2000:]
     assert "torch runs its AVX2 kernels, not DEFAULT" in p.stdout
     assert "ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE" in p.stdout and "train.reproducible: false" in p.stdout
+
+
+def test_ensemble_predicts_in_the_mode_only_when_every_member_was_trained_in_it():
+    """Members trained on two machines with the mode off ran different kernels: they still join,
+    and the ensemble does not claim the mode; members all trained in it keep it."""
+    from galmet.ensemble import combine
+
+    on = {"enabled": True, "cpu_capability": "DEFAULT", "mkldnn": False, "nnpack": False, "mkl_cbwr": "COMPATIBLE",
+          "deterministic": True, "threads": 1}
+    shared = {"arch": "resnet18", "head": {"hidden": 0, "dropout": [0, 0]}, "resolution": 16, "target": "oh_p50"}
+
+    def member(seed, mode):
+        return torch.nn.Linear(1, 1), {**shared, "seed": seed, "reproducible": mode}
+
+    _, meta = combine([member(0, on), member(1, on)], ["a", "b"])
+    assert meta["reproducible"] == on and [m["reproducible"] for m in meta["members"]] == [on, on]
+    avx2 = {"enabled": False, "cpu_capability": "AVX2", "mkldnn": True}
+    avx512 = {"enabled": False, "cpu_capability": "AVX512", "mkldnn": True}
+    _, meta = combine([member(0, avx2), member(1, avx512)], ["a", "b"])
+    assert meta["reproducible"] == {"enabled": False}
+    assert [m["reproducible"]["cpu_capability"] for m in meta["members"]] == ["AVX2", "AVX512"]
+    _, meta = combine([member(0, on), member(1, avx2)], ["a", "b"])
+    assert meta["reproducible"] == {"enabled": False}

@@ -36,10 +36,9 @@ log = logging.getLogger("galmet.ensemble")
 __all__ = ["EnsembleError", "SHARED", "combine", "calibrate"]
 
 #: meta keys every member must share (one network input and output for all of them).
-SHARED = ("arch", "head", "pretrained", "resolution", "normalisation", "target", "target_units", "images",
-          "reproducible")
+SHARED = ("arch", "head", "pretrained", "resolution", "normalisation", "target", "target_units", "images")
 #: per-member meta kept in the ensemble's ``members`` list.
-MEMBER_KEYS = ("seed", "kept_epoch", "epochs", "n_train", "n_valid", "valid_rmse", "valid_rmse_tta",
+MEMBER_KEYS = ("seed", "kept_epoch", "epochs", "n_train", "n_valid", "valid_rmse", "valid_rmse_tta", "reproducible",
                "fingerprint", "train_params")
 SPREAD = "standard deviation over members x TTA views"
 
@@ -68,6 +67,10 @@ def combine(members, names) -> tuple:
                     "the members of an ensemble must share target, resolution, architecture and input "
                     "normalisation (train them with the same config, different seeds)")
     meta = {k: first.get(k) for k in SHARED}
+    # members trained on different machines may have run different kernels (the mode off): the
+    # ensemble predicts in the reproducible mode only when every member was trained in it.
+    modes = [(m.get("reproducible") or {}) for _, m in members]
+    meta["reproducible"] = modes[0] if all(r.get("enabled") for r in modes) else {"enabled": False}
     meta.update(kind="ensemble", tta=first.get("tta", 8), members=[
         {"name": name, **{k: m.get(k) for k in MEMBER_KEYS if k in m}} for name, (_, m) in zip(names, members)])
     return Ensemble([model for model, _ in members]), meta
