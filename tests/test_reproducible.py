@@ -121,11 +121,54 @@ def test_model_file_records_the_mode(mode_run, tiny_data, tmp_path):
     off = read_meta(tmp_path / "model.pt")["reproducible"]
     assert off["enabled"] is False and off["mkldnn"] is True and off["nnpack"] is True and not off["deterministic"]
     assert not torch.are_deterministic_algorithms_enabled()
-    # loading a model trained in the mode applies it again, for its predictions
+    # loading a model trained in the mode applies it again, for its predictions (the workflow's evaluation)
     load(mode_run / "model.pt")
     assert not torch.backends.mkldnn.enabled and torch.are_deterministic_algorithms_enabled()
     reproducible.apply(False)
     assert torch.backends.mkldnn.enabled
+    # galmet predict, infer and the API: the fast kernels unless asked (predict.reproducible: auto)
+    import galmet
+
+    load(mode_run / "model.pt", reproducible=True)
+    galmet.load_model(mode_run / "model.pt")
+    assert torch.backends.mkldnn.enabled and not torch.are_deterministic_algorithms_enabled()
+    galmet.load_model(mode_run / "model.pt", reproducible=True)
+    assert not torch.backends.mkldnn.enabled
+    load(mode_run / "model.pt", reproducible=False)
+    assert torch.backends.mkldnn.enabled
+
+
+def test_prediction_follows_the_model_in_the_workflow_only():
+    """predict.reproducible: auto follows the model for the workflow's evaluation (None), and is the
+    fast kernels for galmet predict, infer and the API (False); true and false are what they say."""
+    assert reproducible.for_prediction("auto", evaluation=True) is None
+    assert reproducible.for_prediction("auto", evaluation=False) is False
+    assert reproducible.for_prediction(True, evaluation=False) is True
+    assert reproducible.for_prediction(False, evaluation=True) is False
+    with pytest.raises(ValueError, match="predict.reproducible is 'yes'"):
+        reproducible.for_prediction("yes", evaluation=True)
+
+
+def test_galmet_predict_takes_the_mode_when_asked(mode_run, tmp_path):
+    """`galmet predict --reproducible true` predicts in the mode, and its numbers are those of the
+    fast kernels to float32 rounding."""
+    from galmet.cli import main as galmet_main
+    from galmet.tables import read_table
+
+    images = ROOT / "resources" / "demo" / "images"
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in sorted(images.glob("*.jpg"))[:6]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    out = {}
+    for setting in ("true", "auto"):
+        dest = tmp_path / f"{setting}.csv"
+        assert galmet_main(["predict", "--model", str(mode_run / "model.pt"), "--images", str(folder),
+                            "--out", str(dest), "--reproducible", setting]) == 0
+        out[setting] = read_table(dest)["prediction"].to_numpy()
+        assert torch.backends.mkldnn.enabled == (setting == "auto")
+    np.testing.assert_allclose(out["true"], out["auto"], atol=1e-5)
+    reproducible.apply(False)
 
 
 def test_auto_is_on_for_the_cpu_only():

@@ -101,16 +101,21 @@ log = logging.getLogger("galmet.api")
 ID_COLUMNS = ("objID", "path", "index")
 
 
-def load_model(path, device: str | None = None, domain_alpha: float | None = None) -> Model:
+def load_model(path, device: str | None = None, domain_alpha: float | None = None, reproducible=None) -> Model:
     """Open a model file (weights only, :func:`galmet.modelfile.load`) for :meth:`Model.predict`
     and :meth:`Model.explain`. ``device``: ``auto`` (CUDA if available), ``cpu`` or ``cuda``
     (default: the config's ``predict.device``); ``domain_alpha``: the level of ``in_domain``
-    (default: the config's ``predict.domain_alpha``). Raises
+    (default: the config's ``predict.domain_alpha``); ``reproducible``: True predicts in the
+    reproducible mode, bit-identical on every x86-64 CPU at about 6.5x the CPU time (default: the
+    config's ``predict.reproducible``, whose ``auto`` is the fast kernels here). Raises
     :class:`galmet.modelfile.ModelFileError` naming the file when it is not a galmet model."""
     from galmet.modelfile import load
+    from galmet.reproducible import for_prediction
 
     path = Path(path)
-    net, meta = load(path, default("predict.device") if device is None else device)
+    setting = default("predict.reproducible") if reproducible is None else reproducible
+    net, meta = load(path, default("predict.device") if device is None else device,
+                     reproducible=for_prediction(setting, evaluation=False))
     return Model(net, meta, path, domain_alpha=domain_alpha)
 
 

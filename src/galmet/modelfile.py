@@ -108,19 +108,24 @@ def read_meta(path) -> dict:
     return _read(path)["meta"]
 
 
-def load(path, device="cpu"):
+def load(path, device="cpu", reproducible: bool | None = None):
     """``(model in eval mode on device, meta)`` from a model file; an ensemble's model is a
-    :class:`galmet.model.Ensemble` (its output has one column per member)."""
+    :class:`galmet.model.Ensemble` (its output has one column per member).
+
+    ``reproducible``: predict in the reproducible mode (True), with the fast kernels (False), or as
+    the model was trained (None: the mode when its ``meta["reproducible"]`` says so), as
+    :func:`galmet.reproducible.for_prediction` resolves ``predict.reproducible``."""
     from galmet.model import Ensemble, build_model, resolve_device
+    from galmet.reproducible import apply
 
     obj = _read(path)
     meta = obj["meta"]
     head = meta["head"]
     dev = resolve_device(device)
-    if (meta.get("reproducible") or {}).get("enabled"):  # before the network is built: the kernels it runs
-        from galmet.reproducible import apply
-
-        apply(True, dev.type, threads=None, strict=False)
+    if reproducible is None:
+        reproducible = bool((meta.get("reproducible") or {}).get("enabled"))
+    # before the network is built: the kernels it runs (off undoes only what the mode set here)
+    apply(reproducible, dev.type, threads=None, strict=False)
 
     def network():
         return build_model(meta["arch"], "none", hidden=int(head["hidden"]), dropout=tuple(head["dropout"]))

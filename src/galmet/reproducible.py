@@ -75,6 +75,19 @@ def wanted(setting, device_type: str = "cpu") -> bool:
     raise ValueError(f"train.reproducible is {setting!r}: give auto, true or false")
 
 
+def for_prediction(setting, evaluation: bool) -> bool | None:
+    """What ``predict.reproducible`` (``auto``, true or false) asks of a prediction: True (the
+    mode), False (the fast kernels) or None (as the model was trained: the mode when its file says
+    so). ``auto`` is None for the workflow's own evaluation (``evaluation``: small labelled splits,
+    numbers that must agree everywhere) and False for galmet predict, infer and the API, where the
+    mode's ~6.5x cost of inference counts and float32 rounding (~1e-6 dex) is the difference."""
+    if setting == "auto":
+        return None if evaluation else False
+    if isinstance(setting, bool):
+        return setting
+    raise ValueError(f"predict.reproducible is {setting!r}: give auto, true or false")
+
+
 def environment() -> dict[str, str]:
     """The environment variables of the mode, to set before Python starts (or before torch runs)."""
     return dict(ENV)
@@ -190,5 +203,5 @@ def _problems(current: dict) -> list[str]:
     return out
 
 
-__all__ = ["ENV", "CAPABILITY", "ReproducibilityError", "wanted", "environment", "set_environment", "apply", "state",
-           "mkl_branch", "weights_sha256"]
+__all__ = ["ENV", "CAPABILITY", "ReproducibilityError", "wanted", "for_prediction", "environment", "set_environment",
+           "apply", "state", "mkl_branch", "weights_sha256"]

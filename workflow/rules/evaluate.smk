@@ -27,6 +27,7 @@ rule predict:
         batch_size=config["predict"]["batch_size"],
         chunk_size=config["predict"]["chunk_size"],
         device=config["predict"]["device"],
+        reproducible=config["predict"]["reproducible"],
         domain_alpha=config["predict"]["domain_alpha"],
         which="test",
     script:

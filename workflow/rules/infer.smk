@@ -60,6 +60,7 @@ rule infer_shard:
         batch_size=INFER["batch_size"],
         chunk_size=INFER["chunk_size"],
         device=INFER["device"],
+        reproducible=config["predict"]["reproducible"],
         allow_survey_mismatch=INFER["allow_survey_mismatch"],
         domain_alpha=config["predict"]["domain_alpha"],
         max_pixels=config["cutouts"]["max_pixels"],

@@ -35,6 +35,7 @@ rule saliency:
     params:
         settings=STUDY.explain_settings(),
         device=config["predict"]["device"],
+        reproducible=config["predict"]["reproducible"],
     script:
         "../scripts/saliency.py"
 

@@ -71,5 +71,6 @@ rule ensemble:
         batch_size=config["predict"]["batch_size"],
         chunk_size=config["predict"]["chunk_size"],
         device=config["predict"]["device"],
+        reproducible=config["predict"]["reproducible"],
     script:
         "../scripts/ensemble.py"

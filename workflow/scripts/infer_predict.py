@@ -5,11 +5,13 @@ import torch
 from galmet.infer import predict_shard
 from galmet.logs import setup_logging
 from galmet.modelfile import load
+from galmet.reproducible import for_prediction
 
 log = setup_logging(snakemake.log[0])
 params = snakemake.params
 torch.set_num_threads(max(1, snakemake.threads))
-model, meta = load(snakemake.input.model, device=params.device)
+model, meta = load(snakemake.input.model, device=params.device,
+                   reproducible=for_prediction(params.reproducible, evaluation=False))
 device = str(next(model.parameters()).device)
 stats = predict_shard(snakemake.input.shard, model, meta, snakemake.output.predictions,
                       skipped_path=snakemake.output.skipped, tta=params.tta, batch_size=params.batch_size,

@@ -6,12 +6,13 @@ from galmet.dataset import iter_split, split_members
 from galmet.logs import setup_logging
 from galmet.modelfile import load
 from galmet.predict import PredictionWriter, predict_columns
+from galmet.reproducible import for_prediction
 
 log = setup_logging(snakemake.log[0])
 inp, params, target = snakemake.input, snakemake.params, snakemake.wildcards.target
 torch.set_num_threads(max(1, snakemake.threads))
 
-model, meta = load(inp.model, device=params.device)
+model, meta = load(inp.model, device=params.device, reproducible=for_prediction(params.reproducible, evaluation=True))
 members = split_members(inp.catalog, inp.split, inp.index, target)
 with PredictionWriter(snakemake.output[0]) as writer:
     for part in iter_split(members, params.which, target, inp.index, inp.store, params.chunk_size):

@@ -8,13 +8,14 @@ from galmet.explain import ExplainSettings, explain, write_maps
 from galmet.io import write_json
 from galmet.logs import setup_logging
 from galmet.modelfile import load
+from galmet.reproducible import for_prediction
 from galmet.targets import get_target
 
 log = setup_logging(snakemake.log[0])
 inp, params, wc = snakemake.input, snakemake.params, snakemake.wildcards
 torch.set_num_threads(max(1, snakemake.threads))
 
-model, meta = load(inp.model, device=params.device)
+model, meta = load(inp.model, device=params.device, reproducible=for_prediction(params.reproducible, evaluation=True))
 test = load_split(split_members(inp.catalog, inp.split, inp.index, wc.target), "test", wc.target, inp.index, inp.store)
 settings = ExplainSettings(**params.settings)
 maps, preds, checks = explain(model, meta, test.x, settings, values=test.y, by="true",

@@ -31,8 +31,22 @@ def load_model(args):
     """``(model, meta)`` of ``--model`` on ``--device`` (:func:`galmet.modelfile.load`, weights only).
     Raises :class:`galmet.modelfile.ModelFileError` with the message for the user."""
     from galmet.modelfile import load
+    from galmet.reproducible import for_prediction
 
-    return load(args.model, args.device)
+    return load(args.model, args.device, reproducible=for_prediction(reproducible_setting(args.reproducible), False))
+
+
+def reproducible_option(p, setting) -> None:
+    """``--reproducible auto|true|false`` (config ``predict.reproducible``; default ``setting``)."""
+    p.add_argument("--reproducible", default=str(setting).lower(), choices=["auto", "true", "false"],
+                   help="true: predict in the reproducible mode, bit-identical on every x86-64 CPU at about 6.5x "
+                        "the CPU time; auto/false: the fast kernels, predictions that agree across CPUs to "
+                        f"float32 rounding (default {str(setting).lower()})")
+
+
+def reproducible_setting(value):
+    """The config value of a ``--reproducible`` answer (``auto``, True, False)."""
+    return {"true": True, "false": False}.get(str(value).lower(), value)
 
 
 def model_errors() -> tuple[type[Exception], ...]:

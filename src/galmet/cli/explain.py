@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from galmet.backbones import AUTO_LAYER, saliency_layers
-from galmet.cli.common import fail, load_model, model_errors, start_logging, write_skipped_log
+from galmet.cli.common import fail, load_model, model_errors, reproducible_option, start_logging, write_skipped_log
 from galmet.config import default, section
 from galmet.explain import METHODS, ExplainSettings, explain, overlay, write_maps
 from galmet.inputs import FolderSource
@@ -52,6 +52,7 @@ def cli_parser() -> argparse.ArgumentParser:
                    help=f"images per batch (default {d['batch_size']})")
     device = default("predict.device")
     p.add_argument("--device", default=device, help=f"auto (CUDA if available), cpu or cuda (default {device})")
+    reproducible_option(p, default("predict.reproducible"))
     p.add_argument("--domain-alpha", type=float, default=alpha, metavar="A",
                    help=f"images with domain_p < A (default {alpha}) are named in OUT/skipped.log as out of "
                         "the model's domain: their maps explain images unlike the training images")

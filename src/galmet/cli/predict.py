@@ -11,7 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from galmet.cli.common import fail, load_model, model_errors, start_logging, write_skipped_log
+from galmet.cli.common import fail, load_model, model_errors, reproducible_option, start_logging, write_skipped_log
 from galmet.config import default, section
 from galmet.predict import CSV_DECIMALS, predict_to_table, prepare
 
@@ -75,6 +75,7 @@ def cli_parser() -> argparse.ArgumentParser:
                    help=f"images read, predicted and written at a time (default {d['chunk_size']})")
     p.add_argument("--device", default=d["device"],
                    help=f"auto (CUDA if available), cpu or cuda (default {d['device']})")
+    reproducible_option(p, d["reproducible"])
     p.add_argument("--levels", type=float, nargs="+", default=(), metavar="L",
                    help="a calibrated ensemble's interval levels besides 0.68 and 0.95 (e.g. 0.9 adds p5, p95)")
     p.add_argument("--domain-alpha", type=float, default=d["domain_alpha"], metavar="A",
