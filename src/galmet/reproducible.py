@@ -80,7 +80,7 @@ def for_prediction(setting, evaluation: bool) -> bool | None:
     mode), False (the fast kernels) or None (as the model was trained: the mode when its file says
     so). ``auto`` is None for the workflow's own evaluation (``evaluation``: small labelled splits,
     numbers that must agree everywhere) and False for galmet predict, infer and the API, where the
-    mode's ~6.5x cost of inference counts and float32 rounding (~1e-6 dex) is the difference."""
+    mode's ~6.5x cost of inference counts and float32 rounding (a few 1e-6 dex) is the difference."""
     if setting == "auto":
         return None if evaluation else False
     if isinstance(setting, bool):
