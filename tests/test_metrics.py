@@ -200,3 +200,28 @@ def test_cli_evaluate_does_not_import_torch(tmp_path):
     run = subprocess.run([sys.executable, "-c", code, str(csv)], capture_output=True, text=True, check=True)
     assert run.stdout.strip().splitlines()[-1] == "False 0", run.stdout + run.stderr
 
+
+
+def test_mean_verdict_decides_by_two_standard_errors():
+    assert metrics.mean_verdict([0.1, 0.12, 0.11, 0.09], 0.3)["verdict"] == "passes"
+    assert metrics.mean_verdict([0.5, 0.52, 0.51, 0.49], 0.3)["verdict"] == "fails"
+    assert metrics.mean_verdict([0.5, 0.52, 0.51, 0.49], 0.3, passes_if="above")["verdict"] == "passes"
+    r = metrics.mean_verdict([0.0, 0.6, 0.2, float("nan")], 0.3)  # mean 0.267, std 0.306, sem 0.176
+    assert r["verdict"] == "inconclusive" and r["n"] == 3
+    assert r["n_needed"] == math.ceil((2 * r["std"] / (0.3 - r["mean"])) ** 2)
+    two = metrics.mean_verdict([0.0, 0.01], 0.3)  # no spread to go by: never decided
+    assert two["verdict"] == "inconclusive" and two["n_needed"] is None
+    assert metrics.mean_verdict([], 0.3)["verdict"] == "inconclusive"
+    with pytest.raises(ValueError, match="'below' or 'above'"):
+        metrics.mean_verdict([1.0, 2.0, 3.0], 0.0, passes_if="under")
+
+
+def test_difference_verdict_needs_the_difference_beyond_two_standard_errors():
+    rng = np.random.default_rng(0)
+    low, high = rng.normal(0.0, 1.0, 400), rng.normal(0.5, 1.0, 400)
+    assert metrics.difference_verdict(low, high)["verdict"] == "passes"
+    assert metrics.difference_verdict(high, low)["verdict"] == "fails"
+    r = metrics.difference_verdict(low[:20], high[:20])
+    if r["verdict"] == "inconclusive":  # 20 each rarely decide half a sigma: then the number that would
+        assert r["n_needed"] > 40
+    assert metrics.difference_verdict([1.0, 2.0], [3.0, 4.0, 5.0])["verdict"] == "inconclusive"

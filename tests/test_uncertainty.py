@@ -37,6 +37,13 @@ def test_scores_of_calibrated_intervals_reach_the_nominal_level():
     assert kstest(conformal.pit(y, mean, spread, scores), "uniform").pvalue > 1e-3
     # the spread ranks the errors: the confident half is better than all
     assert u["confident_half_better"] and u["rmse_confident_half"] < 0.8 * u["rmse_all"]
+    assert u["spread_ranks_errors"]["verdict"] == "passes"
+    # ten of those galaxies cannot tell, and say how many would; a spread that ranks nothing is not
+    # called better because its confident half happened to be
+    few = uncertainty.score_intervals(y[:10], mean[:10], spread[:10], scores)["spread_ranks_errors"]
+    assert few["verdict"] == "inconclusive" and few["n"] == 10 and (few["n_needed"] is None or few["n_needed"] > 10)
+    shuffled = uncertainty.score_intervals(y, mean, np.random.default_rng(3).permutation(spread), scores)
+    assert shuffled["spread_ranks_errors"]["verdict"] == "inconclusive"
     rmse = [r["rmse"] for r in u["risk_coverage"]]
     assert [r["fraction"] for r in u["risk_coverage"]] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     assert rmse[0] < rmse[4] < rmse[-1]

@@ -79,6 +79,8 @@ Saliency maps::
     ['deletion', 'kind', 'layer']
     >>> bool(np.allclose(ex.predictions, model.predict(ex.images)["prediction"]))
     True
+    >>> [ex.verdicts[k].split(":")[0] for k in ("randomisation", "deletion")]  # two images decide nothing
+    ['inconclusive', 'inconclusive']
 """
 
 from __future__ import annotations
@@ -137,6 +139,15 @@ class Explanation:
     @property
     def predictions(self) -> np.ndarray:
         return np.asarray(self.table["prediction"], dtype=np.float64)
+
+    @property
+    def verdicts(self) -> dict[str, str]:
+        """Each sanity check's verdict in words, as ``galmet explain`` logs them: ``passes``,
+        ``FAILS`` or ``inconclusive`` with the number of images that would decide it
+        (:func:`galmet.captions.check_verdicts`)."""
+        from galmet.captions import check_verdicts
+
+        return check_verdicts(self.checks)
 
     def overlay(self, i: int, size: int = 256) -> np.ndarray:
         """Image ``i`` with its |map| over it (inferno, opaque where strong): ``size x size x 3`` uint8."""

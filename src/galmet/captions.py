@@ -188,36 +188,68 @@ def coverage_cell(u: dict) -> str:
 
 def check_verdicts(checks: dict) -> dict[str, str]:
     """Each sanity check of ``saliency_checks.json`` (galmet.explain) with its own verdict, in words:
-    ``randomisation`` (passes below the threshold), ``deletion`` (passes when deleting the most
-    salient pixels first changes the prediction more than random deletions by over two standard
-    errors, fails when less by as much, else inconclusive) and ``science`` (the central share); the
-    area in the unit of the checks' ``target`` (a metallicity model's without one)."""
+    ``randomisation`` (passes when the mean rank correlation is below the threshold by two standard
+    errors, fails when above by as much), ``deletion`` (passes when deleting the most salient pixels
+    first changes the prediction more than random deletions by two standard errors, fails when less
+    by as much), each else inconclusive with the number of galaxies that would decide it at the
+    observed spread, and ``science`` (the central share); the area in the unit of the checks'
+    ``target`` (a metallicity model's without one)."""
     r, d = checks.get("randomisation") or {}, checks.get("deletion") or {}
     unit = f" {_checks_unit(checks)}".rstrip()
     out = {}
-    rho = f"Spearman {fmt(r.get('spearman_mean'))} ± {fmt(r.get('spearman_std'))}, needs < {r.get('threshold', 0.3)}"
+    rho = (f"Spearman {fmt(r.get('spearman_mean'))} ± {fmt(r.get('spearman_std'))} over {r.get('n', 'n/a')} "
+           f"galaxies, needs < {r.get('threshold', 0.3)}")
+    verdict = _verdict_of(r)
     if r.get("spearman_mean") is None:
         out["randomisation"] = "not run (no map to compare)"
-    elif r.get("passes"):
+    elif verdict == "passes":
         out["randomisation"] = f"passes: the maps change when the weights are re-initialised ({rho})"
-    else:
+    elif verdict == "fails":
         out["randomisation"] = (f"FAILS: a re-initialised network ranks the pixels alike ({rho}): the maps show the "
                                 "architecture or the image, not what the model learnt")
+    else:
+        out["randomisation"] = (f"inconclusive: {r.get('n')} galaxies cannot tell whether a re-initialised network "
+                                f"ranks the pixels alike ({rho}, by two standard errors){_needed(r)}")
     area, sem = d.get("area_between_mean"), d.get("area_between_sem")
-    numbers = f"area between the curves {fmt(area, 4)} ± {fmt(sem, 4)}{unit}, mean ± standard error"
+    numbers = (f"area between the curves {fmt(area, 4)} ± {fmt(sem, 4)}{unit}, mean ± standard error over "
+               f"{d.get('n', 'n/a')} galaxies")
+    verdict = _verdict_of(d, area, sem)
     if area is None or sem is None:
         out["deletion"] = "not run"
-    elif area > 2 * sem:
+    elif verdict == "passes":
         out["deletion"] = (f"passes: deleting the most salient pixels first changed the prediction more than "
                            f"random deletions ({numbers})")
-    elif area < -2 * sem:
+    elif verdict == "fails":
         out["deletion"] = (f"FAILS: deleting the most salient pixels first changed the prediction less than random "
                            f"deletions ({numbers}): the maps do not point at what drives the prediction")
     else:
         out["deletion"] = (f"inconclusive: deleting the most salient pixels first changed the prediction no more "
-                           f"than random deletions, within two standard errors ({numbers})")
+                           f"than random deletions, within two standard errors ({numbers}){_needed(d)}")
     out["science"] = (checks.get("science") or {}).get("verdict", "n/a")
     return out
+
+
+def _verdict_of(check: dict, area=None, sem=None) -> str:
+    """A check's verdict; files written before checks had one: the rule they were judged by."""
+    if check.get("verdict"):
+        return check["verdict"]
+    if "passes" in check:  # randomisation, before verdicts: below the threshold passed
+        return "passes" if check["passes"] else "fails"
+    if area is None or sem is None:
+        return "inconclusive"
+    return "passes" if area > 2 * sem else "fails" if area < -2 * sem else "inconclusive"
+
+
+def _needed(check: dict) -> str:
+    """``"; about K galaxies would decide ..."`` for an inconclusive check that knows K."""
+    n_needed = check.get("n_needed")
+    if not n_needed:
+        return ": too few galaxies to judge their spread" if (check.get("n") or 0) < 3 else ""
+    if (check.get("n_images") or 0) >= n_needed:  # the images were there: check_max held them back
+        how = f"raise check_max (--check-max, explain.check_max) to {n_needed} or more"
+    else:
+        how = "run it on more images"
+    return f"; about {n_needed} galaxies would decide it at this spread: {how}"
 
 
 def _checks_unit(checks: dict) -> str:
@@ -241,7 +273,7 @@ def saliency_numbers(path) -> dict:
         "n": c.get("n", "n/a"), "n_checked": c.get("n_checked", "n/a"),
         "spearman": f"{fmt(r.get('spearman_mean'))} ± {fmt(r.get('spearman_std'))}",
         "spearman_signed": fmt(r.get("spearman_signed_mean")),
-        "passes": "passes" if r.get("passes") else "fails", "threshold": r.get("threshold", 0.3),
+        "passes": _verdict_of(r) if r else "n/a", "threshold": r.get("threshold", 0.3),
         "steps": d.get("steps", "n/a"), "random_orders": d.get("random_orders", "n/a"),
         "area": f"{fmt(d.get('area_between_mean'), 4)} ± {fmt(d.get('area_between_std'), 4)}",
         "area_sem": fmt(d.get("area_between_sem"), 4), "area_salient": fmt(d.get("area_salient_mean"), 4),

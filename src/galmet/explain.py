@@ -24,12 +24,16 @@ Checks (:func:`sanity_checks`, reported with every run)
 
 ``randomisation``  (Adebayo et al. 2018) per galaxy, the Spearman rank correlation between the
                    |maps| of the trained model and of the same architecture with every weight
-                   re-initialised; a mean below 0.3 is needed for the maps to depend on what the
-                   model learnt (reported either way).
+                   re-initialised; the maps depend on what the model learnt when the mean is below
+                   0.3 by two standard errors (``passes``), above it by as much ``fails``, else
+                   ``inconclusive`` with ``n_needed``, the galaxies that would decide at this
+                   spread (:func:`galmet.metrics.mean_verdict`).
 ``deletion``       pixels replaced by the border median in ``steps`` steps (5% each for 20), most
                    salient first, without TTA; the curve is |prediction - first prediction| (dex)
                    against the deleted fraction, beside the same for ``random_orders`` random
-                   orders. Figure of merit: the area between the two (dex), per galaxy.
+                   orders. Figure of merit: the area between the two (dex), per galaxy; its mean
+                   above zero by two standard errors ``passes``, below by as much ``fails``, else
+                   ``inconclusive`` with ``n_needed``.
 ``science``        the share of |map| within res/8 px of the centre (the central quarter of the
                    width) for the metal-poor third against the metal-rich third, with a
                    bootstrap interval of the difference and a plain verdict.
@@ -49,6 +53,7 @@ warning as ``galmet predict`` does).
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -60,6 +65,7 @@ from galmet.backbones import saliency_layer
 from galmet.config import default
 from galmet.imaging import bring_to_resolution
 from galmet.io import atomic_path
+from galmet.metrics import mean_verdict
 from galmet.model import members, normalisation_constants, resolve_device, to_input
 from galmet.predict import predict_images
 from galmet.targets import METALLICITY, get_target
@@ -220,9 +226,10 @@ def randomisation_check(model, meta: dict, x: np.ndarray, maps: np.ndarray, sett
     signed = rowwise_spearman(maps, random_maps)
     mean, std = _mean_std(rho)
     signed_mean, signed_std = _mean_std(signed)
+    test = mean_verdict(rho, SPEARMAN_PASS, passes_if="below")
     return {"spearman_mean": mean, "spearman_std": std, "spearman_signed_mean": signed_mean,
-            "spearman_signed_std": signed_std, "threshold": SPEARMAN_PASS,
-            "passes": bool(mean is not None and mean < SPEARMAN_PASS), "n": int(np.isfinite(rho).sum()),
+            "spearman_signed_std": signed_std, "threshold": SPEARMAN_PASS, "verdict": test["verdict"],
+            "passes": test["verdict"] == "passes", "n": test["n"], "sem": test["sem"], "n_needed": test["n_needed"],
             "maps": "magnitudes (spearman_*) and signed maps (spearman_signed_*)", "seed": settings.seed}
 
 
@@ -285,6 +292,7 @@ def deletion_summary(salient: np.ndarray, random: np.ndarray, steps: int) -> dic
     """The deletion test's numbers: mean curves and the area between them (dex), per galaxy."""
     area = np.trapezoid(salient - random.mean(axis=1), dx=1.0 / steps, axis=1)
     mean, std = _mean_std(area)
+    test = mean_verdict(area, 0.0, passes_if="above")
     return {
         "steps": int(steps), "random_orders": int(random.shape[1]), "n": int(len(area)),
         "fraction_deleted": [round(i / steps, 6) for i in range(steps + 1)],
@@ -295,6 +303,7 @@ def deletion_summary(salient: np.ndarray, random: np.ndarray, steps: int) -> dic
         "area_between_mean": mean, "area_between_std": std,
         "area_between_sem": None if std is None else std / np.sqrt(max(1, len(area))),
         "fraction_positive": float(np.mean(area > 0)) if len(area) else None,
+        "verdict": test["verdict"], "n_needed": test["n_needed"],
         "units": "dex x fraction of pixels deleted; |prediction - prediction of the intact image|",
     }
 
@@ -347,11 +356,23 @@ def _verdict(out: dict, min_group: int) -> str:
     if min(low["n"], high["n"]) < min_group:
         return f"cannot tell: too few galaxies per third (fewer than {min_group}); {nums}"
     if d["ci95"][0] <= 0 <= d["ci95"][1] or d["permutation_p"] >= 0.05:
+        need = _thirds_needed(out)
+        more = f"; about {need} galaxies a third would tell at this spread" if need else ""
         return (f"cannot tell at this sample size: {nums}; {diff}, permutation p = {d['permutation_p']:.2g} "
-                "(a difference needs an interval without zero and p < 0.05)")
+                f"(a difference needs an interval without zero and p < 0.05){more}")
     more = "more" if d["high_minus_low"] > 0 else "less"
     return (f"the {hw} third's saliency is {more} concentrated in the centre than the {lw} third's: {nums}; "
             f"{diff}, permutation p = {d['permutation_p']:.2g}")
+
+
+def _thirds_needed(out: dict) -> int | None:
+    """Galaxies per third that would make the observed difference of central shares two standard
+    errors from zero at the observed spreads (None for no difference)."""
+    low, high, diff = out["low_third"], out["high_third"], abs(out["difference"]["high_minus_low"])
+    var = low["share_std"] ** 2 + high["share_std"] ** 2
+    if not diff > 0 or not np.isfinite(var):
+        return None
+    return max(min(low["n"], high["n"]) + 1, math.ceil(2.0 ** 2 * var / diff ** 2))
 
 
 #: The words of a metallicity model's low and high ends (galmet.targets), the default labels.
@@ -404,6 +425,8 @@ def sanity_checks(model, meta: dict, x: np.ndarray, maps: np.ndarray, settings: 
     t0 = time.perf_counter()
     science = science_numbers(maps, values, by=by, labels=labels or target_words(meta), seed=settings.seed)
     seconds["science"] = time.perf_counter() - t0
+    for check in (randomisation, deletion):  # what an inconclusive check could still be run on
+        check["n_images"] = int(len(x))
     return {"n_checked": int(len(idx)), "randomisation": randomisation, "deletion": deletion, "science": science,
             "seconds": seconds}
 

@@ -39,6 +39,8 @@ __all__ = [
     "make_edges",
     "bin_index",
     "sampling_error",
+    "mean_verdict",
+    "difference_verdict",
     "evaluate_predictions",
     "frac_key",
     "evaluate_table",
@@ -115,6 +117,66 @@ def sampling_error(stat: str, value, n) -> float:
     if value is None or n is None or not np.isfinite(value) or not n > 0:
         return math.nan
     return float(value) * SAMPLING_FACTOR[stat] / math.sqrt(float(n))
+
+
+#: a sample decides a pass/fail question when its mean is this many standard errors from the threshold.
+DECIDING_SE = 2.0
+#: below this many values no verdict is given, whatever their spread.
+MIN_DECIDING_N = 3
+
+
+def mean_verdict(values, threshold: float = 0.0, passes_if: str = "below") -> dict:
+    """Whether the mean of per-galaxy ``values`` is on the passing side of ``threshold`` (``passes_if``
+    ``"below"`` or ``"above"``) by more than :data:`DECIDING_SE` standard errors (``passes``), on
+    the failing side by as much (``fails``), or neither (``inconclusive``: the sample cannot tell).
+
+    Returns ``verdict``, ``n`` (finite values), ``mean``, ``std``, ``sem``, ``threshold`` and
+    ``n_needed``: for an inconclusive sample, the number of galaxies that would decide it if the mean
+    and the spread stayed as they are, ``(DECIDING_SE * std / |mean - threshold|)^2`` rounded up
+    (None when the mean sits on the threshold or fewer than :data:`MIN_DECIDING_N` values give no
+    spread to go by). Galaxies are taken as independent, the mean as normal (the central limit).
+    """
+    if passes_if not in ("below", "above"):
+        raise ValueError(f"passes_if={passes_if!r}: give 'below' or 'above'")
+    v = _finite(values)
+    n = int(v.size)
+    out = {"verdict": "inconclusive", "n": n, "mean": None, "std": None, "sem": None, "threshold": float(threshold),
+           "passes_if": passes_if, "n_needed": None, "deciding_se": DECIDING_SE}
+    if n == 0:
+        return out
+    mean = float(v.mean())
+    std = float(v.std(ddof=1)) if n > 1 else 0.0
+    out.update(mean=mean, std=std, sem=std / math.sqrt(n))
+    if n < MIN_DECIDING_N:
+        return out
+    gap = mean - float(threshold)
+    if abs(gap) > DECIDING_SE * out["sem"]:
+        out["verdict"] = "passes" if (gap < 0) == (passes_if == "below") else "fails"
+    elif gap != 0:
+        out["n_needed"] = max(n + 1, math.ceil((DECIDING_SE * std / abs(gap)) ** 2))
+    return out
+
+
+def difference_verdict(a, b, passes_if: str = "below") -> dict:
+    """Whether the mean of ``a`` is below (``passes_if="below"``) or above the mean of ``b`` by more
+    than :data:`DECIDING_SE` standard errors of the difference (Welch: ``sqrt(var_a/n_a + var_b/n_b)``):
+    ``passes``, the other way by as much ``fails``, else ``inconclusive`` with ``n_needed``, the
+    galaxies in all (split as now) that would decide it at the observed means and spreads."""
+    if passes_if not in ("below", "above"):
+        raise ValueError(f"passes_if={passes_if!r}: give 'below' or 'above'")
+    a, b = _finite(a), _finite(b)
+    out = {"verdict": "inconclusive", "n": int(a.size + b.size), "difference": None, "se": None, "n_needed": None,
+           "passes_if": passes_if, "deciding_se": DECIDING_SE}
+    if min(a.size, b.size) < MIN_DECIDING_N:
+        return out
+    diff = float(a.mean() - b.mean())
+    se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    out.update(difference=diff, se=se)
+    if abs(diff) > DECIDING_SE * se:
+        out["verdict"] = "passes" if (diff < 0) == (passes_if == "below") else "fails"
+    elif diff != 0:
+        out["n_needed"] = max(out["n"] + 1, math.ceil(out["n"] * (DECIDING_SE * se / abs(diff)) ** 2))
+    return out
 
 
 def make_edges(values, bin_width: float) -> np.ndarray:

@@ -20,7 +20,9 @@ The workflow scores a calibrated ensemble's test predictions once (``results/unc
   aims at); ``undercovered_predicted`` names its bins (>= 5 galaxies) below the 68% band.
 - ``risk_coverage``: RMSE of the most confident fraction ``f`` of the galaxies (smallest spread
   first), ``f = 0.1 ... 1``; ``confident_half_better``: is the RMSE at ``f = 0.5`` lower than
-  at 1?
+  at 1? ``spread_ranks_errors``: whether that is more than the sample's chance, the squared errors
+  of the confident half below the other half's by two standard errors (``verdict`` passes, fails
+  or inconclusive, with ``n_needed``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from scipy.stats import binom
 
 from galmet.config import default
 from galmet.conformal import interval, max_level, pit
+from galmet.metrics import difference_verdict
 
 __all__ = ["LEVELS", "FRACTIONS", "binomial_band", "calibration_curve", "pit_histogram", "binned_coverage",
            "interval_rows", "binned_predicted", "risk_coverage", "score_intervals"]
@@ -165,4 +168,16 @@ def score_intervals(y, mean, spread, scores, bin_width: float = default("evaluat
         "rmse_confident_half": next(r["rmse"] for r in curve if r["fraction"] == 0.5),
     })
     out["confident_half_better"] = bool(out["rmse_confident_half"] < out["rmse_all"])
+    out["spread_ranks_errors"] = spread_ranks_errors(y, mean, spread)
     return out
+
+
+def spread_ranks_errors(y, mean, spread) -> dict:
+    """Whether the spread ranks the errors on this sample: the squared errors of the most confident
+    half (smallest spread) below those of the other half by two standard errors
+    (:func:`galmet.metrics.difference_verdict`: ``passes``; above by as much ``fails``; else
+    ``inconclusive`` with the number of galaxies that would decide it)."""
+    order = np.argsort(spread, kind="stable")
+    err2 = (np.asarray(mean)[order] - np.asarray(y)[order]) ** 2
+    half = len(err2) // 2
+    return difference_verdict(err2[:half], err2[half:], passes_if="below")
