@@ -36,6 +36,20 @@ def demo_images(demo_catalog) -> list[Path]:
     return [DEMO / "images" / f"{oid}.jpg" for oid in demo_catalog["objID"]]
 
 
+@pytest.fixture(scope="session")
+def tiny_data(demo_catalog):
+    """24 train and 8 validation real galaxies at 16 px: ``(x_train, y_train, x_valid, y_valid)``,
+    for the tiny trainings of the unit tests."""
+    import numpy as np
+
+    from galmet.imaging import block_average, read_image
+
+    ids = demo_catalog["objID"].to_numpy()[:32]
+    x = block_average(np.stack([read_image(DEMO / "images" / f"{i}.jpg") for i in ids]), 16)
+    y = demo_catalog["oh_p50"].to_numpy(np.float32)[:32]
+    return x[:24], y[:24], x[24:], y[24:]
+
+
 @pytest.fixture
 def sky(sample):
     """A fake SkyServer on 127.0.0.1 serving the module's ``sample`` (catalog, images)."""

@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from galmet import reproducible
-from galmet.imaging import block_average, read_image
 from galmet.modelfile import load, read_meta
 from galmet.train import train_model
 
@@ -52,15 +51,6 @@ state = torch.load({out!r} + "/model.pt", weights_only=True)
 print(json.dumps({{"sha256": reproducible.weights_sha256(state["state_dict"]),
                   "kernels": state["meta"]["reproducible"]}}))
 """
-
-
-@pytest.fixture(scope="module")
-def tiny_data(demo_catalog):
-    """24 train and 8 validation real galaxies at 16 px."""
-    ids = demo_catalog["objID"].to_numpy()[:32]
-    x = block_average(np.stack([read_image(ROOT / "resources/demo/images" / f"{i}.jpg") for i in ids]), 16)
-    y = demo_catalog["oh_p50"].to_numpy(np.float32)[:32]
-    return x[:24], y[:24], x[24:], y[24:]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import torchvision
 
 import galmet.train as gt
 from galmet.config import ConfigError, section
-from galmet.imaging import block_average, read_image
 from galmet.train import TrainingError, cosine_factors, plan, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,15 +25,6 @@ TINY = {
     "stage2": {"cycles": [1, 2], "lrs": [0.01, 0.02, 0.05]},
     "normalisation": "dataset", "num_threads": 1, "device": "cpu",
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_data(demo_catalog):
-    """24 train and 8 validation real galaxies at 16 px."""
-    ids = demo_catalog["objID"].to_numpy()[:32]
-    x = block_average(np.stack([read_image(ROOT / "resources/demo/images" / f"{i}.jpg") for i in ids]), 16)
-    y = demo_catalog["oh_p50"].to_numpy(np.float32)[:32]
-    return x[:24], y[:24], x[24:], y[24:]
 
 
 def _state(path) -> dict:
