@@ -122,16 +122,20 @@ def test_the_ensemble_is_calibrated_scored_and_predicts_like_the_workflow(tiny_r
     images.mkdir()
     for oid in preds["objID"]:
         shutil.copy(d / "images" / f"{oid}.jpg", images / f"{oid}.jpg")
-    out = tmp_path / "cli.parquet"
-    subprocess.run([sys.executable, "-m", "galmet.cli", "predict", "--model", str(d / ens["path"]),
-                    "--images", str(images), "--out", str(out)], check=True, capture_output=True)
-    cli = pd.read_parquet(out)
-    assert list(cli.columns) == ["objID", "prediction", "p2p5", "p16", "p84", "p97p5", "domain_p", "in_domain"]
-    both = cli.merge(preds, on="objID", suffixes=("", "_wf"))
-    assert len(both) == len(preds)
-    assert (both["in_domain"] == both["in_domain_wf"]).all()
-    for c in ("prediction", "p2p5", "p16", "p84", "p97p5", "domain_p"):
-        np.testing.assert_allclose(both[c], both[f"{c}_wf"], atol=1e-6, err_msg=c)
+    # the members were trained in the reproducible mode (CPU): the workflow predicts in it, galmet
+    # predict with the fast kernels unless --reproducible true (then to the workflow's digits)
+    for setting, atol in (("true", 1e-6), ("auto", 2e-5)):
+        out = tmp_path / f"cli-{setting}.parquet"
+        subprocess.run([sys.executable, "-m", "galmet.cli", "predict", "--model", str(d / ens["path"]),
+                        "--images", str(images), "--out", str(out), "--reproducible", setting],
+                       check=True, capture_output=True)
+        cli = pd.read_parquet(out)
+        assert list(cli.columns) == ["objID", "prediction", "p2p5", "p16", "p84", "p97p5", "domain_p", "in_domain"]
+        both = cli.merge(preds, on="objID", suffixes=("", "_wf"))
+        assert len(both) == len(preds)
+        assert (both["in_domain"] == both["in_domain_wf"]).all()
+        for c in ("prediction", "p2p5", "p16", "p84", "p97p5", "domain_p"):
+            np.testing.assert_allclose(both[c], both[f"{c}_wf"], atol=atol, err_msg=f"{c}, --reproducible {setting}")
 
 
 def test_predictions_cover_the_test_split(tiny_run):
