@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from galmet.io import read_json as _read_json
+from galmet.metrics import decide
 from galmet.names import parse_model_name
 from galmet.targets import get_target
 
@@ -237,7 +238,7 @@ def _verdict_of(check: dict, area=None, sem=None) -> str:
         return "passes" if check["passes"] else "fails"
     if area is None or sem is None:
         return "inconclusive"
-    return "passes" if area > 2 * sem else "fails" if area < -2 * sem else "inconclusive"
+    return decide(area, sem, "above")  # the rule mean_verdict applies
 
 
 def _needed(check: dict) -> str:

@@ -65,7 +65,7 @@ from galmet.backbones import saliency_layer
 from galmet.config import default
 from galmet.imaging import bring_to_resolution
 from galmet.io import atomic_path
-from galmet.metrics import mean_verdict
+from galmet.metrics import DECIDING_SE, mean_verdict
 from galmet.model import members, normalisation_constants, resolve_device, to_input
 from galmet.predict import predict_images
 from galmet.targets import METALLICITY, get_target
@@ -224,9 +224,9 @@ def randomisation_check(model, meta: dict, x: np.ndarray, maps: np.ndarray, sett
     random_maps = saliency_maps(randomised(model, settings.seed), meta, x, settings, device)
     rho = rowwise_spearman(np.abs(maps), np.abs(random_maps))
     signed = rowwise_spearman(maps, random_maps)
-    mean, std = _mean_std(rho)
+    test = mean_verdict(rho, SPEARMAN_PASS, passes_if="below")  # its mean and std are the check's
+    mean, std = test["mean"], test["std"]
     signed_mean, signed_std = _mean_std(signed)
-    test = mean_verdict(rho, SPEARMAN_PASS, passes_if="below")
     return {"spearman_mean": mean, "spearman_std": std, "spearman_signed_mean": signed_mean,
             "spearman_signed_std": signed_std, "threshold": SPEARMAN_PASS, "verdict": test["verdict"],
             "passes": test["verdict"] == "passes", "n": test["n"], "sem": test["sem"], "n_needed": test["n_needed"],
@@ -291,8 +291,8 @@ def deletion_curves(model, meta: dict, x: np.ndarray, maps: np.ndarray, settings
 def deletion_summary(salient: np.ndarray, random: np.ndarray, steps: int) -> dict:
     """The deletion test's numbers: mean curves and the area between them (dex), per galaxy."""
     area = np.trapezoid(salient - random.mean(axis=1), dx=1.0 / steps, axis=1)
-    mean, std = _mean_std(area)
     test = mean_verdict(area, 0.0, passes_if="above")
+    mean, std = test["mean"], test["std"]
     return {
         "steps": int(steps), "random_orders": int(random.shape[1]), "n": int(len(area)),
         "fraction_deleted": [round(i / steps, 6) for i in range(steps + 1)],
@@ -372,7 +372,7 @@ def _thirds_needed(out: dict) -> int | None:
     var = low["share_std"] ** 2 + high["share_std"] ** 2
     if not diff > 0 or not np.isfinite(var):
         return None
-    return max(min(low["n"], high["n"]) + 1, math.ceil(2.0 ** 2 * var / diff ** 2))
+    return max(min(low["n"], high["n"]) + 1, math.ceil(DECIDING_SE ** 2 * var / diff ** 2))
 
 
 #: The words of a metallicity model's low and high ends (galmet.targets), the default labels.

@@ -41,6 +41,7 @@ __all__ = [
     "sampling_error",
     "mean_verdict",
     "difference_verdict",
+    "decide",
     "evaluate_predictions",
     "frac_key",
     "evaluate_table",
@@ -125,6 +126,19 @@ DECIDING_SE = 2.0
 MIN_DECIDING_N = 3
 
 
+def _check_side(passes_if: str) -> None:
+    if passes_if not in ("below", "above"):
+        raise ValueError(f"passes_if={passes_if!r}: give 'below' or 'above'")
+
+
+def decide(gap: float, se: float, passes_if: str) -> str:
+    """``passes`` / ``fails`` when ``gap`` (value minus threshold) is over :data:`DECIDING_SE`
+    standard errors ``se`` on the passing / failing side, else ``inconclusive``."""
+    if abs(gap) > DECIDING_SE * se:
+        return "passes" if (gap < 0) == (passes_if == "below") else "fails"
+    return "inconclusive"
+
+
 def mean_verdict(values, threshold: float = 0.0, passes_if: str = "below") -> dict:
     """Whether the mean of per-galaxy ``values`` is on the passing side of ``threshold`` (``passes_if``
     ``"below"`` or ``"above"``) by more than :data:`DECIDING_SE` standard errors (``passes``), on
@@ -136,8 +150,7 @@ def mean_verdict(values, threshold: float = 0.0, passes_if: str = "below") -> di
     (None when the mean sits on the threshold or fewer than :data:`MIN_DECIDING_N` values give no
     spread to go by). Galaxies are taken as independent, the mean as normal (the central limit).
     """
-    if passes_if not in ("below", "above"):
-        raise ValueError(f"passes_if={passes_if!r}: give 'below' or 'above'")
+    _check_side(passes_if)
     v = _finite(values)
     n = int(v.size)
     out = {"verdict": "inconclusive", "n": n, "mean": None, "std": None, "sem": None, "threshold": float(threshold),
@@ -150,9 +163,8 @@ def mean_verdict(values, threshold: float = 0.0, passes_if: str = "below") -> di
     if n < MIN_DECIDING_N:
         return out
     gap = mean - float(threshold)
-    if abs(gap) > DECIDING_SE * out["sem"]:
-        out["verdict"] = "passes" if (gap < 0) == (passes_if == "below") else "fails"
-    elif gap != 0:
+    out["verdict"] = decide(gap, out["sem"], passes_if)
+    if out["verdict"] == "inconclusive" and gap != 0:
         out["n_needed"] = max(n + 1, math.ceil((DECIDING_SE * std / abs(gap)) ** 2))
     return out
 
@@ -162,8 +174,7 @@ def difference_verdict(a, b, passes_if: str = "below") -> dict:
     than :data:`DECIDING_SE` standard errors of the difference (Welch: ``sqrt(var_a/n_a + var_b/n_b)``):
     ``passes``, the other way by as much ``fails``, else ``inconclusive`` with ``n_needed``, the
     galaxies in all (split as now) that would decide it at the observed means and spreads."""
-    if passes_if not in ("below", "above"):
-        raise ValueError(f"passes_if={passes_if!r}: give 'below' or 'above'")
+    _check_side(passes_if)
     a, b = _finite(a), _finite(b)
     out = {"verdict": "inconclusive", "n": int(a.size + b.size), "difference": None, "se": None, "n_needed": None,
            "passes_if": passes_if, "deciding_se": DECIDING_SE}
@@ -172,9 +183,8 @@ def difference_verdict(a, b, passes_if: str = "below") -> dict:
     diff = float(a.mean() - b.mean())
     se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
     out.update(difference=diff, se=se)
-    if abs(diff) > DECIDING_SE * se:
-        out["verdict"] = "passes" if (diff < 0) == (passes_if == "below") else "fails"
-    elif diff != 0:
+    out["verdict"] = decide(diff, se, passes_if)
+    if out["verdict"] == "inconclusive" and diff != 0:
         out["n_needed"] = max(out["n"] + 1, math.ceil(out["n"] * (DECIDING_SE * se / abs(diff)) ** 2))
     return out
 
