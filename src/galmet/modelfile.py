@@ -22,7 +22,8 @@ Format
     ``kept_epoch``, ``valid_rmse``, ``valid_rmse_tta``, versions and hashes, and ``reproducible``:
     the kernels it ran with (:func:`galmet.reproducible.state`: ``enabled``, ``cpu_capability``,
     ``mkldnn``, ``nnpack``, ``mkl_cbwr``, ``deterministic``, ``threads``); :func:`load` applies
-    the mode again to a model trained with it, so that its predictions are the same everywhere.
+    the mode again to a model trained with it when ``predict.reproducible`` asks for it
+    (:func:`galmet.reproducible.for_prediction`), so that its predictions are the same everywhere.
 
 An ensemble (``kind: ensemble``, built by :mod:`galmet.ensemble`) holds its members' weights in
 one file: ``state_dict`` of a :class:`galmet.model.Ensemble` (keys ``members.<i>.…``); ``meta``
