@@ -92,7 +92,7 @@ def test_every_format_carries_units_and_provenance(model_path, image_dir, tmp_pa
     assert prov["images"]["bands"] == ["i", "r", "g"] and prov["images"]["survey"] == "SDSS"
     assert prov["calibration"] == {"method": "split conformal, score |y - mean| / spread", "split": "valid",
                                    "n": 40, "levels": [0.68, 0.9, 0.95]}
-    assert prov["tta"] == 8 and prov["domain_alpha"] == 0.01 and prov["date"].startswith("20")
+    assert prov["tta"] == 8 and prov["domain_alpha"] == 0.05 and prov["date"].startswith("20")  # the model's
     assert schema.field("p16").metadata[b"unit"] == b"dex"
     assert doc["columns"]["prediction"]["unit"] == "dex" and doc["columns"]["domain_p"]["unit"] == ""
 
@@ -110,7 +110,7 @@ def test_every_format_carries_units_and_provenance(model_path, image_dir, tmp_pa
         assert hdul[1].columns["objID"].format == "K"
     assert h["MODELSHA"] == sha and h["TARGET"] == "oh_p50" and h["SURVEY"] == "SDSS" and h["BANDS"] == "i,r,g"
     assert h["IMSIZE"] == "128x128" and h["CAL_N"] == 40 and h["LEVELS"] == "0.68,0.9,0.95" and h["TTA"] == 8
-    assert h["DOMALPHA"] == 0.01 and h["TUNIT2"] == "dex" and "interval" in h["TCOMM3"]
+    assert h["DOMALPHA"] == 0.05 and h["TUNIT2"] == "dex" and "interval" in h["TCOMM3"]
     with pytest.warns(u.UnitsWarning):  # dex is no FITS unit: astropy keeps the string
         t = Table.read(outs["fits"])
     assert str(t["p84"].unit) == "dex" and u.Unit(str(t["p84"].unit)) == u.dex

@@ -22,7 +22,9 @@ for paths named ``<objID>.jpg`` and for an array given ``ids=``, else ``path`` (
 file names) or ``index`` (the row of the array). Then ``prediction`` (the mean over the TTA views
 and an ensemble's members), a calibrated ensemble's interval bounds (``p2p5, p16, p84, p97p5``;
 ``levels=[0.9]`` adds ``p5, p95``) and, for a model with an applicability-domain block,
-``domain_p`` and ``in_domain`` (``domain_p >= domain_alpha``): the columns of ``galmet predict``.
+``domain_p`` and ``in_domain`` (``domain_p >= domain_alpha``, by default the alpha the model file
+records; an out-of-domain row keeps its prediction, its interval bounds are left empty and
+``meta["n_out_of_domain"]`` counts them): the columns of ``galmet predict``.
 
 An image the model cannot answer is skipped with the command line's reason (``too_small``,
 ``not_colour``, ``undecodable``, ``bad_objid`` for a folder's file not named ``<objID>.jpg``,
@@ -46,8 +48,19 @@ Example, with a calibrated ensemble (``model_path``) on a folder of the demo's c
     ['objID', 'prediction', 'p2p5', 'p5', 'p16', 'p84', 'p95', 'p97p5', 'domain_p', 'in_domain']
     >>> len(table) == len(list(DEMO_IMAGES.glob("*.jpg"))), str(table["prediction"].unit), str(table["p16"].unit)
     (True, 'dex', 'dex')
-    >>> bool(((table["p16"] <= table["prediction"]) & (table["prediction"] <= table["p84"])).all())
+    >>> inside = np.asarray(table["in_domain"])  # domain_p >= the model's own alpha
+    >>> bool(((table["p16"] <= table["prediction"]) & (table["prediction"] <= table["p84"]))[inside].all())
     True
+    >>> bool(np.isnan(np.asarray(table["p16"])[~inside]).all())  # out of the domain: no interval
+    True
+
+An image unlike the training images (here noise) is out of the domain at the model's own alpha: its
+row keeps the prediction and ``domain_p``, its interval bounds are empty, and the log says how many::
+
+    >>> noise = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    >>> out = model.predict(noise)
+    >>> bool(out["in_domain"][0]), bool(np.isnan(out["p16"][0])), out.meta["n_out_of_domain"]
+    (False, True, 1)
 
 The same images as arrays of another size, and as a pandas DataFrame::
 
@@ -93,8 +106,10 @@ import numpy as np
 
 from galmet._version import __version__
 from galmet.config import default
+from galmet.domain import default_alpha, smallest_alpha
 from galmet.inputs import log_skipped, open_source
 from galmet.predict import choose_tta, predict_rows, prepare
+from galmet.predict import domain_alpha as resolve_alpha
 from galmet.tables import column_info, file_sha256
 
 log = logging.getLogger("galmet.api")
@@ -107,7 +122,8 @@ def load_model(path, device: str | None = None, domain_alpha: float | None = Non
     """Open a model file (weights only, :func:`galmet.modelfile.load`) for :meth:`Model.predict`
     and :meth:`Model.explain`. ``device``: ``auto`` (CUDA if available), ``cpu`` or ``cuda``
     (default: the config's ``predict.device``); ``domain_alpha``: the level of ``in_domain``
-    (default: the config's ``predict.domain_alpha``); ``reproducible``: True predicts in the
+    (default: the one the model file records; one its calibration cannot reach raises
+    :class:`galmet.domain.DomainAlphaError` naming the smallest usable value); ``reproducible``: True predicts in the
     reproducible mode, bit-identical on every x86-64 CPU at about 6.5x the CPU time (default: the
     config's ``predict.reproducible``, whose ``auto`` is the fast kernels here). Raises
     :class:`galmet.modelfile.ModelFileError` naming the file when it is not a galmet model."""
@@ -161,7 +177,7 @@ class Model:
 
     def __init__(self, net, meta: dict, path, domain_alpha: float | None = None):
         self.net, self.meta, self.path = net, meta, Path(path)
-        self.domain_alpha = float(default("predict.domain_alpha") if domain_alpha is None else domain_alpha)
+        self.domain_alpha = resolve_alpha(meta, domain_alpha, option="domain_alpha=")
         self.sha256 = file_sha256(self.path)
         self.device = str(next(net.parameters()).device)
 
@@ -188,7 +204,8 @@ class Model:
                 "split": cal.get("split"), "n": int(cal["n"]), "tta": int(cal["tta"]),
                 "max_level": round(int(cal["n"]) / (int(cal["n"]) + 1), 4), "valid_rmse": cal.get("valid_rmse")},
             "domain": None if dom is None else {
-                "alpha": self.domain_alpha, "n": int(dom["n"]), "min_p": round(1 / (int(dom["n"]) + 1), 4)},
+                "alpha": self.domain_alpha, "model_alpha": default_alpha(dom), "n": int(dom["n"]),
+                "min_p": round(1 / (int(dom["n"]) + 1), 6), "smallest_alpha": smallest_alpha(int(dom["n"]))},
             "galmet_version": m.get("galmet_version"),  # that wrote the file; None where it is not recorded
             "loaded_with": __version__,
         }
@@ -216,6 +233,10 @@ class Model:
         columns = {source.id_name: np.concatenate([k for k, _, _ in parts]) if parts else np.empty(0),
                    **{n: np.concatenate([c[n] for _, c, _ in parts]) if parts else np.empty(0) for n in names}}
         extra = {"tta": run.tta, "levels": run.levels, "domain_alpha": run.alpha, "warnings": run.notes}
+        line = run.domain_line(self.meta)
+        if line is not None:
+            log.log(logging.WARNING if run.n_out_of_domain else logging.INFO, "%s", line)
+            extra["n_out_of_domain"] = run.n_out_of_domain
         return self._table(columns, source, extra, as_frame)
 
     def _table(self, columns: dict, source, extra: dict, as_frame: bool):

@@ -774,7 +774,7 @@ def _interval_bars(ax, x, y, lo, hi, max_n: int = 300, seed: int = 0) -> None:
 def _binned_halfwidth(ax, y_true, intervals, edges, min_count: int) -> None:
     t = np.asarray(y_true, float)
     half = (np.asarray(intervals[1], float) - np.asarray(intervals[0], float)) / 2
-    idx = metrics.bin_index(t, edges)
+    idx = np.where(np.isfinite(half), metrics.bin_index(t, edges), -1)  # out-of-domain rows have no interval
     rows = [(0.5 * (edges[b] + edges[b + 1]), half[idx == b].mean()) for b in range(len(edges) - 1)
             if (idx == b).sum() >= min_count]
     if rows:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from galmet.config import default
@@ -179,7 +180,8 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
     path, as ``galmet predict --catalog`` does (:class:`galmet.inputs.CatalogSource`,
     :func:`galmet.predict.prepare`, :func:`galmet.predict.predict_to_table`); write ``objID,
     prediction`` (Parquet) atomically, with a calibrated model's intervals and a model's
-    ``domain_p``, ``in_domain`` at ``alpha`` (default: the config's ``predict.domain_alpha``).
+    ``domain_p``, ``in_domain`` at ``alpha`` (default: the model's, :func:`galmet.predict.domain_alpha`;
+    out-of-domain rows keep their prediction, their interval bounds are empty).
 
     ``model, meta``: from :func:`galmet.modelfile.load`. First the ``cutouts.json`` of every
     image folder is checked against the model's training images
@@ -191,7 +193,8 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
     all refused gives an empty table. ``tta``, ``batch_size`` and ``chunk_size`` default to the
     config's ``infer.tta``, ``infer.batch_size`` and ``infer.chunk_size``, ``max_pixels`` to
     ``cutouts.max_pixels``.
-    Returns ``{"n_in", "n_predicted", "n_skipped", "seconds", "survey_notes", "skipped"}``.
+    Returns ``{"n_in", "n_predicted", "n_skipped", "n_out_of_domain", "domain", "seconds",
+    "survey_notes", "skipped"}`` (``domain``: :meth:`galmet.predict.PredictionRun.domain_line`).
     """
     from galmet.config import default
     from galmet.inputs import CatalogSource, log_skipped
@@ -211,8 +214,12 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
         with atomic_path(skipped_path) as tmp:
             pd.DataFrame(run.skipped, columns=["objID", "path", "reason"]).to_csv(tmp, index=False)
     log_skipped(run.skipped[:5], "galmet.infer")
+    domain = run.domain_line(meta)
+    if domain:
+        log.log(logging.WARNING if run.n_out_of_domain else logging.INFO, "%s: %s", shard_path, domain)
     return {"n_in": run.n_seen, "n_predicted": run.n_predicted, "n_skipped": len(run.skipped),
-            "seconds": time.perf_counter() - t0, "survey_notes": run.survey_notes, "skipped": run.skipped}
+            "n_out_of_domain": run.n_out_of_domain, "domain": domain, "seconds": time.perf_counter() - t0,
+            "survey_notes": run.survey_notes, "skipped": run.skipped}
 
 
 # ----------------------------------------------------------------------------- gathering
@@ -241,7 +248,7 @@ def gather(part_paths, out_path, model: str, version: str | None = None) -> int:
         schema = parquet_schema(schema, units, descriptions, prov)
     if table_format(out_path) != "parquet":
         return _gather_whole(part_paths, out_path, schema, model, str(version), (units, descriptions, prov))
-    n = 0
+    n = out_of_domain = 0
     with atomic_path(out_path) as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:
             for part in part_paths:
@@ -251,6 +258,8 @@ def gather(part_paths, out_path, model: str, version: str | None = None) -> int:
                     k = t.num_rows
                     if k == 0:
                         continue
+                    if "in_domain" in extra:
+                        out_of_domain += k - int(pa.compute.sum(t.column("in_domain")).as_py() or 0)
                     writer.write_table(pa.table({
                         **{c: t.column(c).cast(schema.field(c).type) for c in ["objID", "prediction", *extra]},
                         "model": pa.DictionaryArray.from_arrays(pa.array(np.zeros(k, np.int32)), [model]),
@@ -259,7 +268,15 @@ def gather(part_paths, out_path, model: str, version: str | None = None) -> int:
                     }, schema=schema))
                     n += k
     log.info("wrote %d predictions of %s to %s", n, model, out_path)
+    if "in_domain" in extra:
+        _log_domain(out_of_domain, n)
     return n
+
+
+def _log_domain(out_of_domain: int, n: int) -> None:
+    """The gathered table's count of out-of-domain rows, in the log."""
+    log.log(logging.WARNING if out_of_domain else logging.INFO, "%d of %d predictions are out of the model's "
+            "domain (in_domain false): their interval bounds are empty", out_of_domain, n)
 
 
 def _gather_whole(part_paths, out_path, schema: pa.Schema, model: str, version: str, info) -> int:
@@ -273,6 +290,8 @@ def _gather_whole(part_paths, out_path, schema: pa.Schema, model: str, version: 
     df["model"], df["galmet_version"] = model, version
     write_table(df, out_path, *info)
     log.info("wrote %d predictions of %s to %s", len(df), model, out_path)
+    if "in_domain" in df:
+        _log_domain(int((~df["in_domain"].astype(bool)).sum()), len(df))
     return len(df)
 
 

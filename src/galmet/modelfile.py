@@ -166,25 +166,32 @@ def _read(path) -> dict:
     return {"state_dict": obj["state_dict"], "meta": meta}
 
 
-#: what a domain block must hold (:mod:`galmet.domain`).
+#: what a domain block must hold (:mod:`galmet.domain`; ``DOMAIN_KEYS_V2`` besides from version 2 on).
 DOMAIN_KEYS = ("version", "resolution", "stats_loc", "stats_scale", "stats_precision", "scores", "n")
+DOMAIN_KEYS_V2 = ("folds", "band_weight", "stats_grid", "band_grid", "band_coef", "band_intercept", "fold_sizes",
+                  "alpha")
 
 
 def _check_domain(block: dict, path) -> dict:
-    from galmet.domain import STAT_NAMES, VERSION
+    from galmet.domain import BAND_NAMES, GRID, STAT_NAMES, VERSION
 
-    missing = [k for k in DOMAIN_KEYS if k not in block]
+    version = int(block.get("version", 0))
+    missing = [k for k in DOMAIN_KEYS + (DOMAIN_KEYS_V2 if version >= 2 else ()) if k not in block]
     if missing:
         raise ModelFileError(f"{path}: its domain block lacks {', '.join(missing)}; rebuild the model file")
-    if int(block["version"]) > VERSION:
+    if version > VERSION:
         raise ModelFileError(f"{path}: domain block version {block['version']} is newer than this galmet reads "
                              f"({VERSION}): upgrade galmet")
-    s = len(STAT_NAMES)
-    shapes = {k: tuple(block[k].shape) if torch.is_tensor(block[k]) else None
-              for k in ("stats_loc", "stats_scale", "stats_precision", "scores")}
-    if shapes["stats_loc"] != (s,) or shapes["stats_scale"] != (s,) or shapes["stats_precision"] != (s, s) \
-            or shapes["scores"] != (int(block["n"]),):
-        raise ModelFileError(f"{path}: its domain block's tensors have the wrong shapes {shapes} for {s} "
+    s, n = len(STAT_NAMES), int(block["n"])
+    k = int(block["folds"]) if version >= 2 else None
+    want = ({"stats_loc": (s,), "stats_scale": (s,), "stats_precision": (s, s), "scores": (n,)} if version < 2 else
+            {"stats_loc": (k, s), "stats_scale": (k, s), "stats_precision": (k, s, s), "scores": (n,),
+             "stats_grid": (k, GRID), "band_grid": (k, GRID), "band_coef": (k, len(BAND_NAMES)),
+             "band_intercept": (k,), "fold_sizes": (k,)})
+    shapes = {key: tuple(block[key].shape) if torch.is_tensor(block[key]) else None for key in want}
+    bad = {key: shape for key, shape in shapes.items() if shape != want[key]}
+    if bad or (version >= 2 and int(block["fold_sizes"].sum()) != n):
+        raise ModelFileError(f"{path}: its domain block's tensors have the wrong shapes {bad or shapes} for {s} "
                              "statistics; rebuild the model file with this galmet")
     return block
 

@@ -122,9 +122,36 @@ def predict_columns(model, meta, x_uint8_nhwc, tta=None, batch_size=None, device
     change it). ``tta`` and ``batch_size`` as for :func:`predict_views`."""
     tta = default("predict.tta") if tta is None else tta
     check_tta(meta, tta)
-    alpha = default("predict.domain_alpha") if alpha is None else alpha
+    alpha = domain_alpha(meta, alpha)
     levels = interval_levels(meta, levels) if meta.get("calibration") is not None else []
-    return _columns(model, meta, x_uint8_nhwc, tta, batch_size, device, levels, spread, alpha)
+    return out_of_domain_rows(_columns(model, meta, x_uint8_nhwc, tta, batch_size, device, levels, spread, alpha))
+
+
+def domain_alpha(meta: dict, alpha=None, option: str = "--domain-alpha") -> float:
+    """The level of ``in_domain``: ``alpha`` or, when None, the model's own
+    (:func:`galmet.domain.default_alpha`); :class:`galmet.domain.DomainAlphaError` (a ValueError
+    naming the smallest usable value and ``option``) when the model's calibration cannot reach it."""
+    from galmet.domain import check_alpha, default_alpha
+
+    block = meta.get("domain")
+    alpha = default_alpha(block) if alpha is None else alpha
+    if block is not None:
+        check_alpha(block, alpha, option=option)
+    return float(alpha)
+
+
+def out_of_domain_rows(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``cols`` with the interval bounds of out-of-domain rows (``in_domain`` false) left empty
+    (NaN): they were calibrated on images like the training images, and an interval on any other
+    image would claim a coverage it does not have. ``prediction`` (the network's answer, for
+    whoever studies such images), ``domain_p`` and ``in_domain`` stay."""
+    if "in_domain" not in cols or cols["in_domain"].all():
+        return cols
+    out = dict(cols)
+    for name in cols:
+        if name.startswith("p") and name[1:2].isdigit():
+            out[name] = np.where(cols["in_domain"], cols[name], np.nan)
+    return out
 
 
 def _columns(model, meta, x, tta, batch_size, device, levels, spread, alpha) -> dict[str, np.ndarray]:
@@ -167,8 +194,9 @@ class PredictionRun:
     """The settings of one prediction and what it did: ``tta`` (D4 views), ``levels`` (a calibrated
     model's interval levels, ``[]`` without calibration), ``alpha`` (the domain test's level),
     ``notes`` (warnings: the survey check's, ``survey_notes``, then the domain test's), then, after
-    :func:`predict_rows`, ``source`` (:class:`galmet.inputs.ImageSource`: ``n_seen``, ``skipped``)
-    and ``n_predicted``."""
+    :func:`predict_rows`, ``source`` (:class:`galmet.inputs.ImageSource`: ``n_seen``, ``skipped``),
+    ``n_predicted`` and ``n_out_of_domain`` (rows with ``in_domain`` false: their intervals are
+    empty, :func:`out_of_domain_rows`); :meth:`domain_line` says it in words."""
 
     tta: int
     levels: list
@@ -177,6 +205,11 @@ class PredictionRun:
     survey_notes: list = field(default_factory=list)
     source: object = None
     n_predicted: int = 0
+    n_out_of_domain: int | None = None
+
+    def __post_init__(self):
+        if self.n_out_of_domain is None:
+            self.n_out_of_domain = 0
 
     @property
     def skipped(self) -> list:
@@ -185,6 +218,14 @@ class PredictionRun:
     @property
     def n_seen(self) -> int:
         return 0 if self.source is None else self.source.n_seen
+
+    def domain_line(self, meta: dict) -> str | None:
+        """``"K of N predicted images are out of the model's domain (domain_p < alpha): ..."``, or
+        None for a model without a domain test."""
+        if meta.get("domain") is None:
+            return None
+        return (f"{self.n_out_of_domain} of {self.n_predicted} predicted images are out of the model's domain "
+                f"(domain_p < {self.alpha:g}): in_domain false, their intervals left empty")
 
     def columns(self, meta: dict) -> list[str]:
         """The columns of its rows after ``objID`` (and kept catalog columns): :func:`output_columns`."""
@@ -209,39 +250,38 @@ def choose_tta(requested, meta: dict) -> int:
     return tta
 
 
-def domain_notes(meta: dict, alpha: float, logger: str = "galmet.predict") -> list[str]:
-    """Warnings about the applicability-domain test of a model at ``alpha`` (also logged by ``logger``)."""
-    from galmet.domain import check_alpha
-
-    block = meta.get("domain")
-    if block is None:
-        notes = ["this model file has no applicability-domain block (written before galmet had one): its "
-                 "predictions carry no domain_p / in_domain column; retrain (or rebuild the ensemble) to get them"]
-    else:
-        notes = [n for n in [check_alpha(block, alpha)] if n]
-    for note in notes:
-        logging.getLogger(logger).warning("%s", note)
-    return notes
+def domain_notes(meta: dict, logger: str = "galmet.predict") -> list[str]:
+    """Warnings about the applicability-domain test of a model (also logged by ``logger``): one for
+    a model file without it, none otherwise (an alpha it cannot use is refused by
+    :func:`domain_alpha`)."""
+    if meta.get("domain") is not None:
+        return []
+    note = ("this model file has no applicability-domain block (written before galmet had one): its predictions "
+            "carry no domain_p / in_domain column; retrain (or rebuild the ensemble) to get them")
+    logging.getLogger(logger).warning("%s", note)
+    return [note]
 
 
 def prepare(meta: dict, source, model_path=None, tta=None, levels=(), alpha=None, allow_survey_mismatch=False,
-            fix: str | None = None, logger: str = "galmet.predict") -> PredictionRun:
+            fix: str | None = None, logger: str = "galmet.predict",
+            alpha_option: str = "--domain-alpha") -> PredictionRun:
     """Everything decided before the first image is read, the same for every entry point: the TTA
     (:func:`choose_tta`), the interval levels (:func:`interval_levels`), the domain test's level
-    ``alpha`` (default: the config's ``predict.domain_alpha``) and its notes, and the survey check
+    ``alpha`` (default: the model's, :func:`domain_alpha`; refused when the model cannot reach it,
+    the message naming ``alpha_option``) and its notes, and the survey check
     of the source's folders (:func:`galmet.cutouts.manifest.check_image_dirs`: raises
     :class:`galmet.cutouts.manifest.SurveyMismatchError` unless ``allow_survey_mismatch``; ``fix``
     names the caller's option)."""
     from galmet.cutouts.manifest import CLI_FIX, check_image_dirs
 
-    alpha = float(default("predict.domain_alpha") if alpha is None else alpha)
+    alpha = domain_alpha(meta, alpha, option=alpha_option)
     run = PredictionRun(tta=choose_tta(tta, meta), levels=interval_levels(meta, levels), alpha=alpha)
     check_tta(meta, run.tta)
     dirs = source.image_dirs() if source is not None else []
     run.survey_notes = check_image_dirs(meta.get("images"), dirs, allow_survey_mismatch,
                                         model=f"the model {model_path or meta.get('target', '')}".rstrip(),
                                         fix=fix or CLI_FIX) if dirs else []
-    run.notes = run.survey_notes + domain_notes(meta, alpha, logger)
+    run.notes = run.survey_notes + domain_notes(meta, logger)
     run.source = source
     return run
 
@@ -261,6 +301,9 @@ def predict_rows(source, model, meta: dict, run: PredictionRun, batch_size=None,
             ok = np.all([np.isfinite(v) for v in cols.values()], axis=0)
             source.skip(keys[~ok], skip_reason("not_finite"))
             run.n_predicted += int(ok.sum())
+            cols = out_of_domain_rows(cols)
+            if "in_domain" in cols:
+                run.n_out_of_domain += int((ok & ~cols["in_domain"]).sum())
             yield keys[ok], {k: v[ok] for k, v in cols.items()}, {k: np.asarray(v)[ok] for k, v in extra.items()}
         if progress is not None:
             progress(source.n_seen)
@@ -454,5 +497,6 @@ def _column_names(meta: dict, levels: list) -> list[str]:
 
 
 __all__ = ["predict_views", "predict_images", "mean_and_spread", "predict_columns", "check_tta",
-           "interval_levels", "output_columns", "PredictionRun", "choose_tta", "domain_notes", "prepare",
+           "interval_levels", "output_columns", "PredictionRun", "choose_tta", "domain_notes", "domain_alpha",
+           "out_of_domain_rows", "prepare",
            "predict_rows", "predict_to_table", "PredictionWriter", "CSV_DECIMALS"]

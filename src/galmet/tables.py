@@ -147,7 +147,8 @@ def column_info(target: str | None, columns) -> tuple[dict[str, str], dict[str, 
         elif c == "domain_p":
             text = "conformal p-value of the image's usualness for the model (dimensionless, 0..1)"
         elif c == "in_domain":
-            text = "true when domain_p >= domain_alpha (FITS: DOMALPHA): the image is like the training images"
+            text = ("true when domain_p >= domain_alpha (FITS: DOMALPHA): the image is like the training images; "
+                    "false: out of the model's domain, its interval bounds left empty")
         elif c == "model":
             text = "the model that predicted"
         elif c == "galmet_version":

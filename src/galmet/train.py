@@ -576,9 +576,11 @@ def model_meta(run: _Run, progress: _Progress, meta: dict, kept_epoch: int, n_tr
     }
 
 
-def finalise(run: _Run, progress: _Progress, outputs: TrainOutputs, meta: dict) -> dict:
-    """Keep the last (or best) weights, score validation with TTA, write the model file, the
-    log and the loss curve, and remove the checkpoint."""
+def finalise(run: _Run, progress: _Progress, outputs: TrainOutputs, meta: dict,
+             domain_alpha: float | None = None) -> dict:
+    """Keep the last (or best) weights, score validation with TTA, fit the applicability-domain
+    test (at ``domain_alpha``, default :data:`galmet.domain.DEFAULT_ALPHA`), write the model file,
+    the log and the loss curve, and remove the checkpoint."""
     from galmet import modelfile
     from galmet.predict import predict_images
 
@@ -598,7 +600,8 @@ def finalise(run: _Run, progress: _Progress, outputs: TrainOutputs, meta: dict) 
     if len(run.valid):
         from galmet.domain import fit as fit_domain
 
-        full_meta["domain"] = fit_domain(run.train.x, run.valid.x, full_meta["resolution"], seed=run.seed)
+        full_meta["domain"] = fit_domain(run.train.x, run.valid.x, full_meta["resolution"], seed=run.seed,
+                                         alpha=_domain_alpha(domain_alpha, len(run.train), len(run.valid)))
     modelfile.save(outputs.model, run.model, full_meta)
     log_df = pd.DataFrame(progress.rows, columns=LOG_COLUMNS)
     write_table(log_df, outputs.log)
@@ -634,6 +637,7 @@ def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="a
     params = _train_section(params)
     meta = dict(meta or {})
     x_train, y_train, x_valid, y_valid = _check_data(x_train, y_train, x_valid, y_valid)
+    domain_alpha = _domain_alpha(meta.pop("domain_alpha", None), len(x_train), len(x_valid))
 
     run = setup(x_train, y_train, x_valid, y_valid, params, meta, device)
     outputs.model.parent.mkdir(parents=True, exist_ok=True)
@@ -646,7 +650,7 @@ def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="a
     )
     try:
         fit(run, progress, outputs)
-        result = finalise(run, progress, outputs, meta)
+        result = finalise(run, progress, outputs, meta, domain_alpha)
     except KeyboardInterrupt:
         log.error("%s", interrupted_message(len(progress.rows), len(run.schedule), outputs.checkpoint))
         raise
@@ -654,6 +658,21 @@ def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="a
     log.info("wrote %s: valid RMSE %.4f (TTA x%d: %.4f), %.1f s", outputs.model, result["valid_rmse"],
              int(meta.get("tta", 8)), result["valid_rmse_tta"], result["seconds"])
     return result
+
+
+def _domain_alpha(alpha, n_train: int, n_valid: int) -> float:
+    """The applicability-domain level the model file will record: ``meta["domain_alpha"]`` (the
+    workflow passes the config's ``predict.domain_alpha``), refused before the first epoch when the
+    labelled galaxies could not reach it (:func:`galmet.domain.check_alpha`); when not given,
+    :data:`galmet.domain.DEFAULT_ALPHA`, or the smallest level a small labelled set can use."""
+    from galmet import domain
+
+    n = min(n_train + n_valid, domain.MAX_IMAGES)
+    if alpha is None:
+        alpha = max(domain.DEFAULT_ALPHA, domain.smallest_alpha(n))
+    elif n_valid:
+        domain.check_alpha({"n": n}, alpha, option="predict.domain_alpha")
+    return float(alpha)
 
 
 def _train_section(params: dict | None) -> dict:

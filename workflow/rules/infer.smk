@@ -62,7 +62,7 @@ rule infer_shard:
         device=INFER["device"],
         reproducible=config["predict"]["reproducible"],
         allow_survey_mismatch=INFER["allow_survey_mismatch"],
-        domain_alpha=config["predict"]["domain_alpha"],
+        domain_alpha=INFER["domain_alpha"],  # null: the model file's
         max_pixels=config["cutouts"]["max_pixels"],
     script:
         "../scripts/infer_predict.py"

@@ -37,6 +37,7 @@ rule train:
         seed=model_part("seed"),
         train=train_params,
         tta=config["predict"]["tta"],
+        domain_alpha=config["predict"]["domain_alpha"],
         images=image_params("source", "scale", "width", "height", "base_url"),
     script:
         "../scripts/train.py"
@@ -72,5 +73,6 @@ rule ensemble:
         chunk_size=config["predict"]["chunk_size"],
         device=config["predict"]["device"],
         reproducible=config["predict"]["reproducible"],
+        domain_alpha=config["predict"]["domain_alpha"],
     script:
         "../scripts/ensemble.py"

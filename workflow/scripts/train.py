@@ -7,6 +7,7 @@ ends it with one line saying how to resume (galmet.logs.job_errors), no tracebac
 import torch
 
 from galmet.dataset import DataError, fingerprint, load_split, require, split_members
+from galmet.domain import DomainAlphaError
 from galmet.logs import job_errors, setup_logging
 from galmet.modelfile import images_block
 from galmet.targets import get_target
@@ -18,7 +19,7 @@ if not params.train.get("num_threads"):  # 0: the job's threads (the rule's, cap
     torch.set_num_threads(max(1, snakemake.threads))
 target = snakemake.wildcards.target
 
-with job_errors(DataError, TrainingError, log=log):
+with job_errors(DataError, TrainingError, DomainAlphaError, log=log):
     members = split_members(inp.catalog, inp.split, inp.index, target)
     require(members, "train", MIN_TRAIN, "training (batch norm)",
             "results/cutouts/<shard>.failures.csv and results/images/<shard>/rejected.csv list them")
@@ -34,6 +35,7 @@ with job_errors(DataError, TrainingError, log=log):
             "target_units": get_target(target).units_long,
             "seed": params.seed,
             "tta": params.tta,
+            "domain_alpha": params.domain_alpha,  # recorded in the model file: its default level
             "images": images_block(**params.images),
             "config_hash": fingerprint(params.train, params.images),
             "data_hash": fingerprint(train.objid, train.y, valid.objid, valid.y),

@@ -27,7 +27,6 @@ log = logging.getLogger("galmet.explain")
 
 def cli_parser() -> argparse.ArgumentParser:
     d = section("saliency")  # the defaults of the config's saliency section
-    alpha = default("predict.domain_alpha")
     p = argparse.ArgumentParser(
         description="Saliency maps of a trained galmet model (or ensemble) for <objID>.jpg cutouts, with the "
         "randomisation and deletion sanity checks: OUT/<objID>.png, OUT/saliency.npz, OUT/saliency_checks.json; "
@@ -53,9 +52,10 @@ def cli_parser() -> argparse.ArgumentParser:
     device = default("predict.device")
     p.add_argument("--device", default=device, help=f"auto (CUDA if available), cpu or cuda (default {device})")
     reproducible_option(p, default("predict.reproducible"))
-    p.add_argument("--domain-alpha", type=float, default=alpha, metavar="A",
-                   help=f"images with domain_p < A (default {alpha}) are named in OUT/skipped.log as out of "
-                        "the model's domain: their maps explain images unlike the training images")
+    p.add_argument("--domain-alpha", type=float, default=None, metavar="A",
+                   help="images with domain_p < A (default: the level the model file records) are named in "
+                        "OUT/skipped.log as out of the model's domain: their maps explain images unlike the "
+                        "training images")
     max_pixels = default("cutouts.max_pixels")
     p.add_argument("--max-pixels", type=int, default=max_pixels, metavar="N",
                    help=f"skip images of more than N pixels, unread (default {max_pixels:,}, the config's "
@@ -84,7 +84,7 @@ def cli_main(args) -> int:
     got = list(source.chunks(int(meta["resolution"]), args.max_pixels))
     ids = [int(i) for k, _, _ in got for i in k]
     x = np.concatenate([x for _, x, _ in got]) if got else np.empty((0, 0, 0, 3), np.uint8)
-    notes = run.notes + _domain_warnings(meta, ids, x, args.domain_alpha)
+    notes = run.notes + _domain_warnings(meta, ids, x, run.alpha)
     out.mkdir(parents=True, exist_ok=True)
     write_skipped_log(out / "skipped.log", f"model {args.model}; {len(ids)} explained, {len(source.skipped)} "
                       f"skipped of {source.n_seen}", source.skipped, command="galmet explain", warnings=notes)

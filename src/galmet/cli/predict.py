@@ -42,8 +42,9 @@ output columns:
   p84, p97p5      p2p5-p97p5 the 95% one; --levels 0.9 adds p5, p95
   domain_p        conformal p-value (0..1) of how usual the image is for the model, relative to its
                   training images (absent for model files without an applicability-domain block)
-  in_domain       true when domain_p >= --domain-alpha: the intervals' calibration applies; it tests
-                  the image, not the physics
+  in_domain       true when domain_p >= --domain-alpha (default: the model's level): the intervals'
+                  calibration applies; it tests the image, not the physics. Out-of-domain rows
+                  (false) keep prediction and domain_p, and their interval bounds are left empty
 CSV values carry {CSV_DECIMALS} decimals (domain_p 4 significant digits); Parquet keeps float64.
 Skipped files are listed with a reason (too_large, not_colour, too_small, undecodable, bad_objid, ...)
 in <out>.log; when nothing could be predicted no table is written and the exit code is 1."""
@@ -78,9 +79,11 @@ def cli_parser() -> argparse.ArgumentParser:
     reproducible_option(p, d["reproducible"])
     p.add_argument("--levels", type=float, nargs="+", default=(), metavar="L",
                    help="a calibrated ensemble's interval levels besides 0.68 and 0.95 (e.g. 0.9 adds p5, p95)")
-    p.add_argument("--domain-alpha", type=float, default=d["domain_alpha"], metavar="A",
-                   help=f"in_domain is domain_p >= A (default {d['domain_alpha']}): at most a fraction A of "
-                        "galaxies like the model's validation galaxies are flagged")
+    p.add_argument("--domain-alpha", type=float, default=None, metavar="A",
+                   help="in_domain is domain_p >= A: at most about a fraction A of galaxies like the model's "
+                        "labelled galaxies are flagged (default: the level the model file records, the config's "
+                        f"predict.domain_alpha when it was trained, {d['domain_alpha']} by default); a level the "
+                        "model's calibration cannot reach is refused with the smallest usable one")
     max_pixels = default("cutouts.max_pixels")
     p.add_argument("--max-pixels", type=int, default=max_pixels, metavar="N",
                    help=f"skip images of more than N pixels, unread (too_large; default {max_pixels:,}, the config's "
@@ -121,8 +124,8 @@ def _usage_error(args) -> str | None:
         return "--keep names columns of --catalog: give one"
     if args.batch_size < 1 or args.chunk_size < 1 or args.max_pixels < 1:
         return "--batch-size, --chunk-size and --max-pixels must be >= 1"
-    if not 0 < args.domain_alpha < 1:
-        return f"--domain-alpha {args.domain_alpha}: give a level between 0 and 1, e.g. 0.01"
+    if args.domain_alpha is not None and not 0 < args.domain_alpha < 1:
+        return f"--domain-alpha {args.domain_alpha}: give a level between 0 and 1, e.g. 0.05"
     return None
 
 
@@ -151,8 +154,10 @@ def cli_main(args) -> int:
     except (ValueError, OSError) as exc:
         return fail("predict", exc)
     log_path = out.with_name(out.name + ".log")
+    domain = run.domain_line(meta)
     write_skipped_log(log_path, f"model {args.model}, TTA x{run.tta}; {run.n_predicted} predicted, "
-                      f"{len(run.skipped)} skipped of {run.n_seen}", run.skipped, warnings=run.notes)
+                      f"{len(run.skipped)} skipped of {run.n_seen}" + (f"; {domain}" if domain else ""),
+                      run.skipped, warnings=run.notes)
     if run.n_seen == 0:
         return fail("predict", f"no images to predict ({source.empty_message()}); no table written", 1)
     if run.n_predicted == 0:
@@ -160,6 +165,8 @@ def cli_main(args) -> int:
                     f"are in {log_path}", 1)
     log.info("wrote %d predictions to %s (%d skipped, listed in %s)", run.n_predicted, out, len(run.skipped),
              log_path)
+    if domain:
+        log.log(logging.WARNING if run.n_out_of_domain else logging.INFO, "%s", domain)
     return 0
 
 
