@@ -20,7 +20,12 @@ embedding being the input of the head's last layer averaged over the TTA views),
 training images). The test split is never read.
 
     .venv/bin/python benchmarks/domain_shift.py --model results/models/oh_p50/resnet18-64px-seed0/model.pt \\
-        [--results results] [--target oh_p50] [--json out.json]
+        [--results results] [--target oh_p50] [--json out.json] [--flags]
+
+``--flags`` prints instead the decision rule's flag rates at alpha 0.01 and 0.05 (:func:`flag_rates`):
+galmet's test (the statistics distance and the band-order discriminant, cross-conformal on the
+training galaxies) against the statistics distance alone, on the validation galaxies and their
+shifted copies: what chose the band-order test and its share of the level.
 """
 
 from __future__ import annotations
@@ -112,12 +117,12 @@ def emb_mahalanobis(fitted: dict, emb: np.ndarray) -> np.ndarray:
     return np.sqrt((z ** 2).sum(axis=1))
 
 
-def candidates(block: dict, ref: dict, out: dict) -> dict[str, np.ndarray]:
+def candidates(ref: dict, out: dict) -> dict[str, np.ndarray]:
     """Every candidate score of one set of forward outputs (``ref``: what the training images give)."""
     emb = out["embedding"]
     knn = {f"knn{k}": knn_distance(emb, ref["embedding"], k) for k in (1, 5, 20)}
     maha = emb_mahalanobis(ref["pca"], emb)
-    stats = domain.scores(block, out["images"])
+    stats = domain.stats_distance(domain.image_statistics(out["images"]), ref["stats_fit"])
     rel = stats / ref["stats_median"]
     return {**knn, "mahalanobis_emb": maha, "disagreement": out["views"].reshape(len(emb), -1).std(axis=1),
             "stats": stats, "max(knn5, stats)": np.maximum(knn["knn5"] / ref["knn5_median"], rel),
@@ -131,10 +136,38 @@ def false_flags(valid_scores: np.ndarray, alphas=(0.05, 0.1), repeats: int = 20)
     for _ in range(repeats):
         perm = rng.permutation(len(valid_scores))
         cal, held = perm[: len(perm) // 2], perm[len(perm) // 2:]
-        p = domain.p_values({"scores": np.sort(valid_scores[cal])}, valid_scores[held])
+        p = domain.p_values({"version": 1, "scores": np.sort(valid_scores[cal])}, valid_scores[held])
         for a in alphas:
             out[a].append(float(np.mean(p < a)))
     return {a: float(np.mean(v)) for a, v in out.items()}
+
+
+def flag_rates(train_x: np.ndarray, valid_x: np.ndarray, res: int, alphas=(0.01, 0.05)) -> dict:
+    """The decision rule's flag rates: the domain test fitted and calibrated cross-conformally on the
+    training images only, as galmet does (``galmet``: statistics distance and band order) and with
+    the statistics distance alone (``distance only``), applied to the validation galaxies and their
+    shifted copies: ``{variant: {set: {alpha: fraction flagged}}}``."""
+    stats, band = domain._features(train_x, res)
+    sets = {"validation": valid_x, **{s: shift(s, valid_x, seed=1) for s in SHIFTS}}
+    feats = {name: domain._features(x, res) for name, x in sets.items()}
+    out = {}
+    for variant, weight in (("distance only", 0.0), ("galmet", domain.BAND_WEIGHT)):
+        block = domain.fit_features(stats, band, res, alpha=0.05, band_weight=weight, split="train")
+        out[variant] = {}
+        for name, (st, bd) in feats.items():
+            p = domain.p_values(block, domain.feature_scores(block, st, bd))
+            out[variant][name] = {a: float(np.mean(p < a)) for a in alphas}
+    return out
+
+
+def print_flags(rates: dict, n_train: int, n_valid: int, res: int) -> None:
+    names = list(next(iter(rates.values())))
+    print(f"\nflagged fraction at alpha 0.01 / 0.05 ({res} px; cross-conformal on {n_train} training galaxies; "
+          f"{n_valid} validation galaxies and their shifted copies)\n")
+    print("| test | " + " | ".join(n.replace("_", " ") for n in names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for variant, row in rates.items():
+        print(f"| {variant} | " + " | ".join(f"{row[n][0.01]:.0%} / {row[n][0.05]:.0%}" for n in names) + " |")
 
 
 def main() -> int:
@@ -143,6 +176,8 @@ def main() -> int:
     ap.add_argument("--results", default="results")
     ap.add_argument("--target", default="oh_p50")
     ap.add_argument("--json")
+    ap.add_argument("--flags", action="store_true",
+                    help="only the flag rates of the decision rule (no forward passes; --model gives the resolution)")
     args = ap.parse_args()
     res_dir = Path(args.results)
     model, meta = load(args.model)
@@ -152,14 +187,20 @@ def main() -> int:
     members = split_members(res_dir / "catalog" / "clean.parquet", res_dir / "split.parquet", index, args.target)
     train = sample_split(members, "train", args.target, index, full, domain.MAX_REFERENCE)
     valid = load_split(members, "valid", args.target, index, full)
+    if args.flags:
+        rates = flag_rates(train.x, valid.x, res)
+        print_flags(rates, len(train), len(valid), res)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rates, indent=2))
+        return 0
     t0 = time.perf_counter()
     tr = forward(model, meta, train.x, tta)
-    block = domain.fit(train.x, valid.x, res)
-    ref = {"embedding": tr["embedding"], "pca": pca(tr["embedding"]),
+    fitted = domain.fit_stats(domain.image_statistics(tr["images"]))
+    ref = {"embedding": tr["embedding"], "pca": pca(tr["embedding"]), "stats_fit": fitted,
            "knn5_median": float(np.median(knn_distance(tr["embedding"], tr["embedding"], 5, exclude_self=True))),
-           "stats_median": float(np.median(domain.scores(block, train.x)))}
-    inside = candidates(block, ref, forward(model, meta, valid.x, tta))
-    shifted = {s: candidates(block, ref, forward(model, meta, shift(s, valid.x, seed=1), tta)) for s in SHIFTS}
+           "stats_median": float(np.median(domain.stats_distance(domain.image_statistics(tr["images"]), fitted)))}
+    inside = candidates(ref, forward(model, meta, valid.x, tta))
+    shifted = {s: candidates(ref, forward(model, meta, shift(s, valid.x, seed=1), tta)) for s in SHIFTS}
     secs = time.perf_counter() - t0
     names = list(inside)
     table = {c: {s: auroc(inside[c], shifted[s][c]) for s in SHIFTS} for c in names}

@@ -146,7 +146,8 @@ def test_info_says_what_the_model_is(model, model_path):
     assert info["members"] == ["m0", "m1"] and info["tta"] == 2
     assert info["calibration"]["n"] == 24 and info["calibration"]["max_level"] == 0.96
     assert info["domain"]["n"] == 48 and info["images"]["survey"] == "SDSS"  # train + valid, cross-conformal
-    assert info["domain"]["alpha"] == info["domain"]["model_alpha"] == 0.05 and info["domain"]["smallest_alpha"] == 0.0205
+    assert info["domain"]["alpha"] == info["domain"]["model_alpha"] == 0.05
+    assert info["domain"]["smallest_alpha"] == 0.0205
     assert info["loaded_with"] == galmet.__version__
     assert info["galmet_version"] is None  # an ensemble file does not record it; a single model's does:
     single = galmet.load_model(model_path.parent / "m0.pt", device="cpu").info

@@ -167,3 +167,49 @@ def test_predict_keeps_catalog_columns_and_evaluate_scores_the_fits_table(model_
     # a column the catalog does not have is named, with the catalog's columns
     assert galmet_main([*args, "--keep", "oh_p84"]) == 2
     assert "--keep oh_p84: not a column of" in capsys.readouterr().err
+
+
+def test_out_of_domain_rows_and_the_refusal_are_the_same_through_all_three(model_path, tmp_path, capsys):
+    """No option given: the model's own alpha everywhere. Real cutouts beside noise and blank-sky
+    images: the same rows out of the domain (in_domain false, prediction kept, interval bounds
+    empty) through the command, the infer shard and the API, each counting them; an alpha the
+    model's calibration cannot reach is refused by all three, naming the smallest usable value."""
+    from galmet.domain import DomainAlphaError, default_alpha, smallest_alpha
+    from galmet.shifts import shift
+
+    folder = tmp_path / "shifted"
+    good = good_folder(folder, 6)
+    x = np.stack([read_image(p) for p in good])
+    odd = {900000000000000300 + i: img for i, img in
+           enumerate(np.concatenate([shift("noise", x[:2], seed=1), shift("blank_sky", x[2:4], seed=1)]))}
+    for oid, img in odd.items():
+        Image.fromarray(img).save(folder / f"{oid}.jpg", quality=95)
+    (rc, cli, _), (inf, _), (api, _) = three_ways(model_path, folder, tmp_path, "s")
+    assert rc == 0
+    meta = _loaded(model_path)[1]
+    alpha = default_alpha(meta["domain"])
+    assert alpha == 0.05 and api.attrs["domain_alpha"] == alpha
+    ids = sorted(cli["objID"].tolist())
+    cli, inf, api_rows = (t.set_index("objID").loc[ids] for t in (cli, inf, api))
+    out = ~cli["in_domain"]
+    assert set(odd) <= set(cli.index[out])  # noise and blank sky are out of the domain
+    for t in (cli, inf, api_rows):
+        assert (~t["in_domain"]).tolist() == out.tolist()
+        assert t.loc[out, ["p2p5", "p16", "p84", "p97p5"]].isna().all().all()  # no interval out of the domain
+        assert t.loc[~out, ["p2p5", "p16", "p84", "p97p5"]].notna().all().all()
+        assert t["prediction"].notna().all() and (t.loc[out, "domain_p"] < alpha).all()
+    k = int(out.sum())
+    line = f"{k} of {len(ids)} predicted images are out of the model's domain (domain_p < 0.05)"
+    assert line in (tmp_path / "s.parquet.log").read_text() and api.attrs["n_out_of_domain"] == k
+    # an unreachable alpha: refused the same way by all three
+    n = int(meta["domain"]["n"])
+    bad, fix = 1 / (n + 1), f"{smallest_alpha(n):g} or more"
+    capsys.readouterr()
+    assert galmet_main(["predict", "--model", str(model_path), "--images", str(folder), "--out",
+                        str(tmp_path / "r.csv"), "--domain-alpha", str(bad)]) == 2
+    assert f"use --domain-alpha {fix}" in capsys.readouterr().err and not (tmp_path / "r.csv").exists()
+    with pytest.raises(DomainAlphaError, match=f"use domain_alpha= {fix}"):
+        galmet.load_model(model_path, domain_alpha=bad)
+    with pytest.raises(DomainAlphaError, match=f"use infer.domain_alpha {fix}"):
+        predict_shard(tmp_path / "s-shard.parquet", *_loaded(model_path), tmp_path / "r.parquet", tta=2,
+                      alpha=bad)

@@ -214,3 +214,24 @@ def test_ensemble_predicts_in_the_mode_only_when_every_member_was_trained_in_it(
     assert [m["reproducible"]["cpu_capability"] for m in meta["members"]] == ["AVX2", "AVX512"]
     _, meta = combine([member(0, on), member(1, avx2)], ["a", "b"])
     assert meta["reproducible"] == {"enabled": False}
+
+
+def test_loading_a_model_file_computes_nothing_before_the_mode_is_set(mode_run):
+    """A fresh process that loads a model trained in the mode (its domain block checked on the way)
+    predicts in the mode: nothing in the loading ran a torch kernel before the mode chose them (a
+    sum over the domain block's fold sizes once did, and every workflow prediction then ran
+    torch's own kernels with a warning)."""
+    code = textwrap.dedent(f"""
+        import logging, sys
+        sys.path.insert(0, {str(ROOT / "src")!r})
+        logging.basicConfig(level=logging.WARNING)
+        from galmet.modelfile import load
+        import torch
+        model, meta = load({str(mode_run / "model.pt")!r}, "cpu")
+        assert meta["domain"]["version"] == 2
+        print(torch.backends.cpu.get_cpu_capability())
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in reproducible.ENV}
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "DEFAULT" and "could not be set" not in p.stderr, p.stderr[-2000:]

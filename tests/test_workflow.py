@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from galmet.modelfile import read_meta
+
 from .conftest import DEMO, ROOT
 
 pytestmark = pytest.mark.slow
@@ -72,7 +74,8 @@ def tiny_run(tmp_path_factory):
     pd.concat([good, extra, dup]).to_csv(workdir / "catalog.csv", index=False)
     (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_config(workdir)))
     proc = snakemake(workdir, "--cores", "2", "--resources", "gpu=1")
-    return {"dir": workdir, "proc": proc, "missing": missing_id, "notjpeg": notjpeg_id}
+    return {"dir": workdir, "proc": proc, "missing": missing_id, "notjpeg": notjpeg_id,
+            "config": yaml.safe_load((workdir / "config.yaml").read_text())}
 
 
 def test_summary_has_model_and_constant_baseline(tiny_run):
@@ -157,6 +160,13 @@ def test_every_prediction_has_a_domain_test(tiny_run):
         assert preds["domain_p"].between(0, 1).all() and preds["in_domain"].dtype == bool
         dom = entry["domain"]
         assert dom["n"] == len(preds) and dom["flagged"] == int((preds["domain_p"] < dom["alpha"]).sum())
+        block = read_meta(tiny_run["dir"] / entry["path"])["domain"]  # the model's own level is the config's
+        assert block["alpha"] == dom["alpha"] == tiny_run["config"].get("predict", {}).get("domain_alpha", 0.05)
+        assert block["n"] > dom["n"]  # calibrated on the train and valid galaxies, cross-conformal
+        out = ~preds["in_domain"]
+        assert (preds["domain_p"][out] < dom["alpha"]).all()
+        if "p16" in preds:  # out of the domain: no interval
+            assert preds.loc[out, "p16"].isna().all() and preds.loc[~out, "p16"].notna().all()
     for name in ("resnet18-16px-seed0", "resnet18-16px-seeds0-1"):
         check = json.loads((d / "domain" / "oh_p50" / f"{name}.json").read_text())
         assert set(check["sets"]) >= {"as observed", "blank_sky", "band_reversed", "pasted_neighbour"}

@@ -273,6 +273,8 @@ def _fit_fold(stats: np.ndarray, band: np.ndarray) -> dict:
 def _fold_score(fold: dict, stats: np.ndarray, band: np.ndarray, weight: float) -> np.ndarray:
     """The combined score of one fold's fit (high = unusual; NaN where a statistic is not finite)."""
     d = _tail(stats_distance(stats, fold), np.asarray(fold["stats_grid"]))
+    if weight <= 0:  # the statistics distance alone (benchmarks/domain_shift.py compares)
+        return np.where(np.isfinite(stats).all(axis=1), -d, np.nan)
     b = _tail(band @ np.asarray(fold["coef"]) + float(fold["intercept"]), np.asarray(fold["band_grid"]))
     out = -np.minimum(d / (1.0 - weight), b / weight)
     return np.where(np.isfinite(stats).all(axis=1) & np.isfinite(band).all(axis=1), out, np.nan)
@@ -291,10 +293,11 @@ def _folds(block: dict) -> list[dict]:
 def fit(x_train, x_valid, res: int, alpha: float = DEFAULT_ALPHA, max_images: int = MAX_IMAGES, folds: int = FOLDS,
         seed: int = 0, split: str = "train+valid") -> dict:
     """The model file's ``domain`` block: the two tests fitted and calibrated cross-conformally
-    (``folds`` folds, fewer for fewer than ``2 * folds`` images) on the labelled images, uint8 ``N x H x W x 3`` of the train and valid
-    splits (memory-mapped is fine; at most ``max_images`` of them together, drawn with ``seed``),
-    at the model's ``res``; ``alpha``: the level the model's predictions use by default (refused
-    when these images cannot reach it, :func:`check_alpha`)."""
+    (``folds`` folds, fewer for fewer than ``2 * folds`` images) on the labelled images, uint8
+    ``N x H x W x 3`` of the train and valid splits (memory-mapped is fine; at most ``max_images``
+    of them together, drawn with ``seed``), at the model's ``res``; ``alpha``: the level the
+    model's predictions use by default (refused when these images cannot reach it,
+    :func:`check_alpha`)."""
     n_all = len(x_train) + len(x_valid)
     if n_all < 4:
         raise ValueError(f"{n_all} labelled images: the applicability-domain test needs at least 4 (train and "
@@ -312,9 +315,10 @@ def fit(x_train, x_valid, res: int, alpha: float = DEFAULT_ALPHA, max_images: in
 
 
 def fit_features(stats: np.ndarray, band: np.ndarray, res: int, alpha: float = DEFAULT_ALPHA, folds: int = FOLDS,
-                 seed=0, split: str = "train+valid") -> dict:
+                 seed=0, split: str = "train+valid", band_weight: float = BAND_WEIGHT) -> dict:
     """:func:`fit` from the labelled images' :func:`image_statistics` and :func:`band_statistics`
-    (rows with a statistic that is not finite are left out); ``seed``: an int or a numpy Generator."""
+    (rows with a statistic that is not finite are left out); ``seed``: an int or a numpy Generator;
+    ``band_weight``: the band-order test's share of the level (0: the statistics distance alone)."""
     rng = np.random.default_rng(seed)
     ok = np.isfinite(stats).all(axis=1) & np.isfinite(band).all(axis=1)
     stats, band = stats[ok], band[ok]
@@ -322,11 +326,11 @@ def fit_features(stats: np.ndarray, band: np.ndarray, res: int, alpha: float = D
     fits, cal = [], []
     for k in range(folds):
         fits.append(_fit_fold(stats[fold_of != k], band[fold_of != k]))
-        cal.append(np.sort(_fold_score(fits[-1], stats[fold_of == k], band[fold_of == k], BAND_WEIGHT)))
+        cal.append(np.sort(_fold_score(fits[-1], stats[fold_of == k], band[fold_of == k], band_weight)))
     n = int(sum(len(c) for c in cal))
     stack = lambda key: torch.as_tensor(np.stack([f[key] for f in fits]), dtype=torch.float64)  # noqa: E731
     block = {"version": VERSION, "score": SCORE, "stat_names": list(STAT_NAMES), "band_names": list(BAND_NAMES),
-             "resolution": int(res), "folds": folds, "band_weight": float(BAND_WEIGHT),
+             "resolution": int(res), "folds": folds, "band_weight": float(band_weight),
              "stats_loc": stack("loc"), "stats_scale": stack("scale"), "stats_precision": stack("precision"),
              "stats_grid": stack("stats_grid"), "band_grid": stack("band_grid"), "band_coef": stack("coef"),
              "band_intercept": torch.as_tensor([f["intercept"] for f in fits], dtype=torch.float64),

@@ -1011,7 +1011,7 @@ def fig_domain(check: dict, table: pd.DataFrame, target: str = METALLICITY, titl
     ax.set_xlim(floor / 1.5, 3.5)
     ax.set_yticks(range(len(sets)), [n.replace("_", " ") for n in sets])
     ax.invert_yaxis()
-    ax.set_xlabel("domain_p (conformal, calibrated on the validation split)")
+    ax.set_xlabel("domain_p (cross-conformal, calibrated on the train and valid splits)")
     ax.set_title("test galaxies as observed and shifted; % flagged", fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)
     inside = table["domain_p"] >= alpha

@@ -205,7 +205,7 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
     t0 = time.perf_counter()
     source = CatalogSource(shard_path, None, chunk_size, what="shard")
     run = prepare(meta, source, model_path, int(tta), (), alpha, allow_survey_mismatch,
-                  fix="infer.allow_survey_mismatch: true", logger="galmet.infer")
+                  fix="infer.allow_survey_mismatch: true", logger="galmet.infer", alpha_option="infer.domain_alpha")
     predict_to_table(source, model, meta, out_path, run, model_path=model_path, batch_size=batch_size,
                      device=device, max_pixels=max_pixels,
                      progress=lambda n: log.info("%s: %d read, %d predicted, %d skipped", shard_path, n,
