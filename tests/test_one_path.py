@@ -213,3 +213,17 @@ def test_out_of_domain_rows_and_the_refusal_are_the_same_through_all_three(model
     with pytest.raises(DomainAlphaError, match=f"use infer.domain_alpha {fix}"):
         predict_shard(tmp_path / "s-shard.parquet", *_loaded(model_path), tmp_path / "r.parquet", tta=2,
                       alpha=bad)
+
+
+def test_an_out_of_domain_row_in_csv_has_empty_interval_cells(model_path, tmp_path):
+    folder = tmp_path / "noise"
+    good = good_folder(folder, 1)
+    from galmet.shifts import shift
+
+    Image.fromarray(shift("noise", read_image(good[0])[None], seed=2)[0]).save(folder / "900000000000000400.jpg")
+    out = tmp_path / "p.csv"
+    assert galmet_main(["predict", "--model", str(model_path), "--images", str(folder), "--out", str(out)]) == 0
+    lines = {line.split(",")[0]: line for line in out.read_text().splitlines()[1:]}
+    noise = lines["900000000000000400"].split(",")
+    assert noise[2:6] == ["", "", "", ""] and noise[-1] == "false" and float(noise[1]) > 0
+    assert all(cell for cell in lines[good[0].stem].split(","))

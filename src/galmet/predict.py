@@ -466,8 +466,8 @@ def _after_array(values) -> pa.Array:
 
 def _csv_format(name: str, dtype: pa.DataType):
     """How a CSV cell of this column is written: integers exact, floats to :data:`CSV_DECIMALS`
-    decimals (``domain_p`` to 4 significant digits: p-values can be small), booleans as true/false,
-    text (a kept catalog column) quoted as CSV quotes it."""
+    decimals (``domain_p`` to 4 significant digits: p-values can be small), NaN as an empty cell,
+    booleans as true/false, text (a kept catalog column) quoted as CSV quotes it."""
     if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
         return _csv_text
     if pa.types.is_integer(dtype):
@@ -476,7 +476,7 @@ def _csv_format(name: str, dtype: pa.DataType):
         return lambda v: "true" if v else "false"
     if name == "domain_p":
         return lambda v: f"{float(v):.4g}"
-    return lambda v: f"{float(v):.{CSV_DECIMALS}f}"
+    return lambda v: "" if v != v else f"{float(v):.{CSV_DECIMALS}f}"  # NaN (an out-of-domain row's bounds): empty
 
 
 def _csv_text(value) -> str:
