@@ -17,7 +17,7 @@ choosing on the VALIDATION split only (the test split is never read):
   validation galaxies and scored on the other (``--halves`` random halves, means), as the
   ensemble rule calibrates on the whole split;
 * configurations: the ensemble at 8, 4, 2 and 1 TTA views; one member at 8 and 1 view; a
-  **distilled student** (``--student``: a ResNet-18 trained by galmet's recipe on the training
+  **distilled student** (``--student``: a ResNet-18 trained by the demo's recipe on the training
   galaxies with the ensemble's TTA means as its labels, predicting with one pass; intervals of
   constant width by split conformal); the ensemble's passes through ``torch.jit`` frozen and
   optimised for inference (the same numbers to float32 rounding);
@@ -157,14 +157,17 @@ def views_quality(views: np.ndarray, y: np.ndarray, tta: int) -> dict:
 
 
 def train_student(train, teacher_mean: np.ndarray, valid, out: Path) -> Path:
-    """A ResNet-18 at 64 px trained by galmet's recipe with the ensemble's TTA means as labels."""
+    """A ResNet-18 at 64 px trained by the demo's recipe (config.yaml's ``train``) with the
+    ensemble's TTA means as labels."""
     from galmet.train import train_model
 
     x_tr = block_average(np.asarray(train.x), 64)
     x_va = block_average(np.asarray(valid.x), 64)
+    import yaml
+
+    recipe = yaml.safe_load((ROOT / "config.yaml").read_text())["train"]  # the demo members' recipe
     train_model(x_tr, teacher_mean.astype(np.float32), x_va, valid.y.astype(np.float32),
-                {"arch": "resnet18", "pretrained": "none", "device": "cpu", "reproducible": False},
-                out, {"seed": 0, "target": TARGET, "tta": 1})
+                {**recipe, "device": "cpu", "reproducible": False}, out, {"seed": 0, "target": TARGET, "tta": 1})
     return out / "model.pt"
 
 
