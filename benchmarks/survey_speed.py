@@ -225,6 +225,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--student", action="store_true", help="train and measure the distilled student (minutes)")
+    ap.add_argument("--quality-only", action="store_true", help="the validation numbers only, no timing")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -285,6 +286,12 @@ def main() -> int:
             measures["distilled student, 1 pass"] = lambda: path_rate(student, s_meta, folder, 1)
             ceilings["distilled student, 1 pass"] = lambda: ceiling_rate(student, s_meta, x64, 1)
 
+        if args.quality_only:
+            for k, q in rows.items():
+                print(f"| {k} | RMSE {q['rmse']:.4f} | cov68 {q['coverage68']:.2f} | cov95 {q['coverage95']:.2f} | "
+                      f"width68 {q['width68']:.3f} | width95 {q['width95']:.3f} |")
+            print(json.dumps({"quality": rows}))
+            return 0
         for f in list(measures.values())[:1]:
             f()  # warm-up
         rate = interleaved(measures, args.repeats)
