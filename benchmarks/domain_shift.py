@@ -2,7 +2,7 @@
 shifted copies of the validation galaxies.
 
 A trained model (``--model``, single or ensemble) and the workflow's results folder (its image
-stores, split and clean catalog) give: the training images (at most ``MAX_REFERENCE`` of them,
+stores, split and clean catalog) give: the training images (at most ``MAX_IMAGES`` of them,
 the reference), the validation images (in-domain) and, for each shift of
 :mod:`galmet.shifts` applied to the validation cutouts at full size, the same galaxies shifted
 (out of domain). Each candidate score is computed for all of them; printed per candidate and
@@ -185,7 +185,7 @@ def main() -> int:
     index = sorted(res_dir.glob("images/*/index.parquet"))
     full = [p.parent / f"{max(int(q.stem[:-2]) for q in p.parent.glob('*px.npy'))}px.npy" for p in index]
     members = split_members(res_dir / "catalog" / "clean.parquet", res_dir / "split.parquet", index, args.target)
-    train = sample_split(members, "train", args.target, index, full, domain.MAX_REFERENCE)
+    train = sample_split(members, "train", args.target, index, full, domain.MAX_IMAGES)
     valid = load_split(members, "valid", args.target, index, full)
     if args.flags:
         rates = flag_rates(train.x, valid.x, res)

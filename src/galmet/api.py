@@ -233,9 +233,7 @@ class Model:
         columns = {source.id_name: np.concatenate([k for k, _, _ in parts]) if parts else np.empty(0),
                    **{n: np.concatenate([c[n] for _, c, _ in parts]) if parts else np.empty(0) for n in names}}
         extra = {"tta": run.tta, "levels": run.levels, "domain_alpha": run.alpha, "warnings": run.notes}
-        line = run.domain_line(self.meta)
-        if line is not None:
-            log.log(logging.WARNING if run.n_out_of_domain else logging.INFO, "%s", line)
+        if run.log_domain(self.meta, "galmet.api") is not None:
             extra["n_out_of_domain"] = run.n_out_of_domain
         return self._table(columns, source, extra, as_frame)
 

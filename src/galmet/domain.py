@@ -79,7 +79,6 @@ log = logging.getLogger("galmet.domain")
 VERSION = 2
 #: labelled images the test is fitted and calibrated on, at most (a random subsample beyond that).
 MAX_IMAGES = 20000
-MAX_REFERENCE = MAX_IMAGES  # the name of galmet <= 0.x (version 1 blocks)
 #: folds of the cross-conformal calibration.
 FOLDS = 10
 #: the share of the level given to the band-order test (chosen on the validation split).

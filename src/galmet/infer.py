@@ -214,9 +214,7 @@ def predict_shard(shard_path, model, meta, out_path, skipped_path=None, tta: int
         with atomic_path(skipped_path) as tmp:
             pd.DataFrame(run.skipped, columns=["objID", "path", "reason"]).to_csv(tmp, index=False)
     log_skipped(run.skipped[:5], "galmet.infer")
-    domain = run.domain_line(meta)
-    if domain:
-        log.log(logging.WARNING if run.n_out_of_domain else logging.INFO, "%s: %s", shard_path, domain)
+    domain = run.log_domain(meta, "galmet.infer", prefix=f"{shard_path}: ")
     return {"n_in": run.n_seen, "n_predicted": run.n_predicted, "n_skipped": len(run.skipped),
             "n_out_of_domain": run.n_out_of_domain, "domain": domain, "seconds": time.perf_counter() - t0,
             "survey_notes": run.survey_notes, "skipped": run.skipped}

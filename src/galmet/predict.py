@@ -124,7 +124,8 @@ def predict_columns(model, meta, x_uint8_nhwc, tta=None, batch_size=None, device
     check_tta(meta, tta)
     alpha = domain_alpha(meta, alpha)
     levels = interval_levels(meta, levels) if meta.get("calibration") is not None else []
-    return out_of_domain_rows(_columns(model, meta, x_uint8_nhwc, tta, batch_size, device, levels, spread, alpha))
+    cols = _columns(model, meta, x_uint8_nhwc, tta, batch_size, device, levels, spread, alpha)
+    return out_of_domain_rows(cols, levels)
 
 
 def domain_alpha(meta: dict, alpha=None, option: str = "--domain-alpha") -> float:
@@ -140,18 +141,17 @@ def domain_alpha(meta: dict, alpha=None, option: str = "--domain-alpha") -> floa
     return float(alpha)
 
 
-def out_of_domain_rows(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``cols`` with the interval bounds of out-of-domain rows (``in_domain`` false) left empty
-    (NaN): they were calibrated on images like the training images, and an interval on any other
-    image would claim a coverage it does not have. ``prediction`` (the network's answer, for
-    whoever studies such images), ``domain_p`` and ``in_domain`` stay."""
-    if "in_domain" not in cols or cols["in_domain"].all():
+def out_of_domain_rows(cols: dict[str, np.ndarray], levels) -> dict[str, np.ndarray]:
+    """``cols`` with the interval bounds at ``levels`` (:func:`galmet.conformal.interval_names`) of
+    out-of-domain rows (``in_domain`` false) left empty (NaN): they were calibrated on images like
+    the training images, and an interval on any other image would claim a coverage it does not
+    have. ``prediction`` (the network's answer, for whoever studies such images), ``domain_p`` and
+    ``in_domain`` stay."""
+    from galmet.conformal import interval_names
+
+    if "in_domain" not in cols or cols["in_domain"].all() or not levels:
         return cols
-    out = dict(cols)
-    for name in cols:
-        if name.startswith("p") and name[1:2].isdigit():
-            out[name] = np.where(cols["in_domain"], cols[name], np.nan)
-    return out
+    return {**cols, **{name: np.where(cols["in_domain"], cols[name], np.nan) for name in interval_names(levels)}}
 
 
 def _columns(model, meta, x, tta, batch_size, device, levels, spread, alpha) -> dict[str, np.ndarray]:
@@ -205,11 +205,7 @@ class PredictionRun:
     survey_notes: list = field(default_factory=list)
     source: object = None
     n_predicted: int = 0
-    n_out_of_domain: int | None = None
-
-    def __post_init__(self):
-        if self.n_out_of_domain is None:
-            self.n_out_of_domain = 0
+    n_out_of_domain: int = 0
 
     @property
     def skipped(self) -> list:
@@ -226,6 +222,14 @@ class PredictionRun:
             return None
         return (f"{self.n_out_of_domain} of {self.n_predicted} predicted images are out of the model's domain "
                 f"(domain_p < {self.alpha:g}): in_domain false, their intervals left empty")
+
+    def log_domain(self, meta: dict, logger: str, prefix: str = "") -> str | None:
+        """:meth:`domain_line`, logged by ``logger`` (a warning when a row is out of the domain)."""
+        line = self.domain_line(meta)
+        if line is not None:
+            level = logging.WARNING if self.n_out_of_domain else logging.INFO
+            logging.getLogger(logger).log(level, "%s%s", prefix, line)
+        return line
 
     def columns(self, meta: dict) -> list[str]:
         """The columns of its rows after ``objID`` (and kept catalog columns): :func:`output_columns`."""
@@ -301,7 +305,7 @@ def predict_rows(source, model, meta: dict, run: PredictionRun, batch_size=None,
             ok = np.all([np.isfinite(v) for v in cols.values()], axis=0)
             source.skip(keys[~ok], skip_reason("not_finite"))
             run.n_predicted += int(ok.sum())
-            cols = out_of_domain_rows(cols)
+            cols = out_of_domain_rows(cols, run.levels)
             if "in_domain" in cols:
                 run.n_out_of_domain += int((ok & ~cols["in_domain"]).sum())
             yield keys[ok], {k: v[ok] for k, v in cols.items()}, {k: np.asarray(v)[ok] for k, v in extra.items()}

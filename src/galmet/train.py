@@ -576,10 +576,9 @@ def model_meta(run: _Run, progress: _Progress, meta: dict, kept_epoch: int, n_tr
     }
 
 
-def finalise(run: _Run, progress: _Progress, outputs: TrainOutputs, meta: dict,
-             domain_alpha: float | None = None) -> dict:
+def finalise(run: _Run, progress: _Progress, outputs: TrainOutputs, meta: dict, domain_alpha: float) -> dict:
     """Keep the last (or best) weights, score validation with TTA, fit the applicability-domain
-    test (at ``domain_alpha``, default :data:`galmet.domain.DEFAULT_ALPHA`), write the model file,
+    test (its default level ``domain_alpha``, from :func:`_domain_alpha`), write the model file,
     the log and the loss curve, and remove the checkpoint."""
     from galmet import modelfile
     from galmet.predict import predict_images
@@ -601,7 +600,7 @@ def finalise(run: _Run, progress: _Progress, outputs: TrainOutputs, meta: dict,
         from galmet.domain import fit as fit_domain
 
         full_meta["domain"] = fit_domain(run.train.x, run.valid.x, full_meta["resolution"], seed=run.seed,
-                                         alpha=_domain_alpha(domain_alpha, len(run.train), len(run.valid)))
+                                         alpha=domain_alpha)
     modelfile.save(outputs.model, run.model, full_meta)
     log_df = pd.DataFrame(progress.rows, columns=LOG_COLUMNS)
     write_table(log_df, outputs.log)

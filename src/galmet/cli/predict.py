@@ -165,8 +165,7 @@ def cli_main(args) -> int:
                     f"are in {log_path}", 1)
     log.info("wrote %d predictions to %s (%d skipped, listed in %s)", run.n_predicted, out, len(run.skipped),
              log_path)
-    if domain:
-        log.log(logging.WARNING if run.n_out_of_domain else logging.INFO, "%s", domain)
+    run.log_domain(meta, "galmet.predict")
     return 0
 
 
