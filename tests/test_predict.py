@@ -195,3 +195,39 @@ def test_three_prediction_paths_give_the_same_numbers(trained, demo_ids, tmp_pat
     split = split.set_index("objID")["prediction"]
     for other in (infer, split):
         np.testing.assert_allclose(other.loc[ids].to_numpy(), cli.loc[ids].to_numpy(), atol=1e-6)
+
+
+def test_read_ahead_keeps_the_order_raises_the_producers_error_and_stops_with_the_consumer():
+    """The prediction path decodes the next chunk while this one is predicted: the chunks come in
+    their order, a decoding error reaches the caller where it happened, and a caller that stops
+    (an error, Ctrl-C) stops the decoding soon after."""
+    import threading
+    import time
+
+    from galmet.inputs import read_ahead
+
+    assert list(read_ahead(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for item in read_ahead(failing()):
+            got.append(item)
+    assert got == [1]
+
+    made = []
+
+    def endless():
+        for i in range(10_000):
+            made.append(i)
+            yield i
+
+    for item in read_ahead(endless()):
+        if item == 3:
+            break
+    time.sleep(0.5)
+    assert len(made) <= 6  # one item ahead, and the one being made when the caller stopped
+    assert not any(t.name == "galmet-read-ahead" and t.is_alive() for t in threading.enumerate())

@@ -97,6 +97,7 @@ def report(tmp_path_factory):
     cfg["resolutions"] = [16]
     cfg["seeds"] = [0]
     cfg["ensemble"] = {"resolution": 16, "seeds": [0, 1]}
+    cfg["survey"] = None  # tests/test_workflow.py builds one
     cfg["split"]["fractions"] = {"train": 0.3, "valid": 0.5, "test": 0.2}  # >= 19 galaxies to calibrate 95%
     cfg["train"]["batch_size"] = 16
     cfg["train"]["stage2"] = {**cfg["train"].get("stage2", {}), "cycles": [1]}

@@ -56,7 +56,8 @@ def expected(targets, study, members, ensemble, saliency, mzr):
     return {
         "trainings": {(t, m) for t in targets for m in study + members},
         "ensembles": {(t, ensemble) for t in targets},
-        "predictions": {(t, m) for t in targets for m in study + members + [ensemble]},
+        "surveys": {(t, f"{ensemble}-survey") for t in targets},  # every shipped config distils its ensemble
+        "predictions": {(t, m) for t in targets for m in study + members + [ensemble, f"{ensemble}-survey"]},
         "baselines": {(t, b) for t in targets for b in BASELINES},
         "figures": figures,
         "mass_route": set(mzr),
@@ -90,7 +91,7 @@ def runs():
 
 
 def as_sets(exp: dict) -> dict:
-    pairs = {k: {(m["target"], m["model"]) for m in exp[k]} for k in ("trainings", "ensembles", "predictions")}
+    pairs = {k: {(m["target"], m["model"]) for m in exp[k]} for k in ("trainings", "ensembles", "surveys", "predictions")}
     return {**pairs, "baselines": set(exp["baselines"]), "mass_route": set(exp["mass_route"]),
             "mzr": set(exp["mzr"]), "saliency": set(exp["saliency"]),
             "figures": {k: set(v) for k, v in exp["figures"].items()}}

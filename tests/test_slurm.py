@@ -300,6 +300,7 @@ def tiny_config(tmp_path: Path) -> Path:
         cfg["seeds"] = [0]
         # an ensemble whose second member is its own GPU job; >= 19 valid galaxies to calibrate 95%
         cfg["ensemble"] = {"resolution": 16, "seeds": [0, 1]}
+        cfg["survey"] = None  # tests/test_workflow.py builds one
         cfg["split"]["fractions"] = {"train": 0.3, "valid": 0.5, "test": 0.2}
         train = cfg.setdefault("train", {})
         train["batch_size"] = 16

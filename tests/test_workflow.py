@@ -42,6 +42,7 @@ def tiny_config(workdir) -> dict:
     cfg["cutouts"]["local_dir"] = str(workdir / "images")
     cfg["resolutions"] = [16]
     cfg["ensemble"] = {"resolution": 16, "seeds": [0, 1]}  # seed 0 reused, seed 1 trained for it
+    cfg["survey"] = {"cycles": [1]}  # and distilled into one network
     cfg["split"]["fractions"] = {"train": 0.3, "valid": 0.5, "test": 0.2}  # >= 19 galaxies to calibrate 95%
     cfg["shards"] = 2
     cfg["train"].update(TINY_TRAIN)
@@ -139,6 +140,30 @@ def test_the_ensemble_is_calibrated_scored_and_predicts_like_the_workflow(tiny_r
         assert (both["in_domain"] == both["in_domain_wf"]).all()
         for c in ("prediction", "p2p5", "p16", "p84", "p97p5", "domain_p"):
             np.testing.assert_allclose(both[c], both[f"{c}_wf"], atol=atol, err_msg=f"{c}, --reproducible {setting}")
+
+
+def test_the_survey_model_is_distilled_scored_and_listed(tiny_run):
+    """The survey rule distils the ensemble: its model file predicts the test split in one pass with
+    intervals of one width, and summary.json lists it with its teacher, throughput and numbers."""
+    d = tiny_run["dir"]
+    summary = json.loads((d / "results" / "summary.json").read_text())
+    (survey,) = summary["survey_models"]
+    assert survey["name"] == "resnet18-16px-seeds0-1-survey" and survey["teacher"] == "resnet18-16px-seeds0-1"
+    assert survey["path"] == "results/models/oh_p50/resnet18-16px-seeds0-1-survey/model.pt"
+    rate = survey["throughput"]
+    assert rate["galaxies_per_s"] > 0 and rate["speedup"] == rate["galaxies_per_s"] / rate["ensemble_galaxies_per_s"]
+    assert survey["valid"]["n"] > 0 and survey["valid"]["teacher_rmse"] > 0
+    test = survey["test"]
+    assert test["n"] == summary["ensembles"][0]["test"]["n"]
+    assert test["width68"] == pytest.approx(survey["valid"]["width68"])  # one width, the validation split's
+    meta = read_meta(d / survey["path"])
+    assert meta["tta"] == 1 and meta["survey"]["teacher"]["name"] == survey["teacher"]
+    preds = pd.read_parquet(d / "results" / "predictions" / "oh_p50" / f"{survey['name']}.parquet")
+    inside = preds[preds["in_domain"]]
+    np.testing.assert_allclose(inside["p84"] - inside["p16"], test["width68"], atol=1e-6)
+    log = (d / "results" / "logs" / "survey" / "oh_p50" / f"{survey['name']}.log").read_text()
+    assert "labelled" in log and "galaxies/s against the ensemble's" in log
+    assert (d / "results" / "benchmarks" / "survey" / "oh_p50" / f"{survey['name']}.tsv").is_file()
 
 
 def test_predictions_cover_the_test_split(tiny_run):

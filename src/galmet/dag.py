@@ -185,7 +185,8 @@ def _model(job: Job) -> dict:
 
 def experiments(jobs) -> dict:
     """The study the jobs carry out: ``trainings`` (target, model, arch, resolution, seed),
-    ``ensembles`` (target, model, arch, resolution, seeds), ``predictions`` (target, model),
+    ``ensembles`` (target, model, arch, resolution, seeds), ``surveys`` (the same, with ``survey``),
+    ``predictions`` (target, model),
     ``baselines`` (target, name), ``figures`` (figure -> [target/model or target]), ``mass_route``,
     ``mzr`` and ``saliency`` (models), each sorted."""
     def models(rule):
@@ -200,6 +201,7 @@ def experiments(jobs) -> dict:
     return {
         "trainings": models("train"),
         "ensembles": models("ensemble"),
+        "surveys": models("survey"),
         "predictions": models("predict"),
         "baselines": sorted((j.wildcards["target"], j.wildcards["name"]) for j in jobs if j.rule == "baseline"),
         "figures": {k: sorted(figures[k]) for k in FIGURE_RULES.values() if k in figures},

@@ -29,7 +29,7 @@ import numpy as np
 from galmet.config import default
 from galmet.conformal import DEFAULT_LEVELS, ConformalError, calibration_scores, score_quantile
 from galmet.modelfile import ModelFileError
-from galmet.predict import mean_and_spread, predict_views
+from galmet.predict import calibrated_mean_and_spread, predict_views
 
 log = logging.getLogger("galmet.ensemble")
 
@@ -77,25 +77,28 @@ def combine(members, names) -> tuple:
 
 
 def calibrate(model, meta: dict, parts: Iterable, tta: int | None = None, batch_size: int | None = None, device="cpu",
-              split: str = "valid") -> dict:
+              split: str = "valid", spread: str = SPREAD) -> dict:
     """``meta`` with its ``calibration`` block, measured on ``parts`` (labelled chunks with ``x``
     and ``y``, e.g. :func:`galmet.dataset.iter_split` of the validation split): the sorted scores
     ``|y - mean| / spread`` of every galaxy (:func:`galmet.conformal.calibration_scores`).
-    ``tta`` and ``batch_size`` default to the config's ``predict.tta`` and ``predict.batch_size``."""
+    ``tta`` and ``batch_size`` default to the config's ``predict.tta`` and ``predict.batch_size``;
+    ``spread``: :data:`SPREAD`, or :data:`galmet.predict.CONSTANT_SPREAD` for intervals of one
+    width (a single network, :mod:`galmet.survey`)."""
     tta = default("predict.tta") if tta is None else tta
+    how = {"calibration": {"spread": spread}}
     ys, means, spreads = [], [], []
     for part in parts:
         if len(part.y) == 0:
             continue
-        mean, spread = mean_and_spread(predict_views(model, meta, part.x, tta, batch_size, device))
+        mean, spread_ = calibrated_mean_and_spread(how, predict_views(model, meta, part.x, tta, batch_size, device))
         ys.append(np.asarray(part.y, np.float64))
         means.append(mean)
-        spreads.append(spread)
+        spreads.append(spread_)
     if not ys:
         raise EnsembleError(f"empty calibration set: the {split} split has no galaxy with an image and a valid "
                             f"{meta.get('target')}; give the split more galaxies (split.fractions)")
-    y, mean, spread = (np.concatenate(a) for a in (ys, means, spreads))
-    scores = calibration_scores(y, mean, spread)
+    y, mean, sd = (np.concatenate(a) for a in (ys, means, spreads))
+    scores = calibration_scores(y, mean, sd)
     for level in DEFAULT_LEVELS:
         try:
             score_quantile(scores, level)
@@ -103,8 +106,8 @@ def calibrate(model, meta: dict, parts: Iterable, tta: int | None = None, batch_
             raise EnsembleError(f"the {split} split is too small to calibrate the default intervals: {exc}; "
                                 "give it more galaxies (split.fractions)") from None
     rmse = float(np.sqrt(np.mean((mean - y) ** 2)))
-    log.info("calibrated on %d %s galaxies: ensemble RMSE %.4f, median spread %.4f, median score %.3f",
-             len(scores), split, rmse, float(np.median(spread)), float(np.median(scores)))
+    log.info("calibrated on %d %s galaxies: RMSE %.4f, median spread %.4f, median score %.3f",
+             len(scores), split, rmse, float(np.median(sd)), float(np.median(scores)))
     return {**meta, "calibration": {
         "method": "split conformal, score |y - mean| / spread", "split": split, "n": int(len(scores)),
-        "tta": int(tta), "spread": SPREAD, "valid_rmse": rmse, "scores": [float(s) for s in scores]}}
+        "tta": int(tta), "spread": spread, "valid_rmse": rmse, "scores": [float(s) for s in scores]}}

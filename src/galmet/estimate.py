@@ -4,7 +4,9 @@ rates of images a second (:mod:`galmet.rates`): ``galmet plan``'s time lines.
 A training of ``E`` epochs (stage 1 when the body is pretrained, plus the SGDR cycles of stage
 2) costs ``E x n_train`` images at the training rate, plus a validation pass each epoch and the
 final validation score with TTA at the prediction rate; a prediction job ``members x n_test x
-tta`` views; an ensemble's calibration ``members x n_valid x tta`` views. The split sizes are
+tta`` views (one view a galaxy for a survey model); an ensemble's calibration ``members x
+n_valid x tta`` views; a survey model's making its ensemble's labels of the training galaxies
+(``members x n_train x tta`` views) and a training of ``survey.cycles`` epochs. The split sizes are
 config ``split.fractions`` of the number of galaxies. Downloads, packing, baselines, saliency
 maps and figures are not estimated. Light at import (no torch).
 """
@@ -56,9 +58,15 @@ def _epochs(train: dict) -> int:
     return stage1 + sum(int(c) for c in train["stage2"]["cycles"])
 
 
+def _survey_epochs(config: dict) -> int:
+    cycles = (config.get("survey") or {}).get("cycles")
+    train = config["train"]
+    return _epochs({**train, "stage2": {**train["stage2"], "cycles": cycles}} if cycles else train)
+
+
 def _job_seconds(exp: dict, config: dict, sizes: dict, device: str, table: dict) -> dict:
     """Seconds of every CNN job on ``device``: ``{"train": {(target, model): s}, "ensemble": ...,
-    "predict": ...}`` and the rates used per (arch, resolution)."""
+    "survey": ..., "predict": ...}`` and the rates used per (arch, resolution)."""
     tta, epochs = int(config["predict"]["tta"]), _epochs(config["train"])
     used = {}
 
@@ -68,28 +76,37 @@ def _job_seconds(exp: dict, config: dict, sizes: dict, device: str, table: dict)
             used[key] = rate(table, device, *key)
         return used[key]
 
-    out = {"train": {}, "ensemble": {}, "predict": {}}
+    out = {"train": {}, "ensemble": {}, "survey": {}, "predict": {}}
     for m in exp["trainings"]:
         rt = r(m)
         out["train"][(m["target"], m["model"])] = (
             epochs * sizes["train"] / rt["train"] + (epochs + tta) * sizes["valid"] / rt["predict"])
     for m in exp["ensembles"]:
         out["ensemble"][(m["target"], m["model"])] = len(m["seeds"]) * sizes["valid"] * tta / r(m)["predict"]
+    for m in exp.get("surveys", []):
+        rt, survey_epochs = r(m), _survey_epochs(config)
+        out["survey"][(m["target"], m["model"])] = (
+            len(m["seeds"]) * sizes["train"] * tta / rt["predict"]  # the ensemble's labels
+            + survey_epochs * sizes["train"] / rt["train"] + (survey_epochs + 1) * sizes["valid"] / rt["predict"])
     for m in exp["predictions"]:
-        members = len(m.get("seeds") or [m.get("seed")])
-        out["predict"][(m["target"], m["model"])] = members * sizes["test"] * tta / r(m)["predict"]
+        passes = 1 if m.get("survey") else len(m.get("seeds") or [m.get("seed")]) * tta
+        out["predict"][(m["target"], m["model"])] = passes * sizes["test"] / r(m)["predict"]
     return {"seconds": out, "rates": used}
 
 
 def _longest_chain(exp: dict, s: dict) -> float:
     """Seconds of the longest chain of CNN jobs when every job runs as soon as its inputs exist:
     a model's training then its prediction; an ensemble's slowest member, its calibration, its
-    prediction."""
+    prediction (or its survey model, then the survey model's prediction)."""
     chains = [s["train"][k] + s["predict"].get(k, 0.0) for k in s["train"]]
+    surveys = {(m["target"], m["model"][: -len("-survey")]): (m["target"], m["model"]) for m in exp.get("surveys", [])}
     for m in exp["ensembles"]:
         key = (m["target"], m["model"])
         members = [s["train"].get((m["target"], name), 0.0) for name in _member_names(m, exp)]
-        chains.append(max(members, default=0.0) + s["ensemble"][key] + s["predict"].get(key, 0.0))
+        after = s["predict"].get(key, 0.0)
+        if key in surveys:
+            after = max(after, s["survey"][surveys[key]] + s["predict"].get(surveys[key], 0.0))
+        chains.append(max(members, default=0.0) + s["ensemble"][key] + after)
     return max(chains, default=0.0)
 
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -285,6 +287,47 @@ class ArraySource(ImageSource):
             yield (self._keys(keys), np.stack(out) if out else np.empty((0, res, res, 3), np.uint8), {})
 
 
+def read_ahead(items: Iterator, depth: int = 1) -> Iterator:
+    """The items of ``items``, produced by a background thread ``depth`` items ahead of the
+    consumer: the next chunk of images is decoded while the network predicts this one (PIL's
+    decoder and torch's kernels release the GIL). An exception of the producer is raised in the
+    consumer at the item it would have been; a consumer that stops early (an error, Ctrl-C)
+    stops the producer after the item it is on."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("done", None))
+        except BaseException as exc:  # noqa: BLE001 (handed to the consumer, which raises it)
+            put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="galmet-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 def open_source(images, ids=None, chunk_size: int | None = None) -> ImageSource:
     """The source of the notebook API's ``images``: a folder, one image file, a list of paths or a
     uint8 array (``ids``: the objIDs of an array's rows)."""
@@ -308,6 +351,6 @@ def log_skipped(skipped, logger: str) -> None:
         log.warning("skipped %s: %s", path or key, reason)
 
 
-__all__ = ["QUIET_FILES", "SKIP_TEXT", "SKIP_CODES", "skip_reason", "objid_from_name", "list_directory",
+__all__ = ["read_ahead", "QUIET_FILES", "SKIP_TEXT", "SKIP_CODES", "skip_reason", "objid_from_name", "list_directory",
            "image_path", "decode_rows", "ImageSource", "FileSource", "FolderSource", "CatalogSource", "PathsSource",
            "ArraySource", "open_source", "log_skipped"]

@@ -2,9 +2,11 @@
 
 A trained model is named by its architecture, its input resolution (px) and its seed, e.g.
 ``resnet18-64px-seed0``; an ensemble of such models by their seeds, e.g.
-``resnet18-32px-seeds0-1-2`` (:func:`ensemble_name`). The workflow's paths
+``resnet18-32px-seeds0-1-2`` (:func:`ensemble_name`); the survey model distilled from an
+ensemble by its name and ``-survey``, e.g. ``resnet18-64px-seeds0-1-2-survey``
+(:func:`survey_name`). The workflow's paths
 (``results/models/{target}/{model}/model.pt``, ``results/metrics/{target}/{model}.json``, ...)
-carry either name as the single ``{model}`` wildcard, constrained by :data:`ANY_MODEL_PATTERN`;
+carry any of these names as the single ``{model}`` wildcard, constrained by :data:`ANY_MODEL_PATTERN`;
 rules and the package read the parts back with :func:`parse_model_name`.
 
 The ``<arch>`` part is the backbone's name token (galmet.backbones: ``resnet18``, ``effb0`` for
@@ -19,8 +21,8 @@ import re
 
 from galmet.backbones import BACKBONES, by_token
 
-__all__ = ["MODEL_PATTERN", "ENSEMBLE_PATTERN", "ANY_MODEL_PATTERN", "model_name", "ensemble_name",
-           "parse_model_name", "seed_group"]
+__all__ = ["MODEL_PATTERN", "ENSEMBLE_PATTERN", "SURVEY_PATTERN", "ANY_MODEL_PATTERN", "model_name",
+           "ensemble_name", "survey_name", "parse_model_name", "seed_group"]
 
 _GROUP = "{arch}-{res}px"  # the models that differ only by seed
 _TEMPLATE = _GROUP + "-seed{seed}"
@@ -33,8 +35,11 @@ _PARSE = re.compile(_TEMPLATE.format(**{k: f"(?P<{k}>{v})" for k, v in _PARTS.it
 _ENSEMBLE = _GROUP + "-seeds{seeds}"
 #: Regex of an ensemble name (seeds joined by '-', at least two).
 ENSEMBLE_PATTERN = _ENSEMBLE.format(arch=_PARTS["arch"], res=_PARTS["res"], seeds=r"\d+(?:-\d+)+")
-#: Either kind: the workflow's ``{model}`` wildcard.
-ANY_MODEL_PATTERN = f"(?:{MODEL_PATTERN}|{ENSEMBLE_PATTERN})"
+_SURVEY = "-survey"
+#: Regex of a survey model's name: its teacher ensemble's and ``-survey``.
+SURVEY_PATTERN = ENSEMBLE_PATTERN + _SURVEY
+#: Any kind: the workflow's ``{model}`` wildcard.
+ANY_MODEL_PATTERN = f"(?:{MODEL_PATTERN}|{ENSEMBLE_PATTERN}|{SURVEY_PATTERN})"
 _PARSE_ENSEMBLE = re.compile(_ENSEMBLE.format(arch=f"(?P<arch>{_PARTS['arch']})", res=f"(?P<res>{_PARTS['res']})",
                                               seeds=r"(?P<seeds>\d+(?:-\d+)+)"))
 
@@ -67,6 +72,14 @@ def ensemble_name(arch: str, res: int, seeds) -> str:
     return name
 
 
+def survey_name(ensemble: str) -> str:
+    """``"resnet18-64px-seeds0-1-2"`` -> ``"resnet18-64px-seeds0-1-2-survey"``: the survey model
+    distilled from that ensemble (:mod:`galmet.survey`)."""
+    if "seeds" not in parse_model_name(ensemble) or str(ensemble).endswith(_SURVEY):
+        raise ValueError(f"{ensemble!r} is not an ensemble's name: a survey model is distilled from an ensemble")
+    return f"{ensemble}{_SURVEY}"
+
+
 def seed_group(arch: str, res: int) -> str:
     """``("resnet18", 64)`` -> ``"resnet18-64px"``: the key of the models that differ by seed."""
     return _GROUP.format(arch=_token(arch), res=int(res))
@@ -74,15 +87,20 @@ def seed_group(arch: str, res: int) -> str:
 
 def parse_model_name(name: str) -> dict:
     """``resnet18-64px-seed0`` -> ``{"arch": "resnet18", "resolution": 64, "seed": 0}``;
-    an ensemble's name gives ``seeds`` (a list) in place of ``seed``."""
-    m = _PARSE.fullmatch(str(name))
+    an ensemble's name gives ``seeds`` (a list) in place of ``seed``, a survey model's name its
+    teacher's parts and ``"survey": True``."""
+    name = str(name)
+    if name.endswith(_SURVEY) and _PARSE_ENSEMBLE.fullmatch(name[: -len(_SURVEY)]):
+        return {**parse_model_name(name[: -len(_SURVEY)]), "survey": True}
+    m = _PARSE.fullmatch(name)
     if m:
         return {"arch": _arch(m["arch"]), "resolution": int(m["res"]), "seed": int(m["seed"])}
-    m = _PARSE_ENSEMBLE.fullmatch(str(name))
+    m = _PARSE_ENSEMBLE.fullmatch(name)
     if m:
         return {"arch": _arch(m["arch"]), "resolution": int(m["res"]),
                 "seeds": [int(s) for s in m["seeds"].split("-")]}
     raise ValueError(
         f"model name {name!r} is not of the form <arch>-<res>px-seed<seed> (e.g. resnet18-64px-seed0) "
-        "nor <arch>-<res>px-seeds<s1>-<s2>... (an ensemble, e.g. resnet18-32px-seeds0-1-2)"
+        "nor <arch>-<res>px-seeds<s1>-<s2>... (an ensemble, e.g. resnet18-32px-seeds0-1-2), nor an "
+        "ensemble's name and -survey (its survey model)"
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 from galmet.backbones import saliency_layer
 from galmet.config import GPU_DEVICE_FILES, ConfigError, gpu_jobs
 from galmet.cutouts.base import PROVIDERS, get_provider
-from galmet.names import ensemble_name, model_name, parse_model_name
+from galmet.names import ensemble_name, model_name, parse_model_name, survey_name
 from galmet.targets import METALLICITY, REFERENCE_TARGET, has_mzr
 
 __all__ = ["Study", "EXPLAIN_KEYS", "GPU_TRAIN_THREADS", "MODEL_FIGURES", "ENSEMBLE_FIGURES",
@@ -117,6 +117,28 @@ class Study:
             return []
         name = ensemble_name(self.arch, self.ensemble["resolution"], self.ensemble["seeds"])
         return [(t, name) for t in self.targets]
+
+    def survey_models(self) -> list[tuple[str, str]]:
+        """The survey model of each configured ensemble (config ``survey``); [] without one."""
+        if self.config.get("survey") is None:
+            return []
+        return [(t, survey_name(e)) for t, e in self.ensembles()]
+
+    def survey_params(self, model: str) -> dict:
+        """Config ``train`` for the survey model ``model``: the members' recipe, seeded by the
+        ensemble's first seed, with ``survey.cycles`` (when set) as its stage-2 cycles."""
+        parts = parse_model_name(model)
+        train = {**self.config["train"], "arch": parts["arch"], "seed": parts["seeds"][0]}
+        cycles = (self.config.get("survey") or {}).get("cycles")
+        if cycles:
+            train["stage2"] = {**train.get("stage2", {}), "cycles": list(cycles)}
+        return train
+
+    @staticmethod
+    def teacher(survey: str) -> str:
+        """The ensemble a survey model is distilled from, from its name."""
+        parts = parse_model_name(survey)
+        return ensemble_name(parts["arch"], parts["resolution"], parts["seeds"])
 
     @staticmethod
     def members(ensemble: str) -> list[str]:

@@ -47,7 +47,7 @@ import torch
 from galmet.augment import D4_SIZE, d4
 from galmet.config import default
 from galmet.imaging import bring_to_resolution
-from galmet.inputs import skip_reason
+from galmet.inputs import read_ahead, skip_reason
 from galmet.io import atomic_path
 from galmet.model import members, normalisation_constants, resolve_device, to_input
 
@@ -102,6 +102,21 @@ def mean_and_spread(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean TTA variance). The spread calibrated by :mod:`galmet.ensemble`."""
     flat = views.reshape(len(views), -1)
     return flat.mean(axis=1), flat.std(axis=1)
+
+
+#: The calibration ``spread`` of a model whose intervals have one width for every galaxy (a
+#: survey model, :mod:`galmet.survey`: one pass a galaxy has no spread to measure).
+CONSTANT_SPREAD = "constant: intervals of one width"
+
+
+def calibrated_mean_and_spread(meta: dict, views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, spread)`` of ``N x M x V`` outputs as the model's calibration defines its spread:
+    :func:`mean_and_spread`'s, or ones where the calibration's ``spread`` is
+    :data:`CONSTANT_SPREAD` (its intervals then have one width)."""
+    mean, spread = mean_and_spread(views)
+    if (meta.get("calibration") or {}).get("spread") == CONSTANT_SPREAD:
+        spread = np.ones_like(mean)
+    return mean, spread
 
 
 def check_tta(meta: dict, tta: int) -> None:
@@ -163,7 +178,7 @@ def _columns(model, meta, x, tta, batch_size, device, levels, spread, alpha) -> 
     dom = domain_columns(meta.get("domain"), x, alpha)
     if meta.get("calibration") is None:
         return {"prediction": views.mean(axis=(1, 2)), **dom}
-    mean, sd = mean_and_spread(views)
+    mean, sd = calibrated_mean_and_spread(meta, views)
     return {"prediction": mean, **({"spread": sd} if spread else {}),
             **interval_columns(mean, sd, meta["calibration"]["scores"], levels), **dom}
 
@@ -249,8 +264,9 @@ def choose_tta(requested, meta: dict) -> int:
         return int(requested)
     tta = (own if own > 1 else D4_SIZE) if requested else 1
     if cal and tta != own:
-        raise ValueError(f"--no-tta (tta=False): this ensemble's intervals were calibrated with TTA over {own} "
-                         "symmetries and would be wrong without it; drop it")
+        flag = "--tta (tta=True)" if requested else "--no-tta (tta=False)"
+        raise ValueError(f"{flag}: this model's intervals were calibrated with TTA over {own} symmetries and would "
+                         f"be wrong with {tta}; drop it")
     return tta
 
 
@@ -297,9 +313,11 @@ def predict_rows(source, model, meta: dict, run: PredictionRun, batch_size=None,
     :func:`output_columns` (:func:`predict_columns` at ``run``'s TTA, levels and alpha). Images the
     source refuses and outputs that are not finite go to ``source.skipped``; ``progress(n_seen)``
     after each chunk; ``run.n_predicted`` counts the rows. The settings are ``run``'s, resolved once
-    by :func:`prepare`."""
+    by :func:`prepare`. The next chunk is decoded while this one is predicted
+    (:func:`galmet.inputs.read_ahead`)."""
     res = int(meta["resolution"])
-    for keys, x, extra in source.chunks(res, max_pixels):
+    chunks = ((keys, x, extra, source.n_seen) for keys, x, extra in source.chunks(res, max_pixels))
+    for keys, x, extra, n_seen in read_ahead(chunks):
         if len(keys):
             cols = _columns(model, meta, x, run.tta, batch_size, device, run.levels, False, run.alpha)
             ok = np.all([np.isfinite(v) for v in cols.values()], axis=0)
@@ -310,7 +328,7 @@ def predict_rows(source, model, meta: dict, run: PredictionRun, batch_size=None,
                 run.n_out_of_domain += int((ok & ~cols["in_domain"]).sum())
             yield keys[ok], {k: v[ok] for k, v in cols.items()}, {k: np.asarray(v)[ok] for k, v in extra.items()}
         if progress is not None:
-            progress(source.n_seen)
+            progress(n_seen)
 
 
 def predict_to_table(source, model, meta: dict, out, run: PredictionRun, model_path=None, batch_size=None,
@@ -500,7 +518,7 @@ def _column_names(meta: dict, levels: list) -> list[str]:
             + (["domain_p", "in_domain"] if meta.get("domain") is not None else []))
 
 
-__all__ = ["predict_views", "predict_images", "mean_and_spread", "predict_columns", "check_tta",
-           "interval_levels", "output_columns", "PredictionRun", "choose_tta", "domain_notes", "domain_alpha",
-           "out_of_domain_rows", "prepare",
-           "predict_rows", "predict_to_table", "PredictionWriter", "CSV_DECIMALS"]
+__all__ = ["predict_views", "predict_images", "mean_and_spread", "calibrated_mean_and_spread", "CONSTANT_SPREAD",
+           "predict_columns", "check_tta", "interval_levels", "output_columns", "PredictionRun", "choose_tta",
+           "domain_notes", "domain_alpha", "out_of_domain_rows", "prepare", "predict_rows", "predict_to_table",
+           "PredictionWriter", "CSV_DECIMALS"]

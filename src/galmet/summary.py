@@ -8,7 +8,15 @@ Shape (later stages add entries, never change it)::
      "seeds": {"<target>/<arch>-<res>px": {"n_seeds", "rmse_mean", "rmse_std", "nmad_mean", "nmad_std"}},
      "ensembles": [{"name", "target", "resolution", "members" (model names), "path",
                     "test": {"n", "rmse", "nmad", "median_residual", "coverage68", "coverage95",
-                             "width68", "width95"}}]}
+                             "width68", "width95"}}],
+     "survey_models": [{"name", "target", "resolution", "teacher" (the ensemble's name), "path",
+                        "throughput": {"galaxies_per_s", "ensemble_galaxies_per_s", "speedup", ...},
+                        "valid": {"n", "rmse", "teacher_rmse", "width68", "width95"},
+                        "test": {the ensembles' keys}}]}
+
+``survey_models`` (:mod:`galmet.survey`) appears with a configured survey model; its
+``throughput`` is this machine's (the one number of the file that differs between machines),
+from the model's ``survey.json``.
 
 A model or ensemble with an applicability-domain test (:mod:`galmet.domain`) also has
 ``"domain": {"alpha", "n", "flagged", "fraction", "band", "inside"}``: the test galaxies it flags,
@@ -32,11 +40,14 @@ INTERVAL_KEYS = ("coverage68", "coverage95", "width68", "width95")
 
 
 def build_summary(models: list[dict], metric_paths: list, baseline_paths: list, ensembles: list[dict] = (),
-                  ensemble_metric_paths: list = (), uncertainty_paths: list = ()) -> dict:
+                  ensemble_metric_paths: list = (), uncertainty_paths: list = (), surveys: list[dict] = (),
+                  survey_metric_paths: list = (), survey_uncertainty_paths: list = (),
+                  survey_report_paths: list = ()) -> dict:
     """Gather ``models`` (dicts with ``target``, ``name`` and ``path`` of the model file, in the
-    order of ``metric_paths``), the baseline JSON files and the ``ensembles`` (dicts with
+    order of ``metric_paths``), the baseline JSON files, the ``ensembles`` (dicts with
     ``name, target, resolution, members, path``, in the order of their metric and uncertainty
-    files) into the summary structure."""
+    files) and the ``surveys`` (dicts with ``name, target, resolution, teacher, path``, in the
+    order of their metric, uncertainty and ``survey.json`` files) into the summary structure."""
     entries = []
     for model, path in zip(models, metric_paths, strict=True):
         metrics = read_json(path)
@@ -61,6 +72,14 @@ def build_summary(models: list[dict], metric_paths: list, baseline_paths: list, 
              "test": {**{k: m[k] for k in ENSEMBLE_KEYS}, **{k: u[k] for k in INTERVAL_KEYS}}, **_domain(m)}
             for e, m, u in zip(ensembles, map(read_json, ensemble_metric_paths), map(read_json, uncertainty_paths),
                                strict=True)]
+    if surveys:
+        out["survey_models"] = [
+            {**{k: e[k] for k in ("name", "target", "resolution", "teacher")}, "path": str(e["path"]),
+             "throughput": r["throughput"], "valid": r["valid"],
+             "test": {**{k: m[k] for k in ENSEMBLE_KEYS}, **{k: u[k] for k in INTERVAL_KEYS}}, **_domain(m)}
+            for e, m, u, r in zip(surveys, map(read_json, survey_metric_paths),
+                                  map(read_json, survey_uncertainty_paths), map(read_json, survey_report_paths),
+                                  strict=True)]
     return out
 
 

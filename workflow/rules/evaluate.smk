@@ -23,7 +23,7 @@ rule predict:
         mem_mb=4000,
         runtime=120,
     params:
-        tta=config["predict"]["tta"],
+        # the TTA is the model file's (predict.tta when it was trained: changing it retrains)
         batch_size=config["predict"]["batch_size"],
         chunk_size=config["predict"]["chunk_size"],
         device=config["predict"]["device"],
@@ -58,7 +58,7 @@ rule evaluate:
 
 
 rule uncertainty:
-    """Coverage and width of a calibrated ensemble's intervals on the test split, the PIT,
+    """Coverage and width of a calibrated model's intervals on the test split, the PIT,
     coverage in bins of the truth and the risk-coverage curve (galmet.uncertainty)."""
     input:
         predictions="results/predictions/{target}/{model}.parquet",
@@ -82,11 +82,14 @@ rule uncertainty:
 
 
 rule summary:
-    """results/summary.json: every model's, ensemble's and baseline's test metrics in one file."""
+    """results/summary.json: every model's, ensemble's, survey model's and baseline's test metrics in one file."""
     input:
         metrics=[f"results/metrics/{t}/{m}.json" for t, m in STUDY.scored_models()],
         ensembles=[f"results/metrics/{t}/{m}.json" for t, m in STUDY.ensembles()],
         uncertainty=[f"results/uncertainty/{t}/{m}.json" for t, m in STUDY.ensembles()],
+        surveys=[f"results/metrics/{t}/{m}.json" for t, m in STUDY.survey_models()],
+        survey_uncertainty=[f"results/uncertainty/{t}/{m}.json" for t, m in STUDY.survey_models()],
+        survey_reports=[f"results/models/{t}/{m}/survey.json" for t, m in STUDY.survey_models()],
         baselines=baseline_outputs(),
         # for the report's results table only: the published scores beside this run's
         published=reference_metrics() if REFERENCE_TARGET in TARGETS else [],
@@ -120,6 +123,16 @@ rule summary:
                 "path": MODEL_FILE.format(target=t, model=m),
             }
             for t, m in STUDY.ensembles()
+        ],
+        surveys=[
+            {
+                "target": t,
+                "name": m,
+                "resolution": model_resolution(m),
+                "teacher": STUDY.teacher(m),
+                "path": MODEL_FILE.format(target=t, model=m),
+            }
+            for t, m in STUDY.survey_models()
         ],
         table=results_caption,
     script:

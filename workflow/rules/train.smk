@@ -76,3 +76,44 @@ rule ensemble:
         domain_alpha=config["predict"]["domain_alpha"],
     script:
         "../scripts/ensemble.py"
+
+
+rule survey:
+    """The survey model of the {model} name's ensemble (galmet.survey): one network trained on the
+    train split with the ensemble's predictions as labels, calibrated on the valid split (split
+    conformal, one width); one pass a galaxy, for `snakemake infer` on millions. Beside it, the
+    galaxies/s of both models' forward passes on this machine, in survey.json with the provenance
+    and the validation numbers."""
+    input:
+        unpack(model_stores),
+        teacher=lambda wildcards: MODEL_FILE.format(target=wildcards.target, model=STUDY.teacher(wildcards.model)),
+        catalog="results/catalog/clean.parquet",
+        split="results/split.parquet",
+    output:
+        model=MODEL_FILE,
+        log="results/models/{target}/{model}/train_log.csv",
+        curve="results/models/{target}/{model}/loss_curve.png",
+        report="results/models/{target}/{model}/survey.json",
+    log:
+        "results/logs/survey/{target}/{model}.log",
+    benchmark:
+        "results/benchmarks/survey/{target}/{model}.tsv"
+    wildcard_constraints:
+        model=SURVEY_PATTERN,
+    conda:
+        "../../envs/torch.yaml"
+    threads: STUDY.train_threads
+    resources:
+        gpu=STUDY.train_gpu,
+        mem_mb=16000,
+        runtime=240,
+    params:
+        train=lambda wildcards: STUDY.survey_params(wildcards.model),
+        teacher=lambda wildcards: STUDY.teacher(wildcards.model),
+        batch_size=config["predict"]["batch_size"],
+        chunk_size=config["predict"]["chunk_size"],
+        reproducible=config["predict"]["reproducible"],
+        domain_alpha=config["predict"]["domain_alpha"],
+        images=image_params("source", "scale", "width", "height", "base_url"),
+    script:
+        "../scripts/survey.py"

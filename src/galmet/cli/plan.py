@@ -94,6 +94,9 @@ def _trainings(exp: dict, config: dict) -> list[str]:
     lines.append(f"Ensembles: {len(exp['ensembles'])}")
     lines += [f"  {m['target']:<14}{m['model']:<32} seeds {', '.join(map(str, m['seeds']))} at {m['resolution']} px"
               for m in exp["ensembles"]]
+    if exp.get("surveys"):
+        lines.append(f"Survey models: {len(exp['surveys'])} (each ensemble distilled into one network)")
+        lines += [f"  {m['target']:<14}{m['model']}" for m in exp["surveys"]]
     by_target = {}
     for target, name in exp["baselines"]:
         by_target.setdefault(target, []).append(name)
@@ -139,8 +142,9 @@ def _estimate(est: dict) -> list[str]:
                   f"{r['predict']:>7,.0f} img/s ({r['how']})" for r in d["rates"]]
     for device, d in est["devices"].items():
         s = d["seconds"]
-        lines.append(f"  {device.upper()} time: trainings {_h(s['train'])}, ensemble calibration {_h(s['ensemble'])}, "
-                     f"predictions {_h(s['predict'])}; total {_h(d['total'])}")
+        survey = f", survey models {_h(s['survey'])}" if s.get("survey") else ""
+        lines.append(f"  {device.upper()} time: trainings {_h(s['train'])}, ensemble calibration {_h(s['ensemble'])}"
+                     f"{survey}, predictions {_h(s['predict'])}; total {_h(d['total'])}")
     gpu, cpu = est["devices"].get("gpu"), est["devices"].get("cpu")
     if gpu:
         lines.append(f"  estimated wall time, one GPU box (--resources gpu=1, CNN jobs one after another): "
