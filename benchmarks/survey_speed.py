@@ -16,11 +16,16 @@ choosing on the VALIDATION split only (the test split is never read):
   coverage and mean width of split-conformal intervals, calibrated on one random half of the
   validation galaxies and scored on the other (``--halves`` random halves, means), as the
   ensemble rule calibrates on the whole split;
-* configurations: the ensemble at 8, 4, 2 and 1 TTA views; one member at 8 and 1 view; a
-  **distilled student** (``--student``: a ResNet-18 trained by the demo's recipe on the training
-  galaxies with the ensemble's TTA means as its labels, predicting with one pass; intervals of
-  constant width by split conformal); the ensemble's passes through ``torch.jit`` frozen and
-  optimised for inference (the same numbers to float32 rounding);
+* configurations: the ensemble at 8, 4, 2 and 1 TTA views; one member at 8 and 1 view; the
+  workflow's **survey model** (rule ``survey``, :mod:`galmet.survey`: the ensemble distilled into
+  one network, one pass, intervals of one width), through the library's path, which decodes the
+  next chunk of JPEGs while the network predicts this one, and, the named baseline of that
+  overlap, with the chunks decoded in turn; the survey model (a member without one) through
+  **ONNX Runtime** in float32 and **int8** quantized after training (static, per channel,
+  calibrated on training images; ``pip install onnxruntime onnx``), with how far their
+  predictions move from eager PyTorch's; a member through ``torch.jit`` frozen and optimised for
+  inference; a student trained here (``--student``: the demo members' own 30-epoch recipe on the
+  ensemble's predictions);
 * **JPEG decoding at reduced size** (PIL's draft mode: the decoder's DCT scaling straight to
   64 px) against full decoding plus 2 x 2 block averaging (the training images'): time per image,
   pixel differences and what they do to the single model's predictions;
@@ -55,7 +60,7 @@ from galmet import domain  # noqa: E402
 from galmet.conformal import interval_columns  # noqa: E402
 from galmet.dataset import load_split, split_members  # noqa: E402
 from galmet.imaging import block_average, bring_to_resolution, read_image  # noqa: E402
-from galmet.inputs import FolderSource  # noqa: E402
+from galmet.inputs import FolderSource, read_ahead  # noqa: E402
 from galmet.modelfile import load  # noqa: E402
 from galmet.predict import mean_and_spread, predict_rows, predict_views, prepare  # noqa: E402
 
@@ -63,6 +68,7 @@ DEMO = ROOT / "resources" / "demo" / "images"
 TARGET = "oh_p50"
 ENSEMBLE = "resnet18-64px-seeds0-1-2"
 MEMBER = "resnet18-64px-seed0"
+SURVEY = ENSEMBLE + "-survey"  # the workflow's survey model (rule survey, galmet.survey)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -98,6 +104,18 @@ def path_rate(model, meta, folder: Path, tta: int, chunk: int = 512) -> float:
     t0 = time.perf_counter()
     n = sum(len(k) for k, _, _ in predict_rows(source, model, meta, run))
     return n / (time.perf_counter() - t0)
+
+
+def sequential_rate(model, meta, folder: Path, tta: int) -> float:
+    """:func:`path_rate` with the chunks decoded in turn, not read ahead (the path before
+    :func:`galmet.inputs.read_ahead`): the named baseline of the overlap."""
+    import galmet.predict
+
+    galmet.predict.read_ahead = iter
+    try:
+        return path_rate(model, meta, folder, tta)
+    finally:
+        galmet.predict.read_ahead = read_ahead
 
 
 def ceiling_rate(model, meta, x_res: np.ndarray, tta: int) -> float:
@@ -169,6 +187,57 @@ def train_student(train, teacher_mean: np.ndarray, valid, out: Path) -> Path:
     train_model(x_tr, teacher_mean.astype(np.float32), x_va, valid.y.astype(np.float32),
                 {**recipe, "device": "cpu", "reproducible": False}, out, {"seed": 0, "target": TARGET, "tta": 1})
     return out / "model.pt"
+
+
+# ----------------------------------------------------------------------------- ONNX Runtime
+
+
+class OrtNetwork(torch.nn.Module):
+    """An ONNX Runtime session in the place of the network: galmet's prediction path unchanged."""
+
+    def __init__(self, path: Path, threads: int = 2):
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def forward(self, x):
+        return torch.from_numpy(self.session.run(None, {"x": x.contiguous().numpy()})[0])
+
+
+def onnx_networks(model, meta, calib_x: np.ndarray, work: Path) -> dict:
+    """``{"float32": OrtNetwork, "int8": OrtNetwork}`` of ``model``: exported to ONNX, and quantized
+    after training (static, QDQ, int8 weights per channel, uint8 activations calibrated on
+    ``calib_x``, training images); {} without onnxruntime (``pip install onnxruntime onnx``)."""
+    try:
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        print("onnxruntime or onnx missing: no ONNX Runtime rows (pip install onnxruntime onnx)")
+        return {}
+    from galmet.model import normalisation_constants, to_input
+
+    res = int(meta["resolution"])
+    f32, pre, int8 = work / "net.onnx", work / "net-pre.onnx", work / "net-int8.onnx"
+    torch.onnx.export(model.eval(), (torch.zeros(8, 3, res, res),), str(f32), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
+    quant_pre_process(str(f32), str(pre), skip_symbolic_shape=True)
+    norm = meta["normalisation"]
+    scale, shift = normalisation_constants(norm["mean"], norm["std"], torch.device("cpu"))
+    calib = to_input(torch.from_numpy(np.ascontiguousarray(calib_x)).permute(0, 3, 1, 2), scale, shift).numpy()
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"x": np.ascontiguousarray(calib[i:i + 16])} for i in range(0, len(calib), 16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(pre), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+    return {"float32": OrtNetwork(f32), "int8": OrtNetwork(int8)}
 
 
 # ----------------------------------------------------------------------------- JPEG and workers
@@ -276,6 +345,31 @@ def main() -> int:
         measures["one member, 1 view, torch.jit"] = lambda: path_rate(jit, mem_plain, folder, 1)
         ceilings["one member, 1 view, torch.jit"] = lambda: ceiling_rate(jit, mem_meta, x64, 1)
 
+        survey_path = results / "models" / TARGET / SURVEY / "model.pt"
+        survey = v_meta = None
+        if survey_path.is_file():  # the workflow's survey model: one pass, intervals of one width
+            survey, v_meta = load(survey_path, "cpu", reproducible=False)
+            v_mean = predict_views(survey, v_meta, xv, tta=1).mean(axis=(1, 2))
+            rows["survey model, 1 pass"] = rows["survey model, 1 pass, sequential decoding"] = quality(
+                y, v_mean, np.ones_like(v_mean))
+            measures["survey model, 1 pass"] = lambda: path_rate(survey, v_meta, folder, 1)
+            measures["survey model, 1 pass, sequential decoding"] = lambda: sequential_rate(survey, v_meta, folder, 1)
+            ceilings["survey model, 1 pass"] = ceilings["survey model, 1 pass, sequential decoding"] = (
+                lambda: ceiling_rate(survey, v_meta, x64, 1))
+
+        # a runtime made for CPU inference, and int8 after training, on the survey model (else a member)
+        base_net, base_meta, base_name = (survey, v_meta, "survey model") if survey_path.is_file() else \
+            (mem, mem_meta, "one member")
+        x_train64 = block_average(np.asarray(train.x[:256]), 64)
+        base_views = predict_views(base_net, base_meta, xv, tta=1)
+        for kind, net in onnx_networks(base_net, base_meta, x_train64, work).items():
+            name = f"{base_name}, 1 pass, ONNX Runtime {kind}"
+            views = predict_views(net, base_meta, xv, tta=1)
+            rows[name] = quality(y, views.mean(axis=(1, 2)), np.ones(len(y)))
+            rows[name]["rms_diff_from_eager"] = float(np.sqrt(np.mean((views - base_views) ** 2)))
+            measures[name] = lambda net=net: path_rate(net, base_meta, folder, 1)
+            ceilings[name] = lambda net=net: ceiling_rate(net, base_meta, x64, 1)
+
         student = None
         if args.student:
             teacher = predict_views(ens, ens_meta, block_average(np.asarray(train.x), 64), tta=8).mean(axis=(1, 2))
@@ -315,6 +409,15 @@ def main() -> int:
         print(f"| {k} | {rate[k]:.1f} | {rate[k] / base:.1f}x | {ceiling[k]:.1f} | {rate[k] / ceiling[k]:.2f} | "
               f"{q['rmse']:.4f} | {q['coverage68']:.2f} | {q['coverage95']:.2f} | {q['width68']:.3f} | "
               f"{q['width95']:.3f} |")
+    for k, q in rows.items():
+        if "rms_diff_from_eager" in q:
+            print(f"{k}: predictions differ from eager float32 by {q['rms_diff_from_eager']:.4f} dex rms")
+    if "survey model, 1 pass" in rate:
+        v = "survey model, 1 pass"
+        print(f"\nsurvey model against the ensemble, same {args.n} JPEGs: {rate[v]:.1f} against {base:.1f} galaxies/s, "
+              f"{rate[v] / base:.1f}x; ceilings {ceiling[v]:.1f} and {ceiling['ensemble, 8 views']:.1f}; the survey "
+              f"path at {rate[v] / ceiling[v]:.2f} of its ceiling (decoding read ahead) against "
+              f"{rate[v + ', sequential decoding'] / ceiling[v]:.2f} decoding in turn")
     print(f"\ndata path alone (decode, re-bin, domain test): {data:.1f} galaxies/s")
     print(f"JPEG at 64 px: full decode + 2x2 block mean {jpeg['ms_full']:.2f} ms, draft (DCT-scaled) decode "
           f"{jpeg['ms_draft']:.2f} ms; pixels differ by {jpeg['pixel_mean_abs']:.2f} on average (max "
