@@ -91,7 +91,8 @@ def runs():
 
 
 def as_sets(exp: dict) -> dict:
-    pairs = {k: {(m["target"], m["model"]) for m in exp[k]} for k in ("trainings", "ensembles", "surveys", "predictions")}
+    pairs = {k: {(m["target"], m["model"]) for m in exp[k]}
+             for k in ("trainings", "ensembles", "surveys", "predictions")}
     return {**pairs, "baselines": set(exp["baselines"]), "mass_route": set(exp["mass_route"]),
             "mzr": set(exp["mzr"]), "saliency": set(exp["saliency"]),
             "figures": {k: set(v) for k, v in exp["figures"].items()}}

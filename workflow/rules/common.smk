@@ -25,7 +25,13 @@ from snakemake.exceptions import WorkflowError  # noqa: E402
 from galmet.catalog import read_shard_index  # noqa: E402
 from galmet.captions import metric_numbers, read_json, resolution_lines, results_table, saliency_numbers  # noqa: E402
 from galmet.config import ConfigError, check_inputs, validate_config  # noqa: E402
-from galmet.names import ANY_MODEL_PATTERN, ENSEMBLE_PATTERN, MODEL_PATTERN, SURVEY_PATTERN, parse_model_name  # noqa: E402,E501
+from galmet.names import (
+    ANY_MODEL_PATTERN,
+    ENSEMBLE_PATTERN,
+    MODEL_PATTERN,
+    SURVEY_PATTERN,
+    parse_model_name,
+)  # noqa: E402
 from galmet.plan import Study, bundled, job_environment, resolve_bundled  # noqa: E402
 from galmet.targets import MASS, METALLICITY, REFERENCE_TARGET  # noqa: E402
 
