@@ -154,9 +154,10 @@ def test_every_rule_of_the_papers_dag_runs(rehearsal):
     expected = {
         "catalog_skyserver": 1, "catalog_clean": 1, "catalog_shards": 1, "split": 1, "cutouts": 2,
         "pack_images": 2, "rebin_images": 2 * (len(RESOLUTIONS) - 1),
-        # predict/evaluate: the 16 models, the ensembles' 8 other members (scored too) and the 2 ensembles
-        "train": n_models + 2 * 4, "ensemble": 2, "predict": n_models + 2 * 4 + 2, "evaluate": n_models + 2 * 4 + 2,
-        "domain_check": n_models + 2, "uncertainty": 2, "baseline": 6,
+        # predict/evaluate: the 16 models, the ensembles' 8 other members (scored too), the 2 ensembles
+        # and their 2 survey models
+        "train": n_models + 2 * 4, "ensemble": 2, "survey": 2, "predict": n_models + 2 * 4 + 4,
+        "evaluate": n_models + 2 * 4 + 4, "domain_check": n_models + 2, "uncertainty": 4, "baseline": 6,
         "mass_route": len(RESOLUTIONS) + 1, "mzr": len(RESOLUTIONS) + 1,
         "figure_examples": n_models, "figure_histograms": n_models, "figure_scatter": n_models + 2,
         "figure_domain": n_models + 2, "figure_resolution": 2, "figure_mass": len(RESOLUTIONS) + 1,
