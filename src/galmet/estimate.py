@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from galmet.names import survey_name
 from galmet.rates import rate
 
 __all__ = ["PAPER_GALAXIES", "galaxies", "split_sizes", "estimate"]
@@ -99,13 +100,12 @@ def _longest_chain(exp: dict, s: dict) -> float:
     a model's training then its prediction; an ensemble's slowest member, its calibration, its
     prediction (or its survey model, then the survey model's prediction)."""
     chains = [s["train"][k] + s["predict"].get(k, 0.0) for k in s["train"]]
-    surveys = {(m["target"], m["model"][: -len("-survey")]): (m["target"], m["model"]) for m in exp.get("surveys", [])}
     for m in exp["ensembles"]:
-        key = (m["target"], m["model"])
+        key, survey = (m["target"], m["model"]), (m["target"], survey_name(m["model"]))
         members = [s["train"].get((m["target"], name), 0.0) for name in _member_names(m, exp)]
         after = s["predict"].get(key, 0.0)
-        if key in surveys:
-            after = max(after, s["survey"][surveys[key]] + s["predict"].get(surveys[key], 0.0))
+        if survey in s["survey"]:
+            after = max(after, s["survey"][survey] + s["predict"].get(survey, 0.0))
         chains.append(max(members, default=0.0) + s["ensemble"][key] + after)
     return max(chains, default=0.0)
 
