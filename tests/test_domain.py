@@ -286,3 +286,17 @@ def test_the_domain_test_is_fitted_at_the_papers_smallest_resolutions(res):
     x = rng.integers(0, 256, (60, 16, 16, 3), dtype=np.uint8)
     block = domain.fit(x[:40], x[40:], res)
     assert block["n"] == 60 and np.isfinite(block["scores"].numpy()).all()
+
+
+def test_an_images_statistics_do_not_depend_on_the_images_beside_it(real):
+    # the statistics are computed a cache-sized chunk at a time: the same numbers, to the bit,
+    # whether an image comes in a small chunk or among many (149 = 2 x 74 + 1: the odd image out
+    # joins the last chunk rather than being summed alone, in numpy's other order)
+    from galmet.domain import _features
+
+    x = block_average(real[1][:149], 16)
+    stats, band = _features(x, 16, chunk=len(x))
+    for chunk in (2, 7, 64, 74):
+        s, b = _features(x, 16, chunk=chunk)
+        np.testing.assert_array_equal(s, stats)
+        np.testing.assert_array_equal(b, band)

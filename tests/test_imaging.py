@@ -38,6 +38,19 @@ def test_block_average_is_exact_block_mean():
     np.testing.assert_array_equal(block_average(x, 8), x)
 
 
+@pytest.mark.parametrize("res", [64, 32, 16, 8, 1])
+def test_block_average_rounds_as_the_float_mean_did(demo_images, res):
+    # the stores were written by numpy's rint of the float64 block mean (halves to even): the
+    # integer re-binning must give the same bytes, ties included, on real cutouts and on blocks
+    # made of exact halves
+    x = np.stack([read_image(p) for p in demo_images[:20]])
+    ref = np.rint(x.reshape(20, res, 128 // res, res, 128 // res, 3).mean(axis=(2, 4), dtype=np.float64))
+    np.testing.assert_array_equal(block_average(x, res), ref.astype(np.uint8))
+    ties = np.zeros((4, 2, 2, 3), np.uint8)
+    ties[:, 0, 0] = np.array([2, 6, 10, 14])[:, None]  # 2 x 2 means 0.5, 1.5, 2.5, 3.5
+    assert block_average(ties, 1)[:, 0, 0, 0].tolist() == [0, 2, 2, 4]  # halves to even, not up
+
+
 def test_block_average_refuses_non_divisor():
     with pytest.raises(ValueError, match="does not divide"):
         block_average(np.zeros((1, 10, 10, 3), np.uint8), 4)

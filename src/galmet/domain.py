@@ -141,14 +141,13 @@ def image_statistics(x_uint8_nhwc: np.ndarray) -> np.ndarray:
     r = _radius(res)
     centre, inner, frame = r <= max(res / 8, 1), r <= res / 2, r > res / 4
     frame |= not frame.any()  # 1 px: no pixel off the centre, the image is its own frame
-    lum = f.mean(axis=3)
+    lum = _channel_mean(f)
     pos = np.clip(lum, 0, None)
     gal = (lum > 2 * noise.mean(axis=1)[:, None, None]) & inner  # N x H x W
     gal[:, centre] |= ~gal.any(axis=(1, 2))[:, None]  # no bright pixel: the centre stands in
-    w = gal[..., None] * np.clip(f, 0, None)
-    fl = w.sum(axis=(1, 2)) + 1e-6  # N x C
+    fl = np.einsum("nhw,nhwc->nc", gal.astype(np.float64), np.clip(f, 0, None)) + 1e-6  # N x C
     tot = fl.sum(axis=1)
-    spread = (gal * np.abs(f - lum[..., None]).mean(axis=3)).sum(axis=(1, 2))
+    spread = (gal * _channel_mean(np.abs(f - lum[..., None]))).sum(axis=(1, 2))
     chroma = spread / (gal * np.abs(lum)).sum(axis=(1, 2)).clip(1e-6)
     sky_tot = sky.sum(axis=1) + 1e-3
     flux_in = pos[:, inner].sum(axis=1) + 1e-6
@@ -167,6 +166,12 @@ def image_statistics(x_uint8_nhwc: np.ndarray) -> np.ndarray:
                      f[:, centre].mean(axis=(1, 2)), conc, size, asym,
                      np.log10(np.clip(peak_out, 1e-3, None) + 1), sky.mean(axis=1),
                      np.log10(noise.mean(axis=1)), np.log10(fine + 1e-3), corr], axis=1)
+
+
+def _channel_mean(x: np.ndarray) -> np.ndarray:
+    """``x.mean(axis=3)`` of ``N x H x W x 3``, to the same bits (numpy adds three values in order
+    either way) in a third of the time."""
+    return (x[..., 0] + x[..., 1] + x[..., 2]) / 3.0
 
 
 def _box3(img: np.ndarray) -> np.ndarray:
@@ -191,9 +196,9 @@ def band_statistics(x_uint8_nhwc: np.ndarray) -> np.ndarray:
     r = _radius(res)
     outer = r > res / 2.5
     outer |= not outer.any()
-    lum = x.mean(axis=3)
-    w = np.clip(lum - np.median(lum[:, outer], axis=1)[:, None, None], 0, None)[..., None]
-    light = (w * x).sum(axis=(1, 2)) / (w.sum(axis=(1, 2)) + 1e-9) + 1e-3
+    lum = _channel_mean(x)
+    w = np.clip(lum - np.median(lum[:, outer], axis=1)[:, None, None], 0, None)
+    light = np.einsum("nhw,nhwc->nc", w, x) / (w.sum(axis=(1, 2))[:, None] + 1e-9) + 1e-3
     return np.log(np.stack([light[:, 0] / light[:, 2], light[:, 1] / light[:, 2], noise[:, 0] / noise[:, 2],
                             noise[:, 1] / noise[:, 2], sky[:, 0] / sky[:, 2], sky[:, 1] / sky[:, 2]], axis=1))
 
@@ -232,12 +237,19 @@ def _at(x_uint8_nhwc, res: int) -> np.ndarray:
     return bring_to_resolution(np.ascontiguousarray(x_uint8_nhwc), int(res))
 
 
-def _features(x_uint8_nhwc, res: int, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`image_statistics` and :func:`band_statistics` of images brought to ``res``, a chunk at a
-    time (memory-mapped stores)."""
+def _features(x_uint8_nhwc, res: int, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`image_statistics` and :func:`band_statistics` of images brought to ``res``, ``chunk``
+    images at a time: their float64 intermediates stay in the CPU's cache (64 images at 64 px:
+    6 MB; a thousand at a time took 1.7x as long), and memory-mapped stores are read a chunk at a
+    time. Each image's statistics do not depend on the others in its chunk, to the bit, except
+    for an image alone (numpy adds its pixels in another order: ~1e-15 apart), so a last chunk of
+    one image joins the chunk before it."""
     stats, band = [np.empty((0, len(STAT_NAMES)))], [np.empty((0, len(BAND_NAMES)))]
-    for s in range(0, len(x_uint8_nhwc), chunk):
-        x = _at(x_uint8_nhwc[s:s + chunk], res)
+    bounds = [*range(0, len(x_uint8_nhwc), chunk), len(x_uint8_nhwc)]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        x = _at(x_uint8_nhwc[s:e], res)
         stats.append(image_statistics(x))
         band.append(band_statistics(x))
     return np.concatenate(stats), np.concatenate(band)

@@ -169,13 +169,15 @@ def out_of_domain_rows(cols: dict[str, np.ndarray], levels) -> dict[str, np.ndar
     return {**cols, **{name: np.where(cols["in_domain"], cols[name], np.nan) for name in interval_names(levels)}}
 
 
-def _columns(model, meta, x, tta, batch_size, device, levels, spread, alpha) -> dict[str, np.ndarray]:
-    """:func:`predict_columns` with its settings resolved (``levels`` from :func:`interval_levels`)."""
+def _columns(model, meta, x, tta, batch_size, device, levels, spread, alpha, dom=None) -> dict[str, np.ndarray]:
+    """:func:`predict_columns` with its settings resolved (``levels`` from :func:`interval_levels`);
+    ``dom``: the images' domain columns when already computed (:func:`predict_rows`)."""
     from galmet.conformal import interval_columns
     from galmet.domain import columns as domain_columns
 
     views = predict_views(model, meta, x, tta, batch_size, device)
-    dom = domain_columns(meta.get("domain"), x, alpha)
+    if dom is None:
+        dom = domain_columns(meta.get("domain"), x, alpha)
     if meta.get("calibration") is None:
         return {"prediction": views.mean(axis=(1, 2)), **dom}
     mean, sd = calibrated_mean_and_spread(meta, views)
@@ -313,13 +315,16 @@ def predict_rows(source, model, meta: dict, run: PredictionRun, batch_size=None,
     :func:`output_columns` (:func:`predict_columns` at ``run``'s TTA, levels and alpha). Images the
     source refuses and outputs that are not finite go to ``source.skipped``; ``progress(n_seen)``
     after each chunk; ``run.n_predicted`` counts the rows. The settings are ``run``'s, resolved once
-    by :func:`prepare`. The next chunk is decoded while this one is predicted
-    (:func:`galmet.inputs.read_ahead`)."""
+    by :func:`prepare`. The next chunk is decoded and its domain test computed (numpy, the GIL
+    released) while the network predicts this one (:func:`galmet.inputs.read_ahead`)."""
+    from galmet.domain import columns as domain_columns
+
     res = int(meta["resolution"])
-    chunks = ((keys, x, extra, source.n_seen) for keys, x, extra in source.chunks(res, max_pixels))
-    for keys, x, extra, n_seen in read_ahead(chunks):
+    chunks = ((keys, x, extra, source.n_seen, domain_columns(meta.get("domain"), x, run.alpha) if len(keys) else {})
+              for keys, x, extra in source.chunks(res, max_pixels))
+    for keys, x, extra, n_seen, dom in read_ahead(chunks):
         if len(keys):
-            cols = _columns(model, meta, x, run.tta, batch_size, device, run.levels, False, run.alpha)
+            cols = _columns(model, meta, x, run.tta, batch_size, device, run.levels, False, run.alpha, dom)
             ok = np.all([np.isfinite(v) for v in cols.values()], axis=0)
             source.skip(keys[~ok], skip_reason("not_finite"))
             run.n_predicted += int(ok.sum())
