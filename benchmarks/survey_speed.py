@@ -15,7 +15,10 @@ choosing on the VALIDATION split only (the test split is never read):
 * **quality** on the validation galaxies: RMSE against the MPA-JHU value, and the 68%/95%
   coverage and mean width of split-conformal intervals, calibrated on one random half of the
   validation galaxies and scored on the other (``--halves`` random halves, means), as the
-  ensemble rule calibrates on the whole split;
+  ensemble rule calibrates on the whole split; and the **domain flags**: the fraction of the
+  validation galaxies the model file's domain test flags at its own alpha (near alpha: they are
+  among its calibration images) and of the same galaxies with their bands reversed (a shift it
+  should catch), which tells that a faster model still carries the test;
 * configurations: the ensemble at 8, 4, 2 and 1 TTA views; one member at 8 and 1 view; the
   workflow's **survey model** (rule ``survey``, :mod:`galmet.survey`: the ensemble distilled into
   one network, one pass, intervals of one width), through the library's path, which decodes the
@@ -134,6 +137,15 @@ def data_rate(meta, folder: Path, chunk: int = 512) -> float:
         domain.domain_p(meta["domain"], x)
         n += len(keys)
     return n / (time.perf_counter() - t0)
+
+
+def flagged_fraction(meta: dict, x_uint8_nhwc: np.ndarray) -> float:
+    """The fraction of images the model file's domain test flags at its own alpha."""
+    block = meta.get("domain")
+    if block is None:
+        return float("nan")
+    p = domain.domain_p(block, x_uint8_nhwc)
+    return float(np.mean(p < domain.default_alpha(block)))
 
 
 def interleaved(measures: dict, repeats: int) -> dict:
@@ -380,10 +392,17 @@ def main() -> int:
             measures["distilled student, 1 pass"] = lambda: path_rate(student, s_meta, folder, 1)
             ceilings["distilled student, 1 pass"] = lambda: ceiling_rate(student, s_meta, x64, 1)
 
+        # the domain test depends on the images and the model file's domain block, not on views or runtime
+        blocks = {"ensemble": ens_meta, "one member": mem_meta, "survey model": v_meta, "distilled student":
+                  s_meta if student is not None else None}
+        for k, q in rows.items():
+            q["flagged"] = flagged_fraction(blocks[k.split(",")[0]], xv)
+            q["flagged_bgr"] = flagged_fraction(blocks[k.split(",")[0]], np.ascontiguousarray(xv[..., ::-1]))
         if args.quality_only:
             for k, q in rows.items():
                 print(f"| {k} | RMSE {q['rmse']:.4f} | cov68 {q['coverage68']:.2f} | cov95 {q['coverage95']:.2f} | "
-                      f"width68 {q['width68']:.3f} | width95 {q['width95']:.3f} |")
+                      f"width68 {q['width68']:.3f} | width95 {q['width95']:.3f} | flagged {q['flagged']:.3f} | "
+                      f"BGR flagged {q['flagged_bgr']:.3f} |")
             print(json.dumps({"quality": rows}))
             return 0
         for f in list(measures.values())[:1]:
@@ -402,13 +421,13 @@ def main() -> int:
           f"the {len(y)} validation galaxies (intervals: split conformal, {len(y) // 2} calibrate, "
           f"{len(y) - len(y) // 2} scored, 200 random halves)\n")
     print("| configuration | galaxies/s | speed-up | ceiling (passes alone) | rate / ceiling | RMSE | "
-          "cov68 | cov95 | width68 | width95 |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "cov68 | cov95 | width68 | width95 | flagged | flagged, bands reversed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for k in rate:
         q = rows[k]
         print(f"| {k} | {rate[k]:.1f} | {rate[k] / base:.1f}x | {ceiling[k]:.1f} | {rate[k] / ceiling[k]:.2f} | "
               f"{q['rmse']:.4f} | {q['coverage68']:.2f} | {q['coverage95']:.2f} | {q['width68']:.3f} | "
-              f"{q['width95']:.3f} |")
+              f"{q['width95']:.3f} | {q['flagged']:.2f} | {q['flagged_bgr']:.2f} |")
     for k, q in rows.items():
         if "rms_diff_from_eager" in q:
             print(f"{k}: predictions differ from eager float32 by {q['rms_diff_from_eager']:.4f} dex rms")
