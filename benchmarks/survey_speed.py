@@ -23,10 +23,13 @@ choosing on the VALIDATION split only (the test split is never read):
   workflow's **survey model** (rule ``survey``, :mod:`galmet.survey`: the ensemble distilled into
   one network, one pass, intervals of one width), through the library's path, which decodes the
   next chunk of JPEGs while the network predicts this one, and, the named baseline of that
-  overlap, with the chunks decoded in turn; the survey model (a member without one) through
+  overlap, with the chunks decoded in turn; every model file runs on the CPU through PyTorch's
+  graph for CPU inference, as galmet predicts (:func:`galmet.model.inference_graph`), and the
+  ensemble and the survey model also in **eager PyTorch**, that graph's named baseline; the survey
+  model (a member without one) through
   **ONNX Runtime** in float32 and **int8** quantized after training (static, per channel,
   calibrated on training images; ``pip install onnxruntime onnx``), with how far their
-  predictions move from eager PyTorch's; a member through ``torch.jit`` frozen and optimised for
+  predictions move from PyTorch's; a member through ``torch.jit`` frozen and optimised for
   inference; a student trained here (``--student``: the demo members' own 30-epoch recipe on the
   ensemble's predictions);
 * **JPEG decoding at reduced size** (PIL's draft mode: the decoder's DCT scaling straight to
@@ -64,6 +67,7 @@ from galmet.conformal import interval_columns  # noqa: E402
 from galmet.dataset import load_split, split_members  # noqa: E402
 from galmet.imaging import block_average, bring_to_resolution, read_image  # noqa: E402
 from galmet.inputs import FolderSource, read_ahead  # noqa: E402
+from galmet.model import FOR_INFERENCE  # noqa: E402
 from galmet.modelfile import load  # noqa: E402
 from galmet.predict import mean_and_spread, predict_rows, predict_views, prepare  # noqa: E402
 
@@ -369,6 +373,19 @@ def main() -> int:
             ceilings["survey model, 1 pass"] = ceilings["survey model, 1 pass, sequential decoding"] = (
                 lambda: ceiling_rate(survey, v_meta, x64, 1))
 
+        # the named baseline of PyTorch's CPU inference graph, which galmet predicts through
+        # (galmet.model.inference_graph): the same model files in eager PyTorch
+        for name, path, t in (("ensemble, 8 views", ens_path, 8), ("survey model, 1 pass", survey_path, 1)):
+            if not path.is_file():
+                continue
+            net, net_meta = load(path, "cpu", reproducible=False)
+            setattr(net, FOR_INFERENCE, False)
+            e_views = predict_views(net, net_meta, xv, tta=t)
+            rows[f"{name}, eager PyTorch"] = (views_quality(e_views, y, t) if t > 1 else
+                                             quality(y, e_views.mean(axis=(1, 2)), np.ones(len(y))))
+            measures[f"{name}, eager PyTorch"] = lambda net=net, m=net_meta, t=t: path_rate(net, m, folder, t)
+            ceilings[f"{name}, eager PyTorch"] = lambda net=net, m=net_meta, t=t: ceiling_rate(net, m, x64, t)
+
         # a runtime made for CPU inference, and int8 after training, on the survey model (else a member)
         base_net, base_meta, base_name = (survey, v_meta, "survey model") if survey_path.is_file() else \
             (mem, mem_meta, "one member")
@@ -378,7 +395,7 @@ def main() -> int:
             name = f"{base_name}, 1 pass, ONNX Runtime {kind}"
             views = predict_views(net, base_meta, xv, tta=1)
             rows[name] = quality(y, views.mean(axis=(1, 2)), np.ones(len(y)))
-            rows[name]["rms_diff_from_eager"] = float(np.sqrt(np.mean((views - base_views) ** 2)))
+            rows[name]["rms_diff_from_torch"] = float(np.sqrt(np.mean((views - base_views) ** 2)))
             measures[name] = lambda net=net: path_rate(net, base_meta, folder, 1)
             ceilings[name] = lambda net=net: ceiling_rate(net, base_meta, x64, 1)
 
@@ -429,14 +446,19 @@ def main() -> int:
               f"{q['rmse']:.4f} | {q['coverage68']:.2f} | {q['coverage95']:.2f} | {q['width68']:.3f} | "
               f"{q['width95']:.3f} | {q['flagged']:.2f} | {q['flagged_bgr']:.2f} |")
     for k, q in rows.items():
-        if "rms_diff_from_eager" in q:
-            print(f"{k}: predictions differ from eager float32 by {q['rms_diff_from_eager']:.4f} dex rms")
+        if "rms_diff_from_torch" in q:
+            print(f"{k}: predictions differ from PyTorch float32 by {q['rms_diff_from_torch']:.4f} dex rms")
     if "survey model, 1 pass" in rate:
         v = "survey model, 1 pass"
         print(f"\nsurvey model against the ensemble, same {args.n} JPEGs: {rate[v]:.1f} against {base:.1f} galaxies/s, "
               f"{rate[v] / base:.1f}x; ceilings {ceiling[v]:.1f} and {ceiling['ensemble, 8 views']:.1f}; the survey "
               f"path at {rate[v] / ceiling[v]:.2f} of its ceiling (decoding read ahead) against "
               f"{rate[v + ', sequential decoding'] / ceiling[v]:.2f} decoding in turn")
+    graph = [(k, f"{k}, eager PyTorch") for k in ("survey model, 1 pass", "ensemble, 8 views")
+             if f"{k}, eager PyTorch" in rate]
+    if graph:
+        print("PyTorch's CPU inference graph against eager PyTorch: " + "; ".join(
+            f"{k} {rate[k] / rate[e]:.2f}x (ceiling {ceiling[k] / ceiling[e]:.2f}x)" for k, e in graph))
     print(f"\ndata path alone (decode, re-bin, domain test): {data:.1f} galaxies/s")
     print(f"JPEG at 64 px: full decode + 2x2 block mean {jpeg['ms_full']:.2f} ms, draft (DCT-scaled) decode "
           f"{jpeg['ms_draft']:.2f} ms; pixels differ by {jpeg['pixel_mean_abs']:.2f} on average (max "

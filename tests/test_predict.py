@@ -231,3 +231,90 @@ def test_read_ahead_keeps_the_order_raises_the_producers_error_and_stops_with_th
     time.sleep(0.5)
     assert len(made) <= 6  # one item ahead, and the one being made when the caller stopped
     assert not any(t.name == "galmet-read-ahead" and t.is_alive() for t in threading.enumerate())
+
+
+# ----------------------------------------------------------------------------- the CPU inference graph
+
+
+def _eager(path):
+    """The same model file's network, predicted with eager PyTorch (the named baseline)."""
+    from galmet.model import FOR_INFERENCE
+
+    model, meta = load_model(path, "cpu", reproducible=False)
+    setattr(model, FOR_INFERENCE, False)
+    return model, meta
+
+
+def test_a_model_file_predicts_on_the_cpu_through_pytorchs_inference_graph(trained):
+    from torch.fx import GraphModule
+
+    from galmet.model import inference_graph
+    from galmet.modelfile import save
+    from galmet.predict import predict_views
+
+    path, x = trained
+    model, meta = load_model(path, "cpu", reproducible=False)  # the fast kernels: galmet predict, infer, the API
+    views = predict_views(model, meta, x, tta=8, batch_size=7)  # batches of 7, 7 and 6: any batch size
+    assert "_galmet_graph" in model.__dict__  # prediction built it
+    graph = inference_graph(model)
+    assert isinstance(graph, GraphModule) and graph is not model
+    assert inference_graph(model) is graph  # built once
+    eager, _ = _eager(path)
+    assert inference_graph(eager) is eager
+    np.testing.assert_allclose(views, predict_views(eager, meta, x, tta=8, batch_size=7), rtol=0, atol=1e-5)
+    # the graph stays beside the network: the model's weights and its file are what they were
+    assert list(model.state_dict()) == list(eager.state_dict())
+    again, _ = load_model(save(path.with_name("again.pt"), model, meta), "cpu", reproducible=False)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), eager.state_dict().values()))
+
+
+def test_the_reproducible_mode_predicts_with_the_network_itself(trained):
+    from galmet.model import inference_graph
+    from galmet.predict import predict_views
+
+    path, x = trained
+    model, meta = load_model(path, "cpu", reproducible=False)
+    eager, _ = _eager(path)
+    was = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False  # what the mode turns off (galmet.reproducible.apply)
+    try:
+        assert inference_graph(model) is model
+        np.testing.assert_array_equal(predict_views(model, meta, x, tta=2), predict_views(eager, meta, x, tta=2))
+    finally:
+        torch.backends.mkldnn.enabled = was
+
+
+def test_weights_changed_after_a_prediction_are_the_ones_predicted_with(trained):
+    from galmet.predict import predict_views
+
+    path, x = trained
+    model, meta = load_model(path, "cpu", reproducible=False)
+    eager, _ = _eager(path)
+    before = predict_views(model, meta, x, tta=1)
+    with torch.no_grad():
+        for net in (model, eager):  # a notebook's in-place edit, as fine-tuning would make
+            net.head.fc2.bias.add_(0.5)
+            net.body[1].running_mean.mul_(0.5)  # a buffer: the batch norm folded into the first convolution
+    after = predict_views(model, meta, x, tta=1)
+    assert np.abs(after - before).min() > 0.1
+    np.testing.assert_allclose(after, predict_views(eager, meta, x, tta=1), rtol=0, atol=1e-5)
+
+
+def test_a_network_the_graph_cannot_be_built_for_is_predicted_eagerly(trained, monkeypatch, caplog):
+    import torch.fx.experimental.optimization as fx_optimization
+
+    from galmet.model import inference_graph
+    from galmet.predict import predict_views
+
+    def refuse(model):
+        raise RuntimeError("symbolically traced variables cannot be used as inputs to control flow")
+
+    monkeypatch.setattr(fx_optimization, "optimize_for_inference", refuse)
+    path, x = trained
+    model, meta = load_model(path, "cpu", reproducible=False)
+    eager, _ = _eager(path)
+    with caplog.at_level("INFO", logger="galmet.model"):
+        views = predict_views(model, meta, x, tta=2)
+    assert inference_graph(model) is model
+    assert "no CPU inference graph" in caplog.text and "control flow" in caplog.text
+    np.testing.assert_array_equal(views, predict_views(eager, meta, x, tta=2))

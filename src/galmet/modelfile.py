@@ -117,7 +117,7 @@ def load(path, device="cpu", reproducible: bool | None = None):
     ``reproducible``: predict in the reproducible mode (True), with the fast kernels (False), or as
     the model was trained (None: the mode when its ``meta["reproducible"]`` says so), as
     :func:`galmet.reproducible.for_prediction` resolves ``predict.reproducible``."""
-    from galmet.model import Ensemble, build_model, resolve_device
+    from galmet.model import FOR_INFERENCE, Ensemble, build_model, resolve_device
     from galmet.reproducible import apply
 
     obj = _read(path)
@@ -138,6 +138,7 @@ def load(path, device="cpu", reproducible: bool | None = None):
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: weights do not fit a {meta['arch']} with this head ({exc})") from None
     model.to(dev).eval()
+    setattr(model, FOR_INFERENCE, True)  # weights from a file: galmet.model.inference_graph may run it on the CPU
     if dev.type == "cuda":
         model.to(memory_format=torch.channels_last)
     return model, meta

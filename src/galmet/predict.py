@@ -49,7 +49,7 @@ from galmet.config import default
 from galmet.imaging import bring_to_resolution
 from galmet.inputs import read_ahead, skip_reason
 from galmet.io import atomic_path
-from galmet.model import members, normalisation_constants, resolve_device, to_input
+from galmet.model import inference_graph, members, normalisation_constants, resolve_device, to_input
 
 
 @torch.no_grad()
@@ -60,7 +60,9 @@ def predict_views(model, meta, x_uint8_nhwc, tta=None, batch_size=None, device="
     (:class:`galmet.model.Ensemble`). ``tta``: number of D4 elements (1 = none, 8 = all). The
     model is moved to ``device`` and put in eval mode; batches of ``batch_size`` images run once
     per element. ``tta`` and ``batch_size`` default to the config's ``predict.tta`` and
-    ``predict.batch_size``.
+    ``predict.batch_size``. On the CPU a model from a model file runs through
+    :func:`galmet.model.inference_graph` (PyTorch's graph for CPU inference; with the fast kernels
+    only, not in the reproducible mode).
     """
     tta = int(default("predict.tta") if tta is None else tta)
     batch_size = int(default("predict.batch_size") if batch_size is None else batch_size)
@@ -76,6 +78,7 @@ def predict_views(model, meta, x_uint8_nhwc, tta=None, batch_size=None, device="
     scale, shift = normalisation_constants(norm["mean"], norm["std"], dev)
     amp = dev.type == "cuda"
     n_members = len(members(model))  # an Ensemble's output has one column per member
+    net = inference_graph(model) if dev.type == "cpu" else model  # a model file's network: PyTorch's CPU graph
     out = np.empty((len(x), n_members, tta), dtype=np.float64)
     for s in range(0, len(x), int(batch_size)):
         chunk = bring_to_resolution(np.ascontiguousarray(x[s:s + int(batch_size)]), res)
@@ -85,7 +88,7 @@ def predict_views(model, meta, x_uint8_nhwc, tta=None, batch_size=None, device="
         inp = to_input(xb.permute(0, 3, 1, 2), scale, shift)
         for k in range(tta):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                y = model(d4(inp, k)).float()
+                y = net(d4(inp, k)).float()
             out[s:s + len(chunk), :, k] = y.reshape(len(chunk), n_members).double().cpu().numpy()
     return out
 
