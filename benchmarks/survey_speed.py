@@ -70,6 +70,7 @@ from galmet.inputs import FolderSource, read_ahead  # noqa: E402
 from galmet.model import FOR_INFERENCE  # noqa: E402
 from galmet.modelfile import load  # noqa: E402
 from galmet.predict import mean_and_spread, predict_rows, predict_views, prepare  # noqa: E402
+from galmet.shifts import shift  # noqa: E402
 
 DEMO = ROOT / "resources" / "demo" / "images"
 TARGET = "oh_p50"
@@ -143,13 +144,15 @@ def data_rate(meta, folder: Path, chunk: int = 512) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def flagged_fraction(meta: dict, x_uint8_nhwc: np.ndarray) -> float:
-    """The fraction of images the model file's domain test flags at its own alpha."""
+def domain_flags(meta: dict, x_uint8_nhwc: np.ndarray) -> dict:
+    """The fraction of the images, and of the same images with their bands reversed
+    (:mod:`galmet.shifts`), that the model file's domain test flags at its own alpha."""
     block = meta.get("domain")
     if block is None:
-        return float("nan")
-    p = domain.domain_p(block, x_uint8_nhwc)
-    return float(np.mean(p < domain.default_alpha(block)))
+        return {"flagged": float("nan"), "flagged_bgr": float("nan")}
+    alpha = domain.default_alpha(block)
+    return {key: domain.flagged_summary(domain.domain_p(block, x), alpha)["fraction"]
+            for key, x in (("flagged", x_uint8_nhwc), ("flagged_bgr", shift("band_reversed", x_uint8_nhwc)))}
 
 
 def interleaved(measures: dict, repeats: int) -> dict:
@@ -409,12 +412,14 @@ def main() -> int:
             measures["distilled student, 1 pass"] = lambda: path_rate(student, s_meta, folder, 1)
             ceilings["distilled student, 1 pass"] = lambda: ceiling_rate(student, s_meta, x64, 1)
 
-        # the domain test depends on the images and the model file's domain block, not on views or runtime
-        blocks = {"ensemble": ens_meta, "one member": mem_meta, "survey model": v_meta, "distilled student":
-                  s_meta if student is not None else None}
+        # the domain test depends on the images and the model file's domain block, not on views or
+        # runtime: once per model file
+        files = {"ensemble": ens_meta, "one member": mem_meta, "survey model": v_meta}
+        if student is not None:
+            files["distilled student"] = s_meta
+        flags = {name: domain_flags(m, xv) for name, m in files.items() if m is not None}
         for k, q in rows.items():
-            q["flagged"] = flagged_fraction(blocks[k.split(",")[0]], xv)
-            q["flagged_bgr"] = flagged_fraction(blocks[k.split(",")[0]], np.ascontiguousarray(xv[..., ::-1]))
+            q.update(flags[k.split(",")[0]])
         if args.quality_only:
             for k, q in rows.items():
                 print(f"| {k} | RMSE {q['rmse']:.4f} | cov68 {q['coverage68']:.2f} | cov95 {q['coverage95']:.2f} | "

@@ -267,19 +267,19 @@ def inference_graph(model: nn.Module) -> nn.Module:
     if any(t.device.type != "cpu" for t in tensors) or any(p.dtype != torch.float32 for p in model.parameters()):
         return model
     key = tuple((t.data_ptr(), t._version) for t in tensors)
-    cached = model.__dict__.pop("_galmet_graph", None)  # popped: the graph is built from a copy of model
+    cached = model.__dict__.get("_galmet_graph")
     if cached is not None and cached[0] == key:
-        graph = cached[1]
-    else:
-        from torch.fx.experimental.optimization import optimize_for_inference
+        return cached[1]
+    from torch.fx.experimental.optimization import optimize_for_inference
 
-        try:
-            with warnings.catch_warnings():  # its oneDNN modules are TorchScript ones, which torch deprecates
-                warnings.simplefilter("ignore", FutureWarning)
-                graph = optimize_for_inference(model)
-        except Exception as exc:  # noqa: BLE001 - any failure to trace leaves the eager network, which is correct
-            log.info("eager PyTorch for inference: no CPU inference graph for this network (%s: %s)",
-                     type(exc).__name__, exc)
-            graph = model
+    model.__dict__.pop("_galmet_graph", None)  # the graph is built from a copy of model: not of the old graph
+    try:
+        with warnings.catch_warnings():  # its oneDNN modules are TorchScript ones, which torch deprecates
+            warnings.simplefilter("ignore", FutureWarning)
+            graph = optimize_for_inference(model)
+    except Exception as exc:  # noqa: BLE001 - any failure to trace leaves the eager network, which is correct
+        log.info("eager PyTorch for inference: no CPU inference graph for this network (%s: %s)",
+                 type(exc).__name__, exc)
+        graph = model
     model.__dict__["_galmet_graph"] = (key, graph)  # beside the modules: not a submodule, not in state_dict
     return graph

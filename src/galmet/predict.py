@@ -78,7 +78,7 @@ def predict_views(model, meta, x_uint8_nhwc, tta=None, batch_size=None, device="
     scale, shift = normalisation_constants(norm["mean"], norm["std"], dev)
     amp = dev.type == "cuda"
     n_members = len(members(model))  # an Ensemble's output has one column per member
-    net = inference_graph(model) if dev.type == "cpu" else model  # a model file's network: PyTorch's CPU graph
+    net = inference_graph(model)  # on the CPU, a model file's network: PyTorch's graph for CPU inference
     out = np.empty((len(x), n_members, tta), dtype=np.float64)
     for s in range(0, len(x), int(batch_size)):
         chunk = bring_to_resolution(np.ascontiguousarray(x[s:s + int(batch_size)]), res)
