@@ -318,3 +318,46 @@ def test_a_network_the_graph_cannot_be_built_for_is_predicted_eagerly(trained, m
     assert inference_graph(model) is model
     assert "no CPU inference graph" in caplog.text and "control flow" in caplog.text
     np.testing.assert_array_equal(views, predict_views(eager, meta, x, tta=2))
+
+
+def test_ctrl_c_stops_galmet_predict_with_a_sentence_and_no_half_written_table(tmp_path):
+    """Ctrl-C in the middle of a prediction, as a user's terminal sends it: exit 130, a sentence
+    that says to run it again (no traceback), no table and no temporary file left; the same
+    command then writes the whole table."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.untrained import write_untrained_model
+
+    model = write_untrained_model(tmp_path / "model.pt", res=64)
+    images = tmp_path / "images"
+    images.mkdir()
+    demo = sorted(IMAGES.glob("*.jpg"))
+    for k in range(30):  # enough galaxies to be interrupted mid-way
+        for n, f in enumerate(demo):
+            (images / f"{1237650000000000000 + 1000 * k + n}.jpg").symlink_to(f)
+    out = tmp_path / "preds.csv"
+    command = [sys.executable, "-c", "import sys; from galmet.cli import main; sys.exit(main())", "predict",
+               "--model", str(model), "--images", str(images), "--out", str(out)]
+    log = tmp_path / "run.out"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.time() + 300
+        while "predicting" not in log.read_text() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert proc.poll() is None, log.read_text()[-2000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        rc = proc.wait(timeout=120)
+    text = log.read_text()
+    assert rc == 130, text[-2000:]
+    assert "galmet predict: interrupted (Ctrl-C)" in text and "run the same command again" in text
+    assert "Traceback" not in text
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("preds")) in ([], ["preds.csv.log"])
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert len(pd.read_csv(out, comment="#")) == 30 * len(demo)

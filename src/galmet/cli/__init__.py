@@ -52,4 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = module.cli_parser()
     parser.prog = f"galmet {name}"
     args = parser.parse_args(rest)
-    return int(module.cli_main(args) or 0)
+    try:
+        return int(module.cli_main(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: a sentence, not a traceback; the shell's code for SIGINT
+        print(f"galmet {name}: interrupted (Ctrl-C); nothing half-written is left: run the same command again",
+              file=sys.stderr)
+        return 130
