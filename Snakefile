@@ -13,9 +13,9 @@ min_version("9.0")
 
 # A config file is a whole run: with `--configfile X` the run is X (the schema's defaults fill
 # what X leaves out, and X must name its experiments), never X merged over the demo's
-# config.yaml; several --configfile are merged in order (`--configfile config.yaml --configfile
-# my.yaml` overrides the demo key by key). Without --configfile: config.yaml of the working
-# directory, the demo.
+# config.yaml; several files after one --configfile are merged in order (`--configfile config.yaml
+# my.yaml` overrides the demo key by key; a second --configfile flag replaces the first). Without
+# --configfile: config.yaml of the working directory, the demo.
 if not workflow.overwrite_configfiles and not workflow.modifier.skip_configfile:
     if not os.path.exists("config.yaml"):
         sys.exit(

@@ -170,6 +170,12 @@ def test_a_configfile_is_the_whole_run_and_a_missing_config_is_named(tmp_path):
     assert proc.returncode != 0
     assert f"galmet: {partial}: invalid configuration" in proc.stderr
     assert "config keys seeds, ensemble not set" in proc.stderr
+    # the layering the message shows is one that Snakemake merges (one flag, both files; a second
+    # --configfile flag would replace the first, and the same refusal would come back)
+    shown = re.search(r"--configfile (\S+) (\S+)$", proc.stderr, re.M)
+    assert shown and shown[1] == "config.yaml" and shown[2] == "my.yaml", proc.stderr[-2000:]
+    twice = _dry_run(tmp_path, "--configfile", str(ROOT / "config.yaml"), "--configfile", str(partial))
+    assert twice.returncode != 0 and "config keys seeds, ensemble not set" in twice.stderr
     empty = tmp_path / "run"
     empty.mkdir()
     proc = _dry_run(empty)

@@ -88,7 +88,7 @@ def check_yaml(example) -> None:
     if all(k in keys for k in EXPERIMENT_KEYS):
         load_config(keys)
     else:  # a layer, over the config the page's next command names before it
-        base = re.search(rf"--configfile (\S+\.yaml) --configfile {re.escape(name[1])}", example.document.text)
+        base = re.search(rf"--configfile (\S+\.yaml) {re.escape(name[1])}", example.document.text)
         assert base, f"{name[1]} is a layer: the page names the config it is layered on"
         load_config([WORKSPACE / base[1], WORKSPACE / name[1]])
 

@@ -160,7 +160,7 @@ def validate_config(config: dict) -> dict:
         lines.insert(0, f"config key{'s' * (len(unset) > 1)} {', '.join(unset)} not set: the experiment keys "
                         f"({', '.join(EXPERIMENT_KEYS)}) have no default, so that a config runs only the "
                         "experiments it names (ensemble: null for none); a file of a few keys is layered on "
-                        "a whole config: --configfile config.yaml --configfile my.yaml")
+                        "a whole config, both files after one --configfile: --configfile config.yaml my.yaml")
     if lines:
         text = "\n  - ".join(lines)
         raise ConfigError(f"invalid configuration ({len(lines)} problem(s)):\n  - {text}")
