@@ -53,6 +53,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from survey_speed import data_rate, interleaved  # noqa: E402  (beside this file)
+
 from galmet import domain  # noqa: E402
 from galmet.ensemble import SPREAD  # noqa: E402
 from galmet.imaging import block_average, read_image  # noqa: E402
@@ -165,6 +167,11 @@ class Pool:
 # ----------------------------------------------------------------------------- main
 
 
+def gap(diff: np.ndarray) -> dict:
+    """How far predictions moved: ``n``, rms and largest absolute difference (dex)."""
+    return {"n": len(diff), "rms_dex": float(np.sqrt(np.mean(diff ** 2))), "max_abs_dex": float(np.abs(diff).max())}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="the demo's survey model file")
@@ -212,15 +219,11 @@ def main() -> int:
         cpu_net, _ = load(files[survey_cfg][0], "cpu", reproducible=False)
         x64 = block_average(x128, 64)
         cpu_views = predict_views(cpu_net, meta, x64, 1)[:, 0, 0]
-        diff = predict_views(gpu_net, meta, x64, 1, device=gpu)[:, 0, 0] - cpu_views
-        out["bf16_vs_fp32"] = {"n": len(x64), "rms_dex": float(np.sqrt(np.mean(diff ** 2))),
-                               "max_abs_dex": float(np.abs(diff).max())}
+        out["bf16_vs_fp32"] = gap(predict_views(gpu_net, meta, x64, 1, device=gpu)[:, 0, 0] - cpu_views)
         scale, shift = normalisation_constants(meta["normalisation"]["mean"], meta["normalisation"]["std"], gpu)
         with torch.no_grad():  # float32 on the GPU (no autocast; convolutions in TF32 as PyTorch's default)
             fp32 = gpu_net(to_input(torch.from_numpy(x64).to(gpu).permute(0, 3, 1, 2), scale, shift))
-        diff = fp32.double().cpu().numpy() - cpu_views
-        out["fp32_gpu_vs_fp32"] = {"n": len(x64), "rms_dex": float(np.sqrt(np.mean(diff ** 2))),
-                                   "max_abs_dex": float(np.abs(diff).max())}
+        out["fp32_gpu_vs_fp32"] = gap(fp32.double().cpu().numpy() - cpu_views)
         for k, what in (("bf16_vs_fp32", "bfloat16 autocast (as galmet predicts there)"),
                         ("fp32_gpu_vs_fp32", "float32")):
             print(f"{what} on the GPU against float32 on the CPU (survey model, {len(x64)} demo galaxies): "
@@ -241,27 +244,14 @@ def main() -> int:
             sync()
             return len(x) / (time.perf_counter() - t0)
 
-        def data_path(c):
-            _, m = nets[c]
-            source = PathsSource(paths[:n64], CHUNK)
-            t0 = time.perf_counter()
-            n = 0
-            for keys, x, _ in source.chunks(int(m["resolution"]), None):
-                domain.domain_p(m["domain"], x)
-                n += len(keys)
-            return n / (time.perf_counter() - t0)
-
         for c in files:
             ceiling(c)  # warm-up: cuDNN's choice of kernels
-        got = {("ceiling", c): [] for c in files} | {("data", r): [] for r in (64, 128)}
-        data_cfg = {64: survey_cfg, 128: list(files)[2]}
-        for _ in range(args.repeats):
-            for c in files:
-                got["ceiling", c].append(ceiling(c))
-            for r, c in data_cfg.items():
-                got["data", r].append(data_path(c))
-        out["ceiling"] = {c: float(np.median(got["ceiling", c])) for c in files}
-        out["data_path"] = {f"{r} px": float(np.median(got["data", r])) for r in (64, 128)}
+        data_cfg = {"64 px": survey_cfg, "128 px": list(files)[2]}
+        got = interleaved({("ceiling", c): lambda c=c: ceiling(c) for c in files}
+                          | {("data", r): lambda c=c: data_rate(nets[c][1], PathsSource(paths[:n64], CHUNK))
+                             for r, c in data_cfg.items()}, args.repeats)
+        out["ceiling"] = {c: got["ceiling", c] for c in files}
+        out["data_path"] = {r: got["data", r] for r in data_cfg}
         nets.clear()
         if gpu == "cuda":
             torch.cuda.empty_cache()

@@ -133,9 +133,9 @@ def ceiling_rate(model, meta, x_res: np.ndarray, tta: int) -> float:
     return len(x_res) / (time.perf_counter() - t0)
 
 
-def data_rate(meta, folder: Path, chunk: int = 512) -> float:
-    """Galaxies/s of decoding, re-binning and the domain test alone."""
-    source = FolderSource(folder, chunk)
+def data_rate(meta, source) -> float:
+    """Galaxies/s of decoding, re-binning and the domain test alone, on a fresh image ``source``
+    (:mod:`galmet.inputs`)."""
     t0 = time.perf_counter()
     n = 0
     for keys, x, _ in source.chunks(int(meta["resolution"]), None):
@@ -431,7 +431,8 @@ def main() -> int:
             f()  # warm-up
         rate = interleaved(measures, args.repeats)
         ceiling = interleaved(ceilings, args.repeats)
-        data = interleaved({"data path": lambda: data_rate(ens_meta, folder)}, args.repeats)["data path"]
+        data = interleaved({"data path": lambda: data_rate(ens_meta, FolderSource(folder, 512))},
+                           args.repeats)["data path"]
         jpeg = jpeg_study(files[:400], mem, mem_meta)
         procs = interleaved({"1 process x 2 threads": lambda: ceiling_rate(mem, mem_meta, x64, 1),
                              "2 processes x 1 thread": lambda: processes_rate(mem_path, x64, 1)}, args.repeats)
