@@ -167,6 +167,28 @@ def test_checkpoint_of_other_params_is_not_resumed(tiny_data, tmp_path, monkeypa
     assert train_model(*tiny_data, params, tmp_path, {"seed": 0})["resumed_from"] is None
 
 
+def test_training_starts_from_given_weights_and_resumes_only_from_them(tiny_data, reference_run, tmp_path,
+                                                                       monkeypatch):
+    init = _state(reference_run[0] / "model.pt")
+    frozen = {**TINY, "stage2": {"cycles": [1], "lrs": [1e-12] * 3}}  # no step moves a weight visibly
+    train_model(*tiny_data, frozen, tmp_path / "a", {"seed": 0}, init=init)
+    got = _state(tmp_path / "a" / "model.pt")
+    for name in ("body.conv1.weight", "head.fc1.weight", "head.fc2.weight", "head.fc2.bias"):
+        torch.testing.assert_close(got[name], init[name], atol=1e-6, rtol=0, msg=name)  # the head's bias too:
+        # it is not reset to the mean label
+    scratch = _state(train_model(*tiny_data, frozen, tmp_path / "b", {"seed": 0})["model"])
+    assert not torch.allclose(scratch["body.conv1.weight"], init["body.conv1.weight"], atol=1e-3)
+
+    def stop(epoch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gt, "_after_checkpoint", stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(*tiny_data, TINY, tmp_path / "c", {"seed": 0})  # a checkpoint of the random start
+    monkeypatch.setattr(gt, "_after_checkpoint", lambda epoch: None)
+    assert train_model(*tiny_data, TINY, tmp_path / "c", {"seed": 0}, init=init)["resumed_from"] is None
+
+
 def test_nan_loss_stops_with_clear_error(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(gt, "to_input", lambda x, scale, shift: torch.full(x.shape, float("nan")))
     with pytest.raises(TrainingError, match=r"loss became nan at epoch 1, batch 1.*lower train"):

@@ -368,8 +368,11 @@ class _Progress:
     resumed_from: int | None = None
 
 
-def _fingerprint(params: dict, meta: dict, x_train, y_train, x_valid, y_valid, seed: int) -> str:
+def _fingerprint(params: dict, meta: dict, x_train, y_train, x_valid, y_valid, seed: int, init=None) -> str:
     h = hashlib.sha256()
+    for name, t in sorted((init or {}).items()):  # the starting weights: a checkpoint of others is not resumed
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
     h.update(json.dumps({"params": params, "meta": meta, "seed": seed}, sort_keys=True, default=str).encode())
     for a in (x_train, x_valid):
         h.update(repr(tuple(a.shape)).encode())
@@ -385,9 +388,9 @@ def _after_checkpoint(epoch: int) -> None:
     """Called after each checkpoint is written (a seam for tests that interrupt training)."""
 
 
-def setup(x_train, y_train, x_valid, y_valid, params: dict, meta: dict, device) -> _Run:
-    """Device, normalisation, the seeded model (head bias at the mean label), data sources and
-    the epoch plan."""
+def setup(x_train, y_train, x_valid, y_valid, params: dict, meta: dict, device, init: dict | None = None) -> _Run:
+    """Device, normalisation, the seeded model (head bias at the mean label, or the weights ``init``:
+    a state dict of a network of the same architecture), data sources and the epoch plan."""
     seed = int(meta.get("seed", 0))
     dev = resolve_device(device if device not in (None, "auto") else params["device"])
     # before anything computes: torch and MKL choose their kernels at their first computation
@@ -408,8 +411,11 @@ def setup(x_train, y_train, x_valid, y_valid, params: dict, meta: dict, device) 
     head = params["head"]
     model = build_model(params["arch"], params["pretrained"], hidden=int(head["hidden"]),
                         dropout=tuple(head["dropout"]))
-    with torch.no_grad():
-        model.head.fc2.bias.fill_(float(np.mean(y_train)))
+    if init is not None:
+        model.load_state_dict(init)
+    else:
+        with torch.no_grad():
+            model.head.fc2.bias.fill_(float(np.mean(y_train)))
     model.to(dev)
     if dev.type == "cuda" or params["channels_last"] is True:
         model.to(memory_format=torch.channels_last)
@@ -422,7 +428,7 @@ def setup(x_train, y_train, x_valid, y_valid, params: dict, meta: dict, device) 
         scale=scale, shift=shift, train=src_train, valid=ImageSource(x_valid, dev, src_train.resident),
         y_train=torch.as_tensor(y_train, device=dev), y_valid=y_valid, batch_size=batch_size,
         schedule=plan(params, math.ceil(len(x_train) / batch_size)),
-        fingerprint=_fingerprint(params, meta, x_train, y_train, x_valid, y_valid, seed),
+        fingerprint=_fingerprint(params, meta, x_train, y_train, x_valid, y_valid, seed, init),
         reproducible=repro,
     )
 
@@ -620,7 +626,7 @@ def finalise(run: _Run, progress: _Progress, outputs: TrainOutputs, meta: dict, 
     }
 
 
-def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="auto") -> dict:
+def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="auto", init: dict | None = None) -> dict:
     """Train a model by the paper's recipe (see the module docstring) and write its files.
 
     ``x_*``: uint8 ``N x H x W x 3`` arrays (memory-mapped is fine); ``y_*``: float labels;
@@ -628,7 +634,9 @@ def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="a
     the schema defaults, a bad value raises :class:`galmet.config.ConfigError`); ``out``: a
     :class:`TrainOutputs`, or a directory for :meth:`TrainOutputs.in_dir`; ``meta``: what the
     caller knows (target, units, images provenance, hashes, seed, tta), stored in the model file
-    with what training adds. ``device``: ``auto`` defers to ``params["device"]``.
+    with what training adds. ``device``: ``auto`` defers to ``params["device"]``. ``init``: the
+    network's starting weights (a state dict of ``params["arch"]`` with galmet's head; default: the
+    seeded random initialisation, or the pretrained body).
     Returns a summary dict (paths, epochs, validation RMSE with and without TTA, seconds).
     """
     t_start = time.perf_counter()
@@ -638,7 +646,7 @@ def train_model(x_train, y_train, x_valid, y_valid, params, out, meta, device="a
     x_train, y_train, x_valid, y_valid = _check_data(x_train, y_train, x_valid, y_valid)
     domain_alpha = _domain_alpha(meta.pop("domain_alpha", None), len(x_train), len(x_valid))
 
-    run = setup(x_train, y_train, x_valid, y_valid, params, meta, device)
+    run = setup(x_train, y_train, x_valid, y_valid, params, meta, device, init)
     outputs.model.parent.mkdir(parents=True, exist_ok=True)
     progress = resume(run, outputs.checkpoint)
     log.info(
