@@ -60,7 +60,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +70,7 @@ from galmet.conformal import score_quantile  # noqa: E402
 from galmet.dataset import load_split, split_members  # noqa: E402
 from galmet.imaging import block_average  # noqa: E402
 from galmet.model import members as member_nets  # noqa: E402
+from galmet.names import ensemble_name  # noqa: E402
 from galmet.predict import predict_images  # noqa: E402
 from galmet.survey import teacher_labels  # noqa: E402
 from galmet.train import train_model  # noqa: E402
@@ -85,6 +85,9 @@ def parse_recipe(text: str) -> dict:
             or parts[1] not in ("teacher", "measured", "mixed") or images not in ("train", "phases")):
         raise SystemExit(f"--recipe {text!r}: give init:labels:epochs[:lr[:images]], init scratch|member, "
                          "labels teacher|measured|mixed, images train|phases, e.g. member:teacher:30")
+    if images == "phases" and parts[1] != "teacher":
+        raise SystemExit(f"--recipe {text!r}: images phases with labels teacher only (a shifted image has no "
+                         "measured value)")
     return {"name": text, "init": parts[0], "labels": parts[1], "epochs": int(parts[2]),
             "lr": float(parts[3]) if len(parts) >= 4 and parts[3] else None,
             "images": images}
@@ -106,8 +109,7 @@ def phases(x_full: np.ndarray, res: int) -> np.ndarray:
 def load_run(results: Path, config: dict):
     target = config["targets"][0]
     res = int(config["ensemble"]["resolution"])
-    seeds = config["ensemble"]["seeds"]
-    name = f"{config['train']['arch']}-{res}px-seeds{'-'.join(str(s) for s in seeds)}"
+    name = ensemble_name(config["train"]["arch"], res, config["ensemble"]["seeds"])
     index = sorted(str(p) for p in (results / "images").glob("*/index.parquet"))
     store = [str(Path(p).with_name(f"{res}px.npy")) for p in index]
     members = split_members(results / "catalog" / "clean.parquet", results / "split.parquet", index, target)
@@ -119,8 +121,16 @@ def load_run(results: Path, config: dict):
     return target, name, train, valid, teacher, tmeta, train_full
 
 
+def phase_set(train_full, res: int, teacher, tmeta) -> tuple[np.ndarray, np.ndarray]:
+    """The ``phases`` transfer images of the training galaxies and the ensemble's labels of them."""
+    if train_full is None:
+        raise SystemExit("images phases: the run has no full-size store (results/images/<shard>/<width>px.npy)")
+    x = phases(train_full, res)
+    return x, teacher_labels(teacher, tmeta, x)
+
+
 def run_recipe(recipe: dict, k: int, config: dict, train, valid, labels, teacher, tmeta, tmp: Path,
-               train_full=None) -> dict:
+               phased=None) -> dict:
     params = {**config["train"], "device": "cpu", "stage2": {**config["train"]["stage2"], "cycles": [recipe["epochs"]]}}
     if recipe["lr"] is not None:
         params["stage2"]["lrs"] = [recipe["lr"]] * 3
@@ -130,12 +140,7 @@ def run_recipe(recipe: dict, k: int, config: dict, train, valid, labels, teacher
         init = {n: t.detach().clone() for n, t in nets[k % len(nets)].state_dict().items()}
     x, y = train.x, {"teacher": labels, "measured": train.y, "mixed": (labels + train.y) / 2}[recipe["labels"]]
     if recipe["images"] == "phases":
-        if recipe["labels"] != "teacher":
-            raise SystemExit("images phases: with labels teacher only (a shifted image has no measured value)")
-        if train_full is None:
-            raise SystemExit("images phases: the run has no full-size store (results/images/<shard>/<width>px.npy)")
-        x = phases(train_full, int(train.x.shape[1]))
-        y = teacher_labels(teacher, tmeta, x)
+        x, y = phased  # made once for every repeat (labelling 4 x the images is the slow part)
     out = tmp / f"{recipe['name'].replace(':', '_')}_{k}"
     t0 = time.perf_counter()
     train_model(x, y, valid.x, valid.y, params, out, {"seed": k, "tta": 1, "domain_alpha": 0.05}, "cpu",
@@ -158,10 +163,11 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     config = yaml.safe_load(args.config.read_text())
     recipes = [parse_recipe(r) for r in (args.recipe or DEFAULT_RECIPES)]
-    torch.set_num_threads(torch.get_num_threads())
     target, name, train, valid, teacher, tmeta, train_full = load_run(args.results, config)
     t_rmse = float(tmeta["calibration"]["valid_rmse"])
     labels = teacher_labels(teacher, tmeta, train.x)
+    phased = phase_set(train_full, int(train.x.shape[1]), teacher, tmeta) \
+        if any(r["images"] == "phases" for r in recipes) else None
     print(f"{name} ({target}): {len(train.x)} train, {len(valid.x)} valid galaxies; the ensemble's valid RMSE "
           f"{t_rmse:.4f} ({len(tmeta['members'])} members x {tmeta['calibration']['tta']} views)", flush=True)
     print(f"{'recipe':28s} {'repeat':>6s} {'valid RMSE':>10s} {'- ensemble':>10s} {'width68':>8s} {'width95':>8s} "
@@ -171,7 +177,7 @@ def main(argv=None) -> dict:
         for k in args.repeats:  # repeats interleaved: recipe A, B, ... then again
             for r in recipes:
                 row = {"recipe": r["name"], "repeat": k,
-                       **run_recipe(r, k, config, train, valid, labels, teacher, tmeta, Path(tmp), train_full)}
+                       **run_recipe(r, k, config, train, valid, labels, teacher, tmeta, Path(tmp), phased)}
                 rows.append(row)
                 print(f"{r['name']:28s} {k:6d} {row['rmse']:10.4f} {row['rmse'] - t_rmse:+10.4f} "
                       f"{row['width68']:8.3f} {row['width95']:8.3f} {row['seconds']:6.0f}", flush=True)
