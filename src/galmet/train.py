@@ -409,7 +409,8 @@ def setup(x_train, y_train, x_valid, y_valid, params: dict, meta: dict, device, 
 
     torch.manual_seed(seed)
     head = params["head"]
-    model = build_model(params["arch"], params["pretrained"], hidden=int(head["hidden"]),
+    # weights given: no pretrained body to read, load_state_dict replaces every tensor
+    model = build_model(params["arch"], params["pretrained"] if init is None else "none", hidden=int(head["hidden"]),
                         dropout=tuple(head["dropout"]))
     if init is not None:
         model.load_state_dict(init)
