@@ -29,6 +29,15 @@ def test_wrong_type_is_named():
         load_config(raw)
 
 
+def test_survey_labels_default_to_measured_and_others_are_named():
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    raw["survey"] = {"cycles": [60]}
+    assert load_config(raw)["survey"]["labels"] == "measured"
+    raw["survey"]["labels"] = "ensemble"
+    with pytest.raises(ConfigError, match=r"'ensemble'.*survey\.labels|survey\.labels.*'ensemble'"):
+        load_config(raw)
+
+
 def test_fractions_must_sum_to_one():
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())
     raw["split"]["fractions"] = {"train": 0.5, "valid": 0.2, "test": 0.2}

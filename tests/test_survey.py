@@ -1,5 +1,6 @@
-"""The survey model: the ensemble distilled into one network, calibrated with intervals of one
-width, and taken by `galmet predict`, the API and the infer step like any model file."""
+"""The survey model: one network standing in for the ensemble (trained on the measured labels or
+the ensemble's predictions), calibrated with intervals of one width, and taken by `galmet predict`,
+the API and the infer step like any model file."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from galmet import modelfile
 from galmet.cli import main as galmet_main
 from galmet.conformal import score_quantile
 from galmet.predict import CONSTANT_SPREAD, predict_images
-from galmet.survey import distil, teacher_labels, throughput
+from galmet.survey import teacher_labels, throughput, train_survey
 from galmet.tables import file_sha256
 from tests.test_ensemble import RES, _image_dir, demo, ensemble, members  # noqa: F401 (fixtures)
 
@@ -22,37 +23,58 @@ PARAMS = {"arch": "resnet18", "pretrained": "none", "batch_size": 8, "stage2": {
           "device": "cpu"}
 
 
-@pytest.fixture(scope="module")
-def survey(demo, ensemble, tmp_path_factory):  # noqa: F811
-    """The two-member ensemble distilled (2 epochs) on the 24 training galaxies, calibrated on the 24
-    others; the labels the student was trained on, as train_model received them."""
+def _train(demo, ensemble, out, **kwargs):  # noqa: F811
+    """The two-member ensemble's survey model (2 epochs) on the 24 training galaxies, calibrated on
+    the 24 others; the labels train_model received."""
     _, x, y = demo
     teacher, tmeta = modelfile.load(ensemble)
     seen = {}
     real = galmet.train.train_model
 
-    def spy(x_train, y_train, *args, **kwargs):
+    def spy(x_train, y_train, *args, **kw):
         seen["labels"] = np.array(y_train)
-        return real(x_train, y_train, *args, **kwargs)
+        return real(x_train, y_train, *args, **kw)
 
     galmet.train.train_model = spy
     try:
-        out = tmp_path_factory.mktemp("survey")
-        made = distil(teacher, tmeta, x[:24], x[24:], y[24:].astype(np.float32), PARAMS, out,
-                      {"seed": 0, "target": "oh_p50"},
-                      teacher_file={"name": "ens", "path": str(ensemble), "sha256": file_sha256(ensemble)})
+        made = train_survey(teacher, tmeta, x[:24], y[:24], x[24:], y[24:].astype(np.float32), PARAMS, out,
+                            {"seed": 0, "target": "oh_p50"},
+                            teacher_file={"name": "ens", "path": str(ensemble), "sha256": file_sha256(ensemble)},
+                            **kwargs)
     finally:
         galmet.train.train_model = real
     return {"path": out / "model.pt", "made": made, "labels": seen["labels"]}
 
 
-def test_the_student_learns_the_ensembles_predictions_not_the_labels(demo, ensemble, survey):  # noqa: F811
+@pytest.fixture(scope="module")
+def survey(demo, ensemble, tmp_path_factory):  # noqa: F811
+    """The survey model as the workflow makes it by default: on the measured labels."""
+    return _train(demo, ensemble, tmp_path_factory.mktemp("survey"))
+
+
+def test_by_default_it_learns_the_measured_values(demo, survey):  # noqa: F811
+    _, _, y = demo
+    np.testing.assert_allclose(survey["labels"], y[:24].astype(np.float32))
+    assert survey["made"]["survey"]["labels"] == "measured"
+    assert modelfile.read_meta(survey["path"])["survey"]["labels"] == "measured"
+
+
+def test_with_teacher_labels_it_learns_the_ensembles_predictions(demo, ensemble, tmp_path):  # noqa: F811
     _, x, y = demo
+    made = _train(demo, ensemble, tmp_path, labels="teacher")
     teacher, tmeta = modelfile.load(ensemble)
     expected = predict_images(teacher, tmeta, x[:24], tta=8)  # members x the 8 views it was calibrated with
-    np.testing.assert_allclose(survey["labels"], expected, atol=1e-5)
+    np.testing.assert_allclose(made["labels"], expected, atol=1e-5)
     np.testing.assert_allclose(teacher_labels(teacher, tmeta, x[:24]), expected, atol=1e-5)
-    assert not np.allclose(survey["labels"], y[:24], atol=1e-3)
+    assert not np.allclose(made["labels"], y[:24], atol=1e-3)
+    meta = modelfile.read_meta(made["path"])
+    assert meta["survey"]["labels"] == "teacher" and "distilled" in meta["survey"]["method"]
+
+
+def test_unknown_labels_are_refused_naming_the_choices(demo, ensemble, tmp_path):  # noqa: F811
+    with pytest.raises(ValueError, match="'ensemble'.*measured, teacher.*survey.labels"):
+        _train(demo, ensemble, tmp_path, labels="ensemble")
+    assert not (tmp_path / "model.pt").exists()
 
 
 def test_the_survey_file_is_one_network_with_one_width_intervals_and_its_provenance(demo, ensemble, survey):  # noqa: F811

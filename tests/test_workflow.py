@@ -42,7 +42,7 @@ def tiny_config(workdir) -> dict:
     cfg["cutouts"]["local_dir"] = str(workdir / "images")
     cfg["resolutions"] = [16]
     cfg["ensemble"] = {"resolution": 16, "seeds": [0, 1]}  # seed 0 reused, seed 1 trained for it
-    cfg["survey"] = {"cycles": [1]}  # and distilled into one network
+    cfg["survey"] = {"cycles": [1]}  # and its survey model (the measured labels, by default)
     cfg["split"]["fractions"] = {"train": 0.3, "valid": 0.5, "test": 0.2}  # >= 19 galaxies to calibrate 95%
     cfg["shards"] = 2
     cfg["train"].update(TINY_TRAIN)
@@ -162,7 +162,8 @@ def test_the_survey_model_is_distilled_scored_and_listed(tiny_run):
     inside = preds[preds["in_domain"]]
     np.testing.assert_allclose(inside["p84"] - inside["p16"], test["width68"], atol=1e-6)
     log = (d / "results" / "logs" / "survey" / "oh_p50" / f"{survey['name']}.log").read_text()
-    assert "labelled" in log and "galaxies/s against the ensemble's" in log
+    assert "labels: measured" in log and "galaxies/s against the ensemble's" in log
+    assert survey["labels"] == "measured" and meta["survey"]["labels"] == "measured"
     assert (d / "results" / "benchmarks" / "survey" / "oh_p50" / f"{survey['name']}.tsv").is_file()
 
 

@@ -84,10 +84,11 @@ def _job_seconds(exp: dict, config: dict, sizes: dict, device: str, table: dict)
             epochs * sizes["train"] / rt["train"] + (epochs + tta) * sizes["valid"] / rt["predict"])
     for m in exp["ensembles"]:
         out["ensemble"][(m["target"], m["model"])] = len(m["seeds"]) * sizes["valid"] * tta / r(m)["predict"]
+    distil = (config.get("survey") or {}).get("labels") == "teacher"
     for m in exp.get("surveys", []):
         rt, survey_epochs = r(m), _survey_epochs(config)
         out["survey"][(m["target"], m["model"])] = (
-            len(m["seeds"]) * sizes["train"] * tta / rt["predict"]  # the ensemble's labels
+            distil * len(m["seeds"]) * sizes["train"] * tta / rt["predict"]  # the ensemble's labels
             + survey_epochs * sizes["train"] / rt["train"] + (survey_epochs + 1) * sizes["valid"] / rt["predict"])
     for m in exp["predictions"]:
         passes = 1 if m.get("survey") else len(m.get("seeds") or [m.get("seed")]) * tta

@@ -2,7 +2,7 @@
 
 A trained model is named by its architecture, its input resolution (px) and its seed, e.g.
 ``resnet18-64px-seed0``; an ensemble of such models by their seeds, e.g.
-``resnet18-32px-seeds0-1-2`` (:func:`ensemble_name`); the survey model distilled from an
+``resnet18-32px-seeds0-1-2`` (:func:`ensemble_name`); the survey model standing in for an
 ensemble by its name and ``-survey``, e.g. ``resnet18-64px-seeds0-1-2-survey``
 (:func:`survey_name`). The workflow's paths
 (``results/models/{target}/{model}/model.pt``, ``results/metrics/{target}/{model}.json``, ...)
@@ -36,7 +36,7 @@ _ENSEMBLE = _GROUP + "-seeds{seeds}"
 #: Regex of an ensemble name (seeds joined by '-', at least two).
 ENSEMBLE_PATTERN = _ENSEMBLE.format(arch=_PARTS["arch"], res=_PARTS["res"], seeds=r"\d+(?:-\d+)+")
 _SURVEY = "-survey"
-#: Regex of a survey model's name: its teacher ensemble's and ``-survey``.
+#: Regex of a survey model's name: its ensemble's (its teacher's) and ``-survey``.
 SURVEY_PATTERN = ENSEMBLE_PATTERN + _SURVEY
 #: Any kind: the workflow's ``{model}`` wildcard.
 ANY_MODEL_PATTERN = f"(?:{MODEL_PATTERN}|{ENSEMBLE_PATTERN}|{SURVEY_PATTERN})"
@@ -74,9 +74,9 @@ def ensemble_name(arch: str, res: int, seeds) -> str:
 
 def survey_name(ensemble: str) -> str:
     """``"resnet18-64px-seeds0-1-2"`` -> ``"resnet18-64px-seeds0-1-2-survey"``: the survey model
-    distilled from that ensemble (:mod:`galmet.survey`)."""
+    standing in for that ensemble (:mod:`galmet.survey`)."""
     if "seeds" not in parse_model_name(ensemble) or str(ensemble).endswith(_SURVEY):
-        raise ValueError(f"{ensemble!r} is not an ensemble's name: a survey model is distilled from an ensemble")
+        raise ValueError(f"{ensemble!r} is not an ensemble's name: a survey model stands in for an ensemble")
     return f"{ensemble}{_SURVEY}"
 
 

@@ -134,9 +134,13 @@ class Study:
             train["stage2"] = {**train.get("stage2", {}), "cycles": list(cycles)}
         return train
 
+    def survey_labels(self) -> str:
+        """What the survey models learn (config ``survey.labels``): ``measured`` or ``teacher``."""
+        return (self.config.get("survey") or {}).get("labels") or "measured"
+
     @staticmethod
     def teacher(survey: str) -> str:
-        """The ensemble a survey model is distilled from, from its name."""
+        """The ensemble a survey model stands in for (its teacher), from its name."""
         parts = parse_model_name(survey)
         return ensemble_name(parts["arch"], parts["resolution"], parts["seeds"])
 

@@ -10,6 +10,7 @@ Shape (later stages add entries, never change it)::
                     "test": {"n", "rmse", "nmad", "median_residual", "coverage68", "coverage95",
                              "width68", "width95"}}],
      "survey_models": [{"name", "target", "resolution", "teacher" (the ensemble's name), "path",
+                        "labels" (what it learnt: "measured" or "teacher"),
                         "throughput": {"galaxies_per_s", "ensemble_galaxies_per_s", "speedup", ...},
                         "valid": {"n", "rmse", "teacher_rmse", "width68", "width95"},
                         "test": {the ensembles' keys}}]}
@@ -75,7 +76,7 @@ def build_summary(models: list[dict], metric_paths: list, baseline_paths: list, 
     if surveys:
         out["survey_models"] = [
             {**{k: e[k] for k in ("name", "target", "resolution", "teacher")}, "path": str(e["path"]),
-             "throughput": r["throughput"], "valid": r["valid"],
+             "labels": r.get("labels"), "throughput": r["throughput"], "valid": r["valid"],
              "test": {**{k: m[k] for k in ENSEMBLE_KEYS}, **{k: u[k] for k in INTERVAL_KEYS}}, **_domain(m)}
             for e, m, u, r in zip(surveys, map(read_json, survey_metric_paths),
                                   map(read_json, survey_uncertainty_paths), map(read_json, survey_report_paths),

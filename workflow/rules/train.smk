@@ -80,8 +80,9 @@ rule ensemble:
 
 rule survey:
     """The survey model of the {model} name's ensemble (galmet.survey): one network trained on the
-    train split with the ensemble's predictions as labels, calibrated on the valid split (split
-    conformal, one width); one pass a galaxy, for `snakemake infer` on millions. Beside it, the
+    train split (config survey.labels: the measured values or the ensemble's predictions),
+    calibrated on the valid split (split conformal, one width); one pass a galaxy, for
+    `snakemake infer` on millions. Beside it, the
     galaxies/s of both models' forward passes on this machine, in survey.json with the provenance
     and the validation numbers."""
     input:
@@ -110,6 +111,7 @@ rule survey:
     params:
         train=lambda wildcards: STUDY.survey_params(wildcards.model),
         teacher=lambda wildcards: STUDY.teacher(wildcards.model),
+        labels=STUDY.survey_labels(),
         batch_size=config["predict"]["batch_size"],
         chunk_size=config["predict"]["chunk_size"],
         reproducible=config["predict"]["reproducible"],

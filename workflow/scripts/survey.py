@@ -1,4 +1,4 @@
-"""Adapter: the ensemble's model file + stores + split -> the survey model (galmet.survey.distil)
+"""Adapter: the ensemble's model file + stores + split -> the survey model (galmet.survey.train_survey)
 and the galaxies/s of both on this machine (galmet.survey.throughput), in survey.json."""
 
 import platform
@@ -12,7 +12,7 @@ from galmet.logs import job_errors, setup_logging
 from galmet.model import resolve_device
 from galmet.modelfile import images_block, load
 from galmet.reproducible import for_prediction
-from galmet.survey import distil, throughput
+from galmet.survey import throughput, train_survey
 from galmet.tables import file_sha256
 from galmet.targets import get_target
 from galmet.train import MIN_TRAIN, TrainingError, TrainOutputs
@@ -32,10 +32,10 @@ with job_errors(DataError, TrainingError, DomainAlphaError, log=log):
             "results/cutouts/<shard>.failures.csv and results/images/<shard>/rejected.csv list them")
     train = load_split(members, "train", target, inp.index, inp.store)
     valid = load_split(members, "valid", target, inp.index, inp.store)
-    log.info("distilling %s into one network: %d train galaxies (labels: its predictions), %d valid",
-             params.teacher, len(train), len(valid))
-    made = distil(
-        teacher, teacher_meta, train.x, valid.x, valid.y, params.train,
+    log.info("the survey model of %s: one network, %d train galaxies (labels: %s), %d valid",
+             params.teacher, len(train), params.labels, len(valid))
+    made = train_survey(
+        teacher, teacher_meta, train.x, train.y, valid.x, valid.y, params.train,
         TrainOutputs(model=out.model, log=out.log, curve=out.curve),
         meta={
             "target": target,
@@ -43,10 +43,10 @@ with job_errors(DataError, TrainingError, DomainAlphaError, log=log):
             "seed": params.train["seed"],
             "domain_alpha": params.domain_alpha,
             "images": images_block(**params.images),
-            "config_hash": fingerprint(params.train, params.images),
+            "config_hash": fingerprint(params.train, params.images, params.labels),
             "data_hash": fingerprint(train.objid, train.y, valid.objid, valid.y),
         },
-        valid_parts=iter_split(members, "valid", target, inp.index, inp.store, params.chunk_size),
+        labels=params.labels, valid_parts=iter_split(members, "valid", target, inp.index, inp.store, params.chunk_size),
         device=device, batch_size=params.batch_size, reproducible=mode,
         teacher_file={"name": params.teacher, "path": str(inp.teacher), "sha256": file_sha256(inp.teacher)},
     )

@@ -95,7 +95,7 @@ def _trainings(exp: dict, config: dict) -> list[str]:
     lines += [f"  {m['target']:<14}{m['model']:<32} seeds {', '.join(map(str, m['seeds']))} at {m['resolution']} px"
               for m in exp["ensembles"]]
     if exp.get("surveys"):
-        lines.append(f"Survey models: {len(exp['surveys'])} (each ensemble distilled into one network)")
+        lines.append(f"Survey models: {len(exp['surveys'])} (one network standing in for each ensemble)")
         lines += [f"  {m['target']:<14}{m['model']}" for m in exp["surveys"]]
     by_target = {}
     for target, name in exp["baselines"]:
