@@ -1,12 +1,14 @@
 """A survey-scale rehearsal of `snakemake infer` with the survey model: wall time, peak memory per
 job and galaxies/s per core for N galaxies (synthetic: the 400 demo JPEGs recycled).
 
-    .venv/bin/python benchmarks/survey_rehearsal.py --n 1000000 --shards 10 [--cores 2] \\
+    .venv/bin/python benchmarks/survey_rehearsal.py --n 1000000 --shards 10 [--cores 2] [--threads 1] \\
         [--model results/models/oh_p50/resnet18-64px-seeds0-1-2-survey/model.pt] [--keep DIR]
 
 A catalog of N rows (``objID, path``; the paths cycle through resources/demo/images) and an infer
 config layered on the demo's (``infer.model`` the survey model, ``infer.shards``) go through
-`snakemake infer --cores C` in a fresh working directory, exactly as a user runs it. Afterwards
+`snakemake infer --cores C` in a fresh working directory, exactly as a user runs it (``--threads
+T``: with ``--set-threads infer_shard=T``, T threads a shard job instead of the rule's 4, capped at C;
+1 runs one job a core). Afterwards
 the rules' benchmark files give each job's seconds and peak memory (max_rss). Prints a table
 and, last, one JSON line. The model is that of a demo run (`make demo`); run it by hand, never in
 CI (a million galaxies is ~50 min on 2 cores).
@@ -53,6 +55,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--shards", type=int, default=10)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--threads", type=int, help="threads of each shard job (--set-threads infer_shard=T)")
     ap.add_argument("--model", default=str(ROOT / SURVEY))
     ap.add_argument("--keep", help="work in this folder and keep it (default: a temporary one, removed)")
     args = ap.parse_args()
@@ -72,6 +75,8 @@ def main() -> int:
         (work / "config.yaml").write_text(yaml.safe_dump(cfg))
         cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(work), "--configfile",
                str(work / "config.yaml"), "--cores", str(args.cores), "infer"]
+        if args.threads:
+            cmd += ["--set-threads", f"infer_shard={args.threads}"]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -83,7 +88,8 @@ def main() -> int:
         shards = jobs[jobs["job"].str.startswith("shard-")]
         rate = args.n / wall
         print(f"snakemake infer, survey model {model.name} ({model.parent.name}), {args.n:,} galaxies (the demo JPEGs "
-              f"recycled), {args.shards} shards, --cores {args.cores}; catalog written in {t_catalog:.1f} s\n")
+              f"recycled), {args.shards} shards, --cores {args.cores}, threads a shard job: "
+              f"{args.threads or 'the rule`s, capped at --cores'}; catalog written in {t_catalog:.1f} s\n")
         print("| job | s | peak memory (max_rss, MB) |\n|---|---|---|")
         for r in jobs.itertuples():
             print(f"| {r.job} | {r.s:.1f} | {r.max_rss_mb:.0f} |")
@@ -91,7 +97,8 @@ def main() -> int:
               f"{rate / args.cores:.1f} galaxies/s per core; shard jobs {shards['s'].median():.1f} s median "
               f"({args.n / args.shards / shards['s'].median():.1f} galaxies/s each), peak memory "
               f"{shards['max_rss_mb'].min():.0f}-{shards['max_rss_mb'].max():.0f} MB per shard job")
-        print(json.dumps({"n": args.n, "shards": args.shards, "cores": args.cores, "wall_s": wall,
+        print(json.dumps({"n": args.n, "shards": args.shards, "cores": args.cores, "threads": args.threads,
+                          "wall_s": wall,
                           "galaxies_per_s": rate, "per_core": rate / args.cores, "rows": int(len(out)),
                           "jobs": jobs.to_dict(orient="records")}))
     finally:

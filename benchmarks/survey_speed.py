@@ -20,8 +20,8 @@ choosing on the VALIDATION split only (the test split is never read):
   among its calibration images) and of the same galaxies with their bands reversed (a shift it
   should catch), which tells that a faster model still carries the test;
 * configurations: the ensemble at 8, 4, 2 and 1 TTA views; one member at 8 and 1 view; the
-  workflow's **survey model** (rule ``survey``, :mod:`galmet.survey`: the ensemble distilled into
-  one network, one pass, intervals of one width), through the library's path, which decodes the
+  workflow's **survey model** (rule ``survey``, :mod:`galmet.survey`: one network standing in
+  for the ensemble, one pass, intervals of one width), through the library's path, which decodes the
   next chunk of JPEGs while the network predicts this one, and, the named baseline of that
   overlap, with the chunks decoded in turn; every model file runs on the CPU through PyTorch's
   graph for CPU inference, as galmet predicts (:func:`galmet.model.inference_graph`), and the
@@ -35,8 +35,9 @@ choosing on the VALIDATION split only (the test split is never read):
 * **JPEG decoding at reduced size** (PIL's draft mode: the decoder's DCT scaling straight to
   64 px) against full decoding plus 2 x 2 block averaging (the training images'): time per image,
   pixel differences and what they do to the single model's predictions;
-* **threads against processes** for the ceiling: one process with 2 threads against 2
-  processes with one thread each.
+* **threads against processes**: one process with 2 threads against 2 processes with one thread
+  each, for the ceiling of a member and the survey model's whole path (``snakemake infer`` with
+  ``--set-threads infer_shard=1``: each shard job decodes its own images).
 
     .venv/bin/python benchmarks/survey_speed.py [--results results] [--n 2000] [--repeats 3] \\
         [--student] [--json out.json]
@@ -105,13 +106,19 @@ def validation(results: Path):
 # ----------------------------------------------------------------------------- throughput
 
 
-def path_rate(model, meta, folder: Path, tta: int, chunk: int = 512) -> float:
-    """Galaxies/s of the library's prediction path on every JPEG of ``folder``."""
+def path_rate_counted(model, meta, folder: Path, tta: int, chunk: int = 512) -> tuple[int, float]:
+    """Galaxies and seconds of the library's prediction path on every JPEG of ``folder``."""
     source = FolderSource(folder, chunk)
     run = prepare(meta, source, None, tta, (), None)
     t0 = time.perf_counter()
     n = sum(len(k) for k, _, _ in predict_rows(source, model, meta, run))
-    return n / (time.perf_counter() - t0)
+    return n, time.perf_counter() - t0
+
+
+def path_rate(model, meta, folder: Path, tta: int, chunk: int = 512) -> float:
+    """Galaxies/s of the library's prediction path on every JPEG of ``folder``."""
+    n, seconds = path_rate_counted(model, meta, folder, tta, chunk)
+    return n / seconds
 
 
 def sequential_rate(model, meta, folder: Path, tta: int) -> float:
@@ -297,6 +304,38 @@ def _worker(args):
     return time.perf_counter() - t0
 
 
+def dealt(folder: Path, parts: int) -> list[Path]:
+    """The JPEGs of ``folder`` dealt into ``parts`` sibling folders (one a process, as the shards of
+    ``snakemake infer``), each with the folder's cutouts.json."""
+    out = []
+    for i in range(parts):
+        part = folder.with_name(f"{folder.name}-{i}-of-{parts}")
+        part.mkdir(exist_ok=True)
+        for f in sorted(folder.glob("*.jpg"))[i::parts]:
+            shutil.copyfile(f, part / f.name)
+        shutil.copyfile(folder / "cutouts.json", part / "cutouts.json")
+        out.append(part)
+    return out
+
+
+def _path_worker(args):
+    path, folder, tta = args
+    torch.set_num_threads(1)
+    model, meta = load(path, "cpu", reproducible=False)
+    res = int(meta["resolution"])
+    warm = np.stack([block_average(read_image(p), res) for p in sorted(Path(folder).glob("*.jpg"))[:32]])
+    predict_views(model, meta, warm, tta=tta)  # builds the inference graph, as a shard job's first chunk
+    return path_rate_counted(model, meta, Path(folder), tta)
+
+
+def processes_path_rate(path, folders: list[Path], tta: int) -> float:
+    """Galaxies/s of the library's prediction path in one 1-thread process per folder, side by side
+    (``snakemake infer`` with ``--set-threads infer_shard=1``), timed inside the workers: start-up excluded."""
+    with mp.get_context("spawn").Pool(len(folders)) as pool:
+        done = pool.map(_path_worker, [(str(path), str(f), tta) for f in folders])
+    return sum(n for n, _ in done) / max(s for _, s in done)
+
+
 def processes_rate(path, x_res: np.ndarray, tta: int, procs: int = 2) -> float:
     parts = np.array_split(x_res, procs)
     with mp.get_context("spawn").Pool(procs) as pool:  # timed inside the workers: start-up excluded
@@ -375,6 +414,12 @@ def main() -> int:
             measures["survey model, 1 pass, sequential decoding"] = lambda: sequential_rate(survey, v_meta, folder, 1)
             ceilings["survey model, 1 pass"] = ceilings["survey model, 1 pass, sequential decoding"] = (
                 lambda: ceiling_rate(survey, v_meta, x64, 1))
+            # one 1-thread process a core, each decoding its own images (--set-threads infer_shard=1)
+            halves = dealt(folder, 2)
+            rows["survey model, 1 pass, 2 processes x 1 thread"] = rows["survey model, 1 pass"]
+            measures["survey model, 1 pass, 2 processes x 1 thread"] = (
+                lambda: processes_path_rate(survey_path, halves, 1))
+            ceilings["survey model, 1 pass, 2 processes x 1 thread"] = lambda: processes_rate(survey_path, x64, 1)
 
         # the named baseline of PyTorch's CPU inference graph, which galmet predicts through
         # (galmet.model.inference_graph): the same model files in eager PyTorch
@@ -414,10 +459,10 @@ def main() -> int:
 
         # the domain test depends on the images and the model file's domain block, not on views or
         # runtime: once per model file
-        files = {"ensemble": ens_meta, "one member": mem_meta, "survey model": v_meta}
+        model_files = {"ensemble": ens_meta, "one member": mem_meta, "survey model": v_meta}
         if student is not None:
-            files["distilled student"] = s_meta
-        flags = {name: domain_flags(m, xv) for name, m in files.items() if m is not None}
+            model_files["distilled student"] = s_meta
+        flags = {name: domain_flags(m, xv) for name, m in model_files.items() if m is not None}
         for k, q in rows.items():
             q.update(flags[k.split(",")[0]])
         if args.quality_only:
@@ -460,6 +505,11 @@ def main() -> int:
               f"{rate[v] / base:.1f}x; ceilings {ceiling[v]:.1f} and {ceiling['ensemble, 8 views']:.1f}; the survey "
               f"path at {rate[v] / ceiling[v]:.2f} of its ceiling (decoding read ahead) against "
               f"{rate[v + ', sequential decoding'] / ceiling[v]:.2f} decoding in turn")
+        p = v + ", 2 processes x 1 thread"
+        print(f"in 2 processes x 1 thread (--set-threads infer_shard=1): {rate[p]:.1f} galaxies/s, "
+              f"{rate[p] / rate[v]:.2f}x the one 2-thread process, {rate[p] / base:.1f}x the ensemble; at "
+              f"{rate[p] / ceiling[p]:.2f} of its ceiling ({ceiling[p]:.1f}), {rate[p] / ceiling[v]:.2f} of the "
+              "2-thread one")
     graph = [(k, f"{k}, eager PyTorch") for k in ("survey model, 1 pass", "ensemble, 8 views")
              if f"{k}, eager PyTorch" in rate]
     if graph:

@@ -155,7 +155,7 @@ def test_snakemake_infer_target_is_sharded_and_resumable(tmp_path, demo_catalog)
     }))
     wd = tmp_path / "wd"
     wd.mkdir()
-    log = _snakemake(wd, cfg)
+    log = _snakemake(wd, cfg, "--set-threads", "infer_shard=1")  # one job a core (docs/cluster.md)
     out = wd / "results" / "infer" / "predictions.parquet"
     df = pd.read_parquet(out)
     assert df["objID"].tolist() == ids
@@ -164,6 +164,7 @@ def test_snakemake_infer_target_is_sharded_and_resumable(tmp_path, demo_catalog)
     assert log.count("rule infer_shard:") == 3
     shard_log = (wd / "results" / "logs" / "infer" / "shard-1-of-3.log").read_text()
     assert "survey mismatch allowed (infer.allow_survey_mismatch: true)" in shard_log
+    assert "on cpu, 1 thread: 10 galaxies" in shard_log
 
     # resumable: a run that died before shard 1 and the gathering were done redoes only those
     first = df["prediction"].to_numpy()

@@ -20,6 +20,7 @@ with job_errors(DomainAlphaError, log=log):  # an alpha the model cannot reach: 
                           chunk_size=params.chunk_size, device=device,
                           allow_survey_mismatch=params.allow_survey_mismatch, model_path=snakemake.input.model,
                           alpha=params.domain_alpha, max_pixels=params.max_pixels)
-log.info("shard %s on %s: %d galaxies, %d predicted, %d skipped, %.1f s (%.0f images/s)",
-         snakemake.input.shard, device, stats["n_in"], stats["n_predicted"], stats["n_skipped"],
-         stats["seconds"], stats["n_in"] / max(stats["seconds"], 1e-9))
+threads = torch.get_num_threads()
+log.info("shard %s on %s, %d thread%s: %d galaxies, %d predicted, %d skipped, %.1f s (%.0f images/s)",
+         snakemake.input.shard, device, threads, "s" * (threads > 1), stats["n_in"], stats["n_predicted"],
+         stats["n_skipped"], stats["seconds"], stats["n_in"] / max(stats["seconds"], 1e-9))
