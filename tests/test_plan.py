@@ -280,8 +280,9 @@ def test_catalog_files_training_params_and_the_infer_inputs():
     raw = demo_raw()
     raw["infer"] = {"model": "m.pt", "catalog": "c.csv"}
     assert study(raw).infer_input("catalog") == "c.csv"
-    assert s.summary_models()[-1] == {"target": METALLICITY, "name": "resnet18-64px-seeds0-1-2"}
-    assert len(s.summary_models()) == len(s.scored_models()) + 1
+    assert s.summary_models()[-2:] == [{"target": METALLICITY, "name": "resnet18-64px-seeds0-1-2"},
+                                       {"target": METALLICITY, "name": "resnet18-64px-seeds0-1-2-survey"}]
+    assert len(s.summary_models()) == len(s.scored_models()) + 2
 
 
 def test_the_saliency_warning_names_the_models_not_trained():

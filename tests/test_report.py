@@ -97,7 +97,7 @@ def report(tmp_path_factory):
     cfg["resolutions"] = [16]
     cfg["seeds"] = [0]
     cfg["ensemble"] = {"resolution": 16, "seeds": [0, 1]}
-    cfg["survey"] = None  # tests/test_workflow.py builds one
+    cfg["survey"] = {"cycles": [1]}  # its row on the landing page
     cfg["split"]["fractions"] = {"train": 0.3, "valid": 0.5, "test": 0.2}  # >= 19 galaxies to calibrate 95%
     cfg["train"]["batch_size"] = 16
     cfg["train"]["stage2"] = {**cfg["train"].get("stage2", {}), "cycles": [1]}
@@ -223,6 +223,9 @@ def test_landing_page_opens_on_the_results(report, tmp_path):
     expected = [f"{arch}-16px-seed0", f"{metrics['rmse']:.3f}\u00a0±\u00a0{error:.3f}", f"{metrics['nmad']:.3f}",
                 f"{constant['test']['rmse']:.3f}", "published 16 px", "0.104\u00a0±\u00a00.001",
                 "rf_gri (baseline)", "skipped", "at 16 px", f"{arch}-16px-seeds0-1", "coverage 68/95"]
+    survey = json.loads((report["dir"] / "results" / "uncertainty" / "oh_p50" /
+                         f"{arch}-16px-seeds0-1-survey.json").read_text())
+    expected += [f"{arch}-16px-seeds0-1-survey", f"{survey['coverage68']:.2f}\u00a0/\u00a0{survey['coverage95']:.2f}"]
     text = re.sub(r"[ \n]+", " ", html.unescape(re.sub(r"<[^>]+>", " ", _landing_html(report["html"]))))
     for piece in expected:
         assert piece in text, f"{piece!r} not on the landing page"

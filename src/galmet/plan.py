@@ -158,9 +158,9 @@ class Study:
         return models + [tm for tm in dict.fromkeys(members) if tm not in models]
 
     def summary_models(self) -> list[dict]:
-        """The models of the summary's and the report's table: :meth:`scored_models`, then the
-        ensembles, each ``{"target", "name"}``."""
-        return [{"target": t, "name": m} for t, m in self.scored_models() + self.ensembles()]
+        """The models of the report's table, as summary.json lists them: :meth:`scored_models`,
+        the ensembles, then the survey models, each ``{"target", "name"}``."""
+        return [{"target": t, "name": m} for t, m in self.scored_models() + self.ensembles() + self.survey_models()]
 
     # ---- image stores ----
 

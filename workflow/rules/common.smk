@@ -180,8 +180,9 @@ saliency_caption = lambda wildcards, input: saliency_numbers(input.numbers)
 
 def results_caption(wildcards, input):
     """The report's landing table (summary.rst, shown by workflow.rst)."""
-    metrics = list(input.metrics) + list(input.ensembles)
-    return results_table(STUDY.summary_models(), metrics, input.baselines, input.published, input.uncertainty)
+    metrics = list(input.metrics) + list(input.ensembles) + list(input.surveys)
+    uncertainty = list(input.uncertainty) + list(input.survey_uncertainty)
+    return results_table(STUDY.summary_models(), metrics, input.baselines, input.published, uncertainty)
 
 
 # ---- helpers of reference.smk (the published predictions are of REFERENCE_TARGET only) ----
